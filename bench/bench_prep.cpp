@@ -1,0 +1,162 @@
+// Throughput of the cpu engine (parse + transforms + vocabulary apply) at 1..N threads on generated
+// data, next to a plain baseline (line split + strtoll/strtoul + std::log1p + std::unordered_map)
+// timed in the same run.
+//
+//   build/bench_prep [--rows N] [--threads-max T] [--cardinality-scale F] [--data FILE] [--repeat R]
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "sluice/engine.hpp"
+#include "sluice/gen.hpp"
+#include "sluice/vocab.hpp"
+
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+namespace {
+
+double secs_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// The way preprocessing is usually written: split, convert field by field, look up in a std map.
+uint64_t baseline(const std::string& text, const std::vector<std::unordered_map<uint32_t, int32_t>>& maps,
+                  double* checksum) {
+  uint64_t rows = 0;
+  double sum = 0;
+  size_t pos = 0;
+  std::vector<std::string> fields;
+  std::vector<float> dense(13);
+  std::vector<int32_t> ids(26);
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) nl = text.size();
+    const std::string line = text.substr(pos, nl - pos);
+    pos = nl + 1;
+    fields.clear();
+    size_t a = 0;
+    for (;;) {
+      const size_t t = line.find('\t', a);
+      if (t == std::string::npos) { fields.push_back(line.substr(a)); break; }
+      fields.push_back(line.substr(a, t - a));
+      a = t + 1;
+    }
+    if (fields.size() != 40) { std::fprintf(stderr, "baseline: bad row\n"); std::exit(1); }
+    const long label = fields[0].empty() ? 0 : std::strtol(fields[0].c_str(), nullptr, 10);
+    for (int i = 0; i < 13; ++i) {
+      long long v = fields[1 + i].empty() ? 0 : std::strtoll(fields[1 + i].c_str(), nullptr, 10);
+      if (v < 0) v = 0;
+      dense[size_t(i)] = float(std::log1p(double(v)));
+    }
+    for (int j = 0; j < 26; ++j) {
+      const uint32_t v = fields[14 + j].empty() ? 0 : uint32_t(std::strtoul(fields[14 + j].c_str(), nullptr, 16));
+      auto it = maps[size_t(j)].find(v);
+      ids[size_t(j)] = it == maps[size_t(j)].end() ? 0 : it->second;
+    }
+    sum += dense[0] + ids[25] + double(label);
+    ++rows;
+  }
+  *checksum = sum;
+  return rows;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  uint64_t rows = 1'000'000;
+  int tmax = int(std::max(1u, std::thread::hardware_concurrency()));
+  double scale = 1.0;
+  int repeat = 3;
+  std::string data;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto val = [&] { if (i + 1 >= argc) { std::fprintf(stderr, "%s needs a value\n", a.c_str()); std::exit(2); } return std::string(argv[++i]); };
+    if (a == "--rows") rows = std::stoull(val());
+    else if (a == "--threads-max") tmax = std::stoi(val());
+    else if (a == "--cardinality-scale") scale = std::stod(val());
+    else if (a == "--data") data = val();
+    else if (a == "--repeat") repeat = std::stoi(val());
+    else { std::fprintf(stderr, "usage: bench_prep [--rows N] [--threads-max T] [--cardinality-scale F] [--data FILE] [--repeat R]\n"); return 2; }
+  }
+  std::string tmp;
+  if (data.empty()) {
+    tmp = (fs::temp_directory_path() / ("sluice-bench-" + std::to_string(::getpid()))).string();
+    sluice::GenOptions g;
+    g.rows = rows;
+    g.days = 1;
+    g.seed = 7;
+    g.cardinality_scale = scale;
+    g.out = tmp;
+    const auto t0 = Clock::now();
+    sluice::generate(g);
+    std::fprintf(stderr, "generated %llu rows in %.1f s\n", (unsigned long long)rows, secs_since(t0));
+    data = tmp + "/day_0.tsv";
+  }
+  std::string text;
+  {
+    std::ifstream in(data, std::ios::binary);
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  const double gb = double(text.size()) / 1e9;
+
+  // Vocabulary from one pass (not timed).
+  sluice::EngineOptions vo;
+  vo.distinct = true;
+  sluice::CpuEngine vocab_engine(vo);
+  sluice::VocabBuilder builder;
+  vocab_engine.run({data}, [&](sluice::ParsedChunk& c) {
+    for (int col = 0; col < sluice::kNumSparse; ++col)
+      builder.merge(col, c.distinct[col].data(), c.distinct_count[col].data(), c.distinct[col].size());
+  });
+  const sluice::Vocabulary vocab = builder.finish();
+
+  // Baseline.
+  std::vector<std::unordered_map<uint32_t, int32_t>> maps(26);
+  for (int c = 0; c < 26; ++c)
+    for (size_t i = 0; i < vocab.values[c].size(); ++i) maps[size_t(c)][vocab.values[c][i]] = int32_t(i);
+  double best_base = 1e30, cs = 0;
+  uint64_t base_rows = 0;
+  for (int r = 0; r < std::max(1, repeat - 1); ++r) {
+    const auto t0 = Clock::now();
+    base_rows = baseline(text, maps, &cs);
+    best_base = std::min(best_base, secs_since(t0));
+  }
+  const double base_gbs = gb / best_base;
+
+  std::vector<int> counts;
+  for (int t = 1; t < tmax; t *= 2) counts.push_back(t);
+  counts.push_back(tmax);
+  std::printf("input: %s, %.3f GB, %llu rows (%.0f B/row)\n", data.c_str(), gb, (unsigned long long)base_rows,
+              double(text.size()) / double(base_rows));
+  std::printf("baseline (1 thread, split + strtoll/strtoul + log1p + unordered_map): %.3f GB/s, %.2f M rows/s\n",
+              base_gbs, double(base_rows) / best_base / 1e6);
+  std::printf("\n%-8s %-14s %-14s %-12s %-16s %-10s\n", "threads", "parse GB/s", "full GB/s", "M rows/s", "full GB/s/thread", "x baseline");
+  for (int t : counts) {
+    double best[2] = {1e30, 1e30};
+    for (int mode = 0; mode < 2; ++mode) {
+      sluice::EngineOptions eo;
+      eo.threads = t;
+      if (mode == 1) eo.vocab = &vocab;
+      sluice::CpuEngine engine(eo);
+      for (int r = 0; r < repeat; ++r) {
+        uint64_t got = 0;
+        const auto t0 = Clock::now();
+        engine.run({data}, [&](sluice::ParsedChunk& c) { got += uint64_t(c.rows); });
+        best[mode] = std::min(best[mode], secs_since(t0));
+        if (got != base_rows) { std::fprintf(stderr, "row count mismatch\n"); return 1; }
+      }
+    }
+    std::printf("%-8d %-14.3f %-14.3f %-12.2f %-16.3f %-10.2f\n", t, gb / best[0], gb / best[1],
+                double(base_rows) / best[1] / 1e6, gb / best[1] / t, (gb / best[1]) / base_gbs);
+  }
+  if (!tmp.empty()) fs::remove_all(tmp);
+  return 0;
+}

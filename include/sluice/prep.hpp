@@ -1,0 +1,48 @@
+// sluice prep: inputs -> a training-ready dataset directory (npy or Meta binary rows).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sluice/engine.hpp"
+
+namespace sluice {
+
+enum class VocabMode : uint8_t { kFirstSeen, kNone };
+enum class OutputFormat : uint8_t { kNpy, kDlrmBin };
+
+struct PrepOptions {
+  std::vector<std::string> inputs;
+  std::string out;
+  uint64_t max_ind_range = 0;
+  VocabMode vocab = VocabMode::kFirstSeen;
+  uint32_t min_freq = 1;
+  int threads = 0;
+  OnError on_error = OnError::kFail;
+  OutputFormat format = OutputFormat::kNpy;
+  int days = 0;              // 0 = one part per input file
+  std::string engine = "cpu";
+  bool overwrite = false;
+  bool progress = false;
+  size_t chunk_bytes = 4u << 20;
+};
+
+struct PrepResult {
+  uint64_t rows = 0;
+  uint64_t rows_skipped = 0;
+  uint64_t bytes = 0;
+  double seconds = 0;
+  std::vector<std::string> parts;
+  std::vector<uint64_t> part_rows;
+  std::vector<int64_t> vocab_sizes;
+};
+
+// Runs the whole preparation; the output directory appears atomically and only on success.
+// Throws sluice::Error ("FILE:LINE: reason" for a bad row in fail mode).
+PrepResult prep(const PrepOptions& opts);
+
+// Meta's day split: total = q*D + r, the first r days get q+1 rows.
+std::vector<uint64_t> split_days(uint64_t total, int days);
+
+}  // namespace sluice

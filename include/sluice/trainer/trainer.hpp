@@ -1,0 +1,164 @@
+// sluice train: a DLRM trainer (libtorch) fed by a BatchStream.
+//
+// This header does not include libtorch: the CLI and other callers only see plain C++ types. The model
+// follows Meta's DLRM: bottom MLP, one embedding table per categorical feature (all 26 fused into one
+// weight tensor with per-table row offsets), `dot` interaction, top MLP with a sigmoid, mean BCE loss.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "sluice/batch.hpp"
+#include "sluice/dataset.hpp"
+
+namespace sluice::train {
+
+// ---- architecture -------------------------------------------------------------------------------
+
+struct Arch {
+  int64_t emb_dim = 16;               // d, the embedding width (--arch-sparse-feature-size)
+  std::vector<int64_t> bot_mlp;       // full layer widths, 13 first, d last ("13-512-256-64-16")
+  std::vector<int64_t> top_mlp;       // full layer widths, the interaction width first, 1 last
+  std::vector<int64_t> table_sizes;   // 26 embedding-table row counts
+};
+
+// The three presets: "kaggle", "terabyte", "mlperf" (throws sluice::Error for any other name).
+// table_sizes is left empty: it comes from the data.
+Arch preset_arch(const std::string& name);
+
+// "13-512-256-64-16" -> {13, 512, 256, 64, 16} (throws sluice::Error when malformed).
+std::vector<int64_t> parse_mlp(const std::string& text);
+
+// Width of the interaction output: d + 27*26/2 for the dot interaction of 27 vectors.
+int64_t interaction_width(int64_t emb_dim);
+
+// Applies Meta-style overrides and checks the whole: the bottom MLP must start at 13 and end at d; the
+// top MLP's input width is derived (a given "512-256-1" gets the input prepended; a given list whose first
+// entry already equals the interaction width is taken as is) and it must end at 1.
+// bot_override / top_override may be empty (keep the preset's); emb_dim_override <= 0 keeps the preset's.
+void apply_arch_overrides(Arch& arch, int64_t emb_dim_override, const std::string& bot_override,
+                          const std::string& top_override);
+void validate_arch(const Arch& arch);  // throws sluice::Error with a message naming the problem
+
+// Embedding-table size lists: "kaggle" (Criteo Kaggle cardinalities), "N" (26 tables of N rows) or a
+// comma-separated list of 26 sizes; max_ind_range > 0 caps every table at that size (as Meta's flag).
+std::vector<int64_t> parse_table_sizes(const std::string& text, uint64_t max_ind_range = 0);
+
+// ---- optimisation -------------------------------------------------------------------------------
+
+enum class OptimizerKind : uint8_t { kSgd, kAdagrad };
+enum class Precision : uint8_t { kFp32, kTf32, kBf16 };
+
+OptimizerKind parse_optimizer(const std::string& name);  // "sgd" | "adagrad"
+Precision parse_precision(const std::string& name);      // "fp32" | "tf32" | "bf16"
+const char* optimizer_name(OptimizerKind k);
+const char* precision_name(Precision p);
+
+// Meta's LRPolicyScheduler: linear warm-up, then a polynomial decay of power 2.
+struct LrSchedule {
+  double base_lr = 0.1;
+  int64_t num_warmup_steps = 0;
+  int64_t decay_start_step = 0;
+  int64_t num_decay_steps = 0;
+};
+// The learning rate used by the optimiser step that follows `steps_done` completed steps (0 for the very
+// first step). Matches Meta's scheduler, whose internal step count is steps_done + 1.
+double lr_at(const LrSchedule& s, int64_t steps_done);
+void validate_schedule(const LrSchedule& s);  // throws sluice::Error (e.g. decay start inside warm-up)
+
+// ---- training -----------------------------------------------------------------------------------
+
+struct TrainOptions {
+  Arch arch;                          // table_sizes filled from the data (train_dataset does it)
+  std::string device = "cpu";         // "cpu", "cuda" or "cuda:N"
+  int64_t batch_size = 2048;
+  int64_t test_batch_size = 0;        // 0 = 16384
+  LrSchedule lr;
+  OptimizerKind optimizer = OptimizerKind::kSgd;
+  int epochs = 1;
+  int64_t max_steps = -1;             // stop after this many optimiser steps in total (-1 = no limit)
+  int64_t test_freq = 0;              // evaluate on the test split every N steps (0 = only at the end)
+  uint64_t seed = 123;
+  int threads = 0;                    // torch intra-op threads (0 = leave libtorch's default)
+  int data_threads = 0;               // preprocessing threads of the batch stream (0 = all cores)
+  Precision precision = Precision::kFp32;
+  std::string checkpoint_dir;         // empty = no checkpoints
+  bool resume = false;                // continue from checkpoint_dir's checkpoint
+  int64_t checkpoint_every = 0;       // also write a checkpoint every N steps (0 = only at the end/stop)
+  std::string metrics_path;           // JSON lines (empty = none)
+  int64_t print_freq = 100;           // read the training loss back every N steps (metrics/progress)
+  bool progress = false;              // progress bar on stderr
+  bool evaluate = true;               // evaluate the test split at the end
+  int ring_depth = 4;                 // batches the stream prepares ahead
+  uint64_t id_modulo = 0;             // > 0: ids are taken modulo this on the fly (prepared + --max-ind-range)
+  bool check_ids = true;              // host batches: check every id against its table size
+  const std::atomic<bool>* stop = nullptr;  // set asynchronously (signal): checkpoint and stop
+  int64_t train_rows_hint = -1;       // rows in the train split, for the progress bar (-1 = unknown)
+
+  // Dataset options (train_dataset only).
+  std::string data_dir;
+  uint64_t max_ind_range = 0;
+  std::string online_ids;             // raw data: "first-seen" | "modulo" | "vocab" ("" = first-seen)
+  std::string vocab_dir;
+};
+
+struct TrainResult {
+  double test_auc = 0, test_logloss = 0, test_accuracy = 0;
+  int64_t test_rows = 0;
+  double train_samples_per_s = 0;
+  int64_t rows_trained = 0;           // rows the model has been trained on in total (over resumes)
+  int64_t rows_this_run = 0;          // rows trained by this invocation
+  int64_t steps = 0;                  // optimiser steps in total
+  int epochs_completed = 0;
+  double train_loss = 0;              // mean loss of the last print interval
+  double train_seconds = 0;           // wall time of the training loop (excluding evaluation, checkpoints)
+  double eval_seconds = 0;
+  double data_wait_seconds = 0;       // time next() blocked on the training streams
+  double data_wait_fraction = 0;      // data_wait_seconds / train_seconds
+  std::string device;
+  std::string precision;
+  std::string optimizer;
+  std::string checkpoint;             // path of the last checkpoint written ("" = none)
+  bool stopped = false;               // stopped early by TrainOptions::stop
+  nlohmann::json to_json() const;
+};
+
+// Opens a stream over one split of the training data, skipping `start_row` rows of it.
+using StreamFactory =
+    std::function<std::unique_ptr<BatchStream>(Split split, uint64_t start_row, int64_t batch_size)>;
+
+// Trains opts.arch (with table_sizes set) on the batches the factory hands out; evaluates the test split
+// at the end (and every test_freq steps). Throws sluice::Error on bad input (CUDA without a GPU, a corrupt
+// checkpoint or one written for other table sizes, ids out of range, ...).
+TrainResult train(const TrainOptions& opts, const StreamFactory& streams);
+
+// Trains on a dataset directory (a `sluice prep` output or a folder of raw day files).
+TrainResult train_dataset(TrainOptions opts);
+
+// ---- benchmark ----------------------------------------------------------------------------------
+
+struct BenchOptions {
+  Arch arch;                          // table_sizes set
+  std::string device = "cpu";
+  int64_t batch_size = 2048;
+  int64_t steps = 200;                // timed steps
+  int64_t warmup_steps = 20;
+  int64_t distinct_batches = 16;      // batches pregenerated on the device and cycled through
+  double lr = 0.1;
+  OptimizerKind optimizer = OptimizerKind::kSgd;
+  Precision precision = Precision::kFp32;
+  uint64_t seed = 123;
+  int threads = 0;
+};
+
+// Training-only throughput: batches resident on the device, random ids in range, no data pipeline.
+// Returns a JSON object with samples_per_s and the configuration.
+nlohmann::json bench_synthetic(const BenchOptions& opts);
+
+}  // namespace sluice::train

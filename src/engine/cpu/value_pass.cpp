@@ -1,0 +1,259 @@
+#include "engine/cpu/value_pass.hpp"
+
+#include <cstring>
+#include <memory>
+
+#include "engine/cpu/structural.hpp"
+
+namespace sluice::detail {
+
+const float* dense_log_table() {
+  static const std::unique_ptr<float[]> table = [] {
+    std::unique_ptr<float[]> t(new float[kLogTableSize]);
+    for (int64_t x = 0; x < kLogTableSize; ++x) t[x] = log1p_exact(x);
+    return t;
+  }();
+  return table.get();
+}
+
+namespace {
+
+// hex digit value, or 0x10 for a non-hex byte
+struct HexTable {
+  uint8_t v[256];
+  constexpr HexTable() : v() {
+    for (int c = 0; c < 256; ++c) {
+      const uint32_t d = hex_digit(uint8_t(c));
+      v[c] = d > 15 ? 0x10 : uint8_t(d);
+    }
+  }
+};
+constexpr HexTable kHex;
+
+inline bool fast_hex(const char* b, const char* e, uint32_t* out) {
+  const ptrdiff_t n = e - b;
+  if (n > 8) return false;
+  uint32_t v = 0, bad = 0;
+  for (ptrdiff_t i = 0; i < n; ++i) {
+    const uint32_t d = kHex.v[uint8_t(b[i])];
+    bad |= d;
+    v = (v << 4) | (d & 0xf);
+  }
+  *out = v;
+  return (bad & 0x10) == 0;
+}
+
+// Decimal fast path: up to 18 digits never overflow int64; longer fields take the exact path.
+inline bool fast_int(const char* b, const char* e, int64_t* out) {
+  if (b == e) { *out = 0; return true; }
+  bool neg = false;
+  if (*b == '-') { neg = true; ++b; }
+  const ptrdiff_t n = e - b;
+  if (n == 0 || n > 18) return parse_int(b - neg, e, out) == RowError::kOk;
+  uint64_t v = 0;
+  for (ptrdiff_t i = 0; i < n; ++i) {
+    const uint32_t d = uint32_t(uint8_t(b[i])) - '0';
+    if (d > 9) return false;
+    v = v * 10 + d;
+  }
+  *out = neg ? -int64_t(v) : int64_t(v);
+  return true;
+}
+
+struct Columns {
+  ParsedChunk* out;
+  const EngineOptions* opts;
+  const float* table;
+  int64_t row;  // next row index in out
+};
+
+inline void put_dense(Columns& c, int i, int64_t raw) {
+  if (c.opts->dense == DenseOut::kLog) c.out->dense[size_t(c.row) * kNumDense + i] = dense_value_cached(raw, c.table);
+  else c.out->dense_int[size_t(c.row) * kNumDense + i] = clamp_dense_int32(raw);
+}
+
+void put_row(Columns& c, const RawRow& r) {
+  c.out->labels[size_t(c.row)] = r.label;
+  for (int i = 0; i < kNumDense; ++i) put_dense(c, i, r.ints[i]);
+  uint32_t* s = &c.out->sparse[size_t(c.row) * kNumSparse];
+  for (int j = 0; j < kNumSparse; ++j) s[j] = apply_modulo(r.cats[j], c.opts->max_ind_range);
+  ++c.row;
+}
+
+void reserve_rows(ParsedChunk* out, const EngineOptions& opts, int64_t rows) {
+  out->labels.resize(size_t(rows));
+  if (opts.dense == DenseOut::kLog) out->dense.resize(size_t(rows) * kNumDense);
+  else out->dense_int.resize(size_t(rows) * kNumDense);
+  out->sparse.resize(size_t(rows) * kNumSparse);
+}
+
+void trim_rows(ParsedChunk* out, const EngineOptions& opts, int64_t rows) {
+  out->rows = rows;
+  out->labels.resize(size_t(rows));
+  if (opts.dense == DenseOut::kLog) out->dense.resize(size_t(rows) * kNumDense);
+  else out->dense_int.resize(size_t(rows) * kNumDense);
+  out->sparse.resize(size_t(rows) * kNumSparse);
+}
+
+// The slow, exact path for one line: the reference parser decides.
+void reference_line(Columns& c, const char* b, const char* e, uint64_t line) {
+  RawRow r;
+  int field = -1;
+  const RowError err = parse_row_reference(b, e, &r, &field);
+  if (err == RowError::kOk) put_row(c, r);
+  else c.out->bad.push_back({line, err, field});
+}
+
+}  // namespace
+
+void parse_tsv(const char* data, size_t size, const EngineOptions& opts, ParsedChunk* out,
+               std::vector<uint32_t>* delims) {
+  out->rows = 0;
+  out->lines = 0;
+  out->bad.clear();
+  if (size == 0) { trim_rows(out, opts, 0); return; }
+  const bool has_nul = find_delimiters(data, size, delims);
+  const uint32_t* d = delims->data();
+  const size_t nd = delims->size();
+  // Upper bound on rows: number of '\n' + 1.
+  size_t newlines = 0;
+  for (size_t k = 0; k < nd; ++k) newlines += data[d[k]] == '\n';
+  reserve_rows(out, opts, int64_t(newlines + 1));
+  Columns c{out, &opts, dense_log_table(), 0};
+
+  size_t di = 0;
+  size_t start = 0;
+  uint64_t line = 0;
+  uint32_t ends[kNumFields];
+  while (start < size) {
+    ++line;
+    int tabs = 0;
+    size_t end = size;
+    while (di < nd) {
+      const uint32_t p = d[di++];
+      if (data[p] == '\n') { end = p; break; }
+      if (tabs < kNumFields) ends[tabs] = p;
+      ++tabs;
+    }
+    const char* lb = data + start;
+    const char* le = data + end;
+    start = end + 1;
+    if (tabs != kNumFields - 1 || has_nul) { reference_line(c, lb, le, line); continue; }
+    const char* fe = le;
+    if (fe != lb && fe[-1] == '\r') --fe;
+    ends[kNumFields - 1] = uint32_t(fe - data);
+    // label
+    const char* fb = lb;
+    bool ok = true;
+    int32_t label;
+    {
+      const char* e0 = data + ends[0];
+      if (e0 == fb) label = 0;
+      else if (e0 - fb == 1 && (*fb == '0' || *fb == '1')) label = *fb - '0';
+      else ok = false;
+    }
+    if (!ok) { reference_line(c, lb, le, line); continue; }
+    int64_t ints[kNumDense];
+    for (int i = 0; i < kNumDense && ok; ++i) {
+      ok = fast_int(data + ends[i] + 1, data + ends[i + 1], &ints[i]);
+    }
+    uint32_t cats[kNumSparse];
+    for (int j = 0; j < kNumSparse && ok; ++j) {
+      const int f = 1 + kNumDense + j;
+      ok = fast_hex(data + ends[f - 1] + 1, data + ends[f], &cats[j]);
+    }
+    if (!ok) { reference_line(c, lb, le, line); continue; }
+    const size_t r = size_t(c.row);
+    out->labels[r] = label;
+    if (opts.dense == DenseOut::kLog) {
+      float* dv = &out->dense[r * kNumDense];
+      for (int i = 0; i < kNumDense; ++i) dv[i] = dense_value_cached(ints[i], c.table);
+    } else {
+      int32_t* dv = &out->dense_int[r * kNumDense];
+      for (int i = 0; i < kNumDense; ++i) dv[i] = clamp_dense_int32(ints[i]);
+    }
+    uint32_t* s = &out->sparse[r * kNumSparse];
+    if (opts.max_ind_range == 0) {
+      std::memcpy(s, cats, sizeof cats);
+    } else {
+      for (int j = 0; j < kNumSparse; ++j) s[j] = apply_modulo(cats[j], opts.max_ind_range);
+    }
+    ++c.row;
+  }
+  out->lines = line;
+  trim_rows(out, opts, c.row);
+}
+
+void parse_dlrm_bin(const char* data, size_t size, const EngineOptions& opts, ParsedChunk* out) {
+  out->rows = 0;
+  out->bad.clear();
+  const size_t full = size / kDlrmBinRowBytes;
+  const bool partial = size % kDlrmBinRowBytes != 0;
+  out->lines = full + (partial ? 1 : 0);
+  reserve_rows(out, opts, int64_t(full));
+  Columns c{out, &opts, dense_log_table(), 0};
+  for (size_t k = 0; k < full; ++k) {
+    int32_t v[kDlrmBinRowInts];
+    std::memcpy(v, data + k * kDlrmBinRowBytes, sizeof v);  // little-endian hosts only
+    if (v[0] != 0 && v[0] != 1) { out->bad.push_back({k + 1, RowError::kBadLabel, 0}); continue; }
+    RawRow r;
+    r.label = v[0];
+    for (int i = 0; i < kNumDense; ++i) r.ints[i] = v[1 + i];
+    for (int j = 0; j < kNumSparse; ++j) r.cats[j] = uint32_t(v[1 + kNumDense + j]);
+    put_row(c, r);
+  }
+  if (partial) out->bad.push_back({full + 1, RowError::kFieldCount, -1});
+  trim_rows(out, opts, c.row);
+}
+
+namespace {
+
+// A small open-addressing set of uint32 values with insertion order and counts, reused per column.
+struct DistinctSet {
+  std::vector<uint32_t> slot;  // index into order + 1; 0 = empty
+  std::vector<uint32_t> keys;
+  uint32_t mask = 0;
+  void reset(size_t expect) {
+    size_t cap = 64;
+    while (cap < expect * 2) cap <<= 1;
+    if (slot.size() != cap) slot.assign(cap, 0);
+    else std::fill(slot.begin(), slot.end(), 0);
+    keys.resize(cap);
+    mask = uint32_t(cap - 1);
+  }
+};
+
+inline uint32_t hash32(uint32_t x) { return uint32_t((uint64_t(x) * 0x9E3779B97F4A7C15ull) >> 32); }
+
+}  // namespace
+
+void collect_distinct(ParsedChunk* out) {
+  thread_local DistinctSet set;
+  const size_t rows = size_t(out->rows);
+  for (int c = 0; c < kNumSparse; ++c) {
+    auto& order = out->distinct[c];
+    auto& count = out->distinct_count[c];
+    order.clear();
+    count.clear();
+    set.reset(rows < 1024 ? 1024 : rows);
+    const uint32_t* s = out->sparse.data() + c;
+    for (size_t r = 0; r < rows; ++r) {
+      const uint32_t v = s[r * kNumSparse];
+      uint32_t h = hash32(v) & set.mask;
+      for (;;) {
+        const uint32_t idx = set.slot[h];
+        if (idx == 0) {
+          set.slot[h] = uint32_t(order.size() + 1);
+          set.keys[h] = v;
+          order.push_back(v);
+          count.push_back(1);
+          break;
+        }
+        if (set.keys[h] == v) { ++count[idx - 1]; break; }
+        h = (h + 1) & set.mask;
+      }
+    }
+  }
+}
+
+}  // namespace sluice::detail

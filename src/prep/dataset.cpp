@@ -1,0 +1,451 @@
+// Training datasets: prepared outputs (npy, dlrm-bin) and raw day files, served as a stream of
+// batches in row order through a bounded ring that a producer thread fills ahead of the consumer.
+#include "sluice/dataset.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <regex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/cpu/value_pass.hpp"
+#include "sluice/engine.hpp"
+#include "sluice/io.hpp"
+#include "sluice/vocab.hpp"
+
+namespace fs = std::filesystem;
+
+namespace sluice {
+
+struct OnlineState {
+  std::unique_ptr<OnlineVocab> first_seen;
+  std::shared_ptr<Vocabulary> vocab;  // kVocabFromPrep
+};
+
+namespace {
+
+class Mapped {
+ public:
+  explicit Mapped(const std::string& path) : path_(path) {
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
+    struct stat st;
+    fstat(fd, &st);
+    size_ = size_t(st.st_size);
+    if (size_) {
+      data_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (data_ == MAP_FAILED) { data_ = nullptr; ::close(fd); throw Error(path + ": cannot map"); }
+    }
+    ::close(fd);
+  }
+  ~Mapped() { if (data_) ::munmap(data_, size_); }
+  const char* data() const { return static_cast<const char*>(data_); }
+  size_t size() const { return size_; }
+
+ private:
+  std::string path_;
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Counts the lines of a (possibly gzip) file: '\n's plus one for a last line without '\n'.
+int64_t count_lines(const std::string& path) {
+  auto src = open_byte_source(path);
+  std::vector<char> buf(1 << 20);
+  int64_t n = 0;
+  char last = '\n';
+  for (;;) {
+    const size_t got = src->read(buf.data(), buf.size());
+    if (got == 0) break;
+    const char* p = buf.data();
+    const char* e = p + got;
+    while ((p = static_cast<const char*>(std::memchr(p, '\n', size_t(e - p))))) { ++n; ++p; }
+    last = buf[got - 1];
+  }
+  if (last != '\n') ++n;
+  return n;
+}
+
+struct StopProducing {};  // the consumer went away
+struct RangeDone {};      // a file's rows for this split are all delivered
+
+// The ring: `depth` slots of `batch` rows; the producer fills them in order, the consumer leases
+// them in order and gives them back.
+class RingStream : public BatchStream {
+ public:
+  RingStream(int64_t batch, int depth, const StreamOptions& o) : batch_(batch), o_(o) {
+    if (batch <= 0) throw Error("batch size must be positive");
+    depth = std::max(2, depth);
+    slots_.resize(size_t(depth));
+    for (auto& s : slots_) {
+      s.dense = static_cast<float*>(alloc(size_t(batch) * kNumDense * 4));
+      s.sparse = static_cast<int32_t*>(alloc(size_t(batch) * kNumSparse * 4));
+      s.labels = static_cast<float*>(alloc(size_t(batch) * 4));
+    }
+    for (size_t i = 0; i < slots_.size(); ++i) free_.push_back(i);
+  }
+  ~RingStream() override {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (producer_.joinable()) producer_.join();
+    for (auto& s : slots_) {
+      release_mem(s.dense);
+      release_mem(s.sparse);
+      release_mem(s.labels);
+    }
+  }
+
+  void start(std::function<void(RingStream&)> produce) {
+    producer_ = std::thread([this, produce] {
+      try {
+        produce(*this);
+        flush();
+      } catch (const StopProducing&) {
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(mu_);
+        error_ = std::current_exception();
+      }
+      std::lock_guard<std::mutex> lk(mu_);
+      done_ = true;
+      cv_.notify_all();
+    });
+  }
+
+  Lease next() override {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return !ready_.empty() || done_; });
+    wait_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (ready_.empty()) {
+      if (error_) std::rethrow_exception(error_);
+      return Lease();
+    }
+    const size_t i = ready_.front();
+    ready_.pop_front();
+    Slot& s = slots_[i];
+    BatchView v;
+    v.rows = s.rows;
+    v.dense = s.dense;
+    v.sparse = s.sparse;
+    v.labels = s.labels;
+    v.memory = o_.host_alloc ? MemoryKind::kPinnedHost : MemoryKind::kHost;
+    v.first_row = s.first_row;
+    return Lease(v, [this, i] {
+      std::lock_guard<std::mutex> g(mu_);
+      free_.push_back(i);
+      cv_.notify_all();
+    });
+  }
+  double wait_seconds() const override {
+    std::lock_guard<std::mutex> lk(mu_);
+    return wait_;
+  }
+
+  // Producer side: append rows (ids already final, as uint32).
+  void add(const float* dense, const uint32_t* sparse, const int32_t* labels, int64_t n) {
+    int64_t done = 0;
+    while (done < n) {
+      if (cur_ < 0) acquire();
+      Slot& s = slots_[size_t(cur_)];
+      const int64_t k = std::min(n - done, batch_ - s.rows);
+      std::memcpy(s.dense + s.rows * kNumDense, dense + done * kNumDense, size_t(k) * kNumDense * 4);
+      std::memcpy(s.sparse + s.rows * kNumSparse, sparse + done * kNumSparse, size_t(k) * kNumSparse * 4);
+      for (int64_t r = 0; r < k; ++r) s.labels[s.rows + r] = float(labels[done + r]);
+      s.rows += k;
+      done += k;
+      if (s.rows == batch_) publish();
+    }
+  }
+  // Rows are row-major int32 ids already; label conversion included.
+  void flush() {
+    if (cur_ >= 0 && slots_[size_t(cur_)].rows > 0) publish();
+  }
+  uint64_t next_row() const { return row_; }
+  const StreamOptions& options() const { return o_; }
+
+ private:
+  struct Slot {
+    float* dense = nullptr;
+    int32_t* sparse = nullptr;
+    float* labels = nullptr;
+    int64_t rows = 0;
+    uint64_t first_row = 0;
+  };
+  void* alloc(size_t n) {
+    void* p = o_.host_alloc ? o_.host_alloc(n) : ::operator new(n);
+    if (!p) throw Error("cannot allocate batch buffers");
+    return p;
+  }
+  void release_mem(void* p) {
+    if (!p) return;
+    if (o_.host_free) o_.host_free(p);
+    else ::operator delete(p);
+  }
+  void acquire() {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return !free_.empty() || stop_; });
+    if (stop_) throw StopProducing{};
+    cur_ = int64_t(free_.front());
+    free_.pop_front();
+    slots_[size_t(cur_)].rows = 0;
+    slots_[size_t(cur_)].first_row = row_;
+  }
+  void publish() {
+    row_ += uint64_t(slots_[size_t(cur_)].rows);
+    std::lock_guard<std::mutex> lk(mu_);
+    ready_.push_back(size_t(cur_));
+    cur_ = -1;
+    cv_.notify_all();
+  }
+
+  int64_t batch_;
+  StreamOptions o_;
+  std::vector<Slot> slots_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<size_t> free_, ready_;
+  int64_t cur_ = -1;
+  uint64_t row_ = 0;
+  bool stop_ = false, done_ = false;
+  std::exception_ptr error_;
+  double wait_ = 0;
+  std::thread producer_;
+};
+
+// Row range [begin, end) of each part that a split covers.
+struct Range {
+  size_t part;
+  int64_t begin, end;
+};
+
+std::vector<Range> split_ranges(const DatasetInfo& info, Split split, uint64_t skip) {
+  if (info.parts.size() < 2)
+    throw Error(info.dir + ": need at least 2 days (every day but the last trains, the last one tests), found " +
+                std::to_string(info.parts.size()));
+  std::vector<Range> r;
+  if (split == Split::kTrain) {
+    for (size_t p = 0; p + 1 < info.parts.size(); ++p) r.push_back({p, 0, info.part_rows[p]});
+  } else {
+    const size_t p = info.parts.size() - 1;
+    r.push_back({p, 0, (info.part_rows[p] + 1) / 2});
+  }
+  // Resume: drop the first `skip` rows.
+  for (auto& x : r) {
+    const int64_t n = x.end - x.begin;
+    const int64_t d = std::min<int64_t>(n, int64_t(skip));
+    x.begin += d;
+    skip -= uint64_t(d);
+  }
+  return r;
+}
+
+}  // namespace
+
+DatasetInfo inspect_dataset(const std::string& dir) {
+  std::error_code ec;
+  if (dir.empty() || !fs::exists(dir, ec)) throw Error(dir + ": no such data directory");
+  if (!fs::is_directory(dir, ec)) throw Error(dir + ": not a directory");
+  DatasetInfo info;
+  info.dir = dir;
+  const std::string manifest = dir + "/manifest.json";
+  if (fs::exists(manifest, ec)) {
+    std::ifstream in(manifest);
+    nlohmann::json m;
+    try {
+      in >> m;
+      const std::string format = m.at("format").get<std::string>();
+      info.kind = format == "npy" ? DatasetKind::kPreparedNpy : DatasetKind::kPreparedBin;
+      if (format != "npy" && format != "dlrm-bin") throw Error(manifest + ": unknown format '" + format + "'");
+      for (const auto& p : m.at("parts")) {
+        info.parts.push_back(p.at("name").get<std::string>());
+        info.part_rows.push_back(p.at("rows").get<int64_t>());
+      }
+      info.table_sizes = m.at("vocab_sizes").get<std::vector<int64_t>>();
+      if (m.value("sparse_dtype", "int32") != "int32")
+        throw Error(manifest + ": sparse ids are int64 (prepared with --vocab none and no --max-ind-range); "
+                    "training needs bounded ids: prepare with a vocabulary or --max-ind-range");
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(manifest + ": bad manifest: " + e.what());
+    }
+    if (info.table_sizes.size() != size_t(kNumSparse))
+      throw Error(manifest + ": vocab_sizes must have 26 entries");
+    for (const auto& p : info.parts) {
+      const std::string f = info.kind == DatasetKind::kPreparedNpy ? dir + "/" + p + "_dense.npy" : dir + "/" + p + ".bin";
+      if (!fs::exists(f, ec)) throw Error(f + ": missing (the manifest lists part '" + p + "')");
+    }
+    if (info.parts.empty()) throw Error(manifest + ": no parts");
+    return info;
+  }
+  // Raw day files: day_<N>, day_<N>.tsv, day_<N>.gz, day_<N>.tsv.gz, sorted by N.
+  static const std::regex re(R"(day_(\d+)(\.tsv)?(\.gz)?)");
+  std::vector<std::pair<long, std::string>> days;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::smatch m;
+    const std::string name = e.path().filename().string();
+    if (e.is_regular_file() && std::regex_match(name, m, re)) days.push_back({std::stol(m[1].str()), e.path().string()});
+  }
+  if (days.empty()) throw Error(dir + ": empty data directory: no manifest.json (sluice prep output) and no day_N.tsv[.gz] files");
+  std::sort(days.begin(), days.end());
+  for (size_t i = 1; i < days.size(); ++i)
+    if (days[i].first == days[i - 1].first) throw Error(dir + ": two files for day " + std::to_string(days[i].first));
+  info.kind = DatasetKind::kRawDays;
+  for (auto& d : days) {
+    info.parts.push_back("day_" + std::to_string(d.first));
+    info.files.push_back(d.second);
+    info.part_rows.push_back(count_lines(d.second));
+  }
+  return info;
+}
+
+int64_t split_rows(const DatasetInfo& info, Split split) {
+  int64_t n = 0;
+  for (const auto& r : split_ranges(info, split, 0)) n += r.end - r.begin;
+  return n;
+}
+
+std::vector<int64_t> table_sizes_for(const DatasetInfo& info, const StreamOptions& o) {
+  if (info.kind != DatasetKind::kRawDays) {
+    std::vector<int64_t> t = info.table_sizes;
+    // Prepared without a vocabulary: the modulo bound (or max value + 1) is already the size.
+    return t;
+  }
+  std::vector<int64_t> t(kNumSparse);
+  for (int c = 0; c < kNumSparse; ++c) {
+    switch (o.ids) {
+      case OnlineIds::kModulo:
+        if (o.max_ind_range == 0 || o.max_ind_range > (uint64_t(1) << 31))
+          throw Error("online modulo ids need --max-ind-range N with 0 < N <= 2^31");
+        t[size_t(c)] = int64_t(o.max_ind_range);
+        break;
+      case OnlineIds::kFirstSeen:
+        t[size_t(c)] = o.first_seen_capacity > 0 ? o.first_seen_capacity : 10'000'000;
+        break;
+      case OnlineIds::kVocabFromPrep: {
+        throw Error("table sizes for vocabulary ids come from the loaded vocabulary (make_online_state)");
+      }
+    }
+  }
+  return t;
+}
+
+std::shared_ptr<OnlineState> make_online_state(const DatasetInfo& info, const StreamOptions& o) {
+  auto st = std::make_shared<OnlineState>();
+  if (info.kind != DatasetKind::kRawDays) return st;
+  if (o.ids == OnlineIds::kFirstSeen) {
+    st->first_seen = std::make_unique<OnlineVocab>(o.first_seen_capacity > 0 ? o.first_seen_capacity : 10'000'000);
+  } else if (o.ids == OnlineIds::kVocabFromPrep) {
+    if (o.vocab_dir.empty()) throw Error("vocabulary ids need a vocabulary directory (a sluice prep output)");
+    st->vocab = std::make_shared<Vocabulary>(Vocabulary::load(o.vocab_dir));
+  }
+  return st;
+}
+
+std::unique_ptr<BatchStream> open_batch_stream(const DatasetInfo& info, const StreamOptions& o,
+                                               std::shared_ptr<OnlineState> state) {
+  auto ranges = split_ranges(info, o.split, o.start_row);
+  auto ring = std::make_unique<RingStream>(o.batch_size, o.ring_depth, o);
+  if (info.kind == DatasetKind::kPreparedNpy) {
+    ring->start([info, ranges](RingStream& r) {
+      for (const auto& g : ranges) {
+        if (g.begin >= g.end) continue;
+        const std::string base = info.dir + "/" + info.parts[g.part];
+        const NpyHeader hd = read_npy_header(base + "_dense.npy");
+        const NpyHeader hs = read_npy_header(base + "_sparse.npy");
+        const NpyHeader hl = read_npy_header(base + "_labels.npy");
+        if (hd.type != NpyType::kFloat32 || hs.type != NpyType::kInt32 || hl.type != NpyType::kInt32 ||
+            hd.shape.size() != 2 || hd.shape[0] < g.end || hs.shape[0] < g.end || hl.shape[0] < g.end)
+          throw Error(base + "_*.npy: unexpected dtype or shape");
+        Mapped md(base + "_dense.npy"), ms(base + "_sparse.npy"), ml(base + "_labels.npy");
+        const float* dense = reinterpret_cast<const float*>(md.data() + hd.data_offset);
+        const uint32_t* sparse = reinterpret_cast<const uint32_t*>(ms.data() + hs.data_offset);
+        const int32_t* labels = reinterpret_cast<const int32_t*>(ml.data() + hl.data_offset);
+        for (int64_t b = g.begin; b < g.end; b += 65536) {
+          const int64_t n = std::min<int64_t>(65536, g.end - b);
+          r.add(dense + b * kNumDense, sparse + b * kNumSparse, labels + b, n);
+        }
+      }
+    });
+  } else if (info.kind == DatasetKind::kPreparedBin) {
+    ring->start([info, ranges](RingStream& r) {
+      const float* table = detail::dense_log_table();
+      std::vector<float> dense;
+      std::vector<uint32_t> sparse;
+      std::vector<int32_t> labels;
+      for (const auto& g : ranges) {
+        if (g.begin >= g.end) continue;
+        const std::string path = info.dir + "/" + info.parts[g.part] + ".bin";
+        Mapped m(path);
+        if (m.size() < size_t(g.end) * kDlrmBinRowBytes) throw Error(path + ": shorter than the manifest says");
+        for (int64_t b = g.begin; b < g.end; b += 65536) {
+          const int64_t n = std::min<int64_t>(65536, g.end - b);
+          dense.resize(size_t(n) * kNumDense);
+          sparse.resize(size_t(n) * kNumSparse);
+          labels.resize(size_t(n));
+          for (int64_t i = 0; i < n; ++i) {
+            int32_t row[kDlrmBinRowInts];
+            std::memcpy(row, m.data() + size_t(b + i) * kDlrmBinRowBytes, sizeof row);
+            labels[size_t(i)] = row[0];
+            for (int k = 0; k < kNumDense; ++k) dense[size_t(i) * kNumDense + k] = detail::dense_value_cached(row[1 + k], table);
+            for (int k = 0; k < kNumSparse; ++k) sparse[size_t(i) * kNumSparse + k] = uint32_t(row[1 + kNumDense + k]);
+          }
+          r.add(dense.data(), sparse.data(), labels.data(), n);
+        }
+      }
+    });
+  } else {
+    if (!state) state = make_online_state(info, o);
+    if (o.ids == OnlineIds::kModulo) (void)table_sizes_for(info, o);  // validates the bound
+    ring->start([info, ranges, state, o](RingStream& r) {
+      EngineOptions eo;
+      eo.max_ind_range = o.ids == OnlineIds::kModulo ? o.max_ind_range : 0;
+      eo.threads = o.threads;
+      eo.dense = DenseOut::kLog;
+      if (o.ids == OnlineIds::kVocabFromPrep) {
+        eo.vocab = state->vocab.get();
+        eo.vocab_missing = state->vocab->id_offset == 1 ? 0 : uint32_t(state->vocab->values[0].size());
+      }
+      CpuEngine engine(eo);
+      for (const auto& g : ranges) {
+        if (g.begin >= g.end && o.ids != OnlineIds::kFirstSeen) continue;
+        int64_t pos = 0;  // row index within this file
+        try {
+          engine.run({info.files[g.part]}, [&](ParsedChunk& c) {
+            int64_t lo = std::max<int64_t>(pos, 0), hi = pos + c.rows;
+            pos = hi;
+            // First-seen ids must see every row in order, skipped (resumed) ones too.
+            if (o.ids == OnlineIds::kFirstSeen) {
+              const int64_t take = std::min(hi, g.end) - lo;
+              if (take > 0) state->first_seen->map(c.sparse.data(), size_t(take));
+            }
+            const int64_t b = std::max(lo, g.begin), e = std::min(hi, g.end);
+            if (e > b) {
+              r.add(c.dense.data() + (b - lo) * kNumDense, c.sparse.data() + (b - lo) * kNumSparse,
+                    c.labels.data() + (b - lo), e - b);
+            }
+            if (hi >= g.end) throw RangeDone{};
+          });
+        } catch (const RangeDone&) {
+        }
+      }
+    });
+  }
+  return ring;
+}
+
+}  // namespace sluice

@@ -1,0 +1,306 @@
+// sluice prep. Pass 1 streams every input through the engine once, merging each chunk's distinct
+// values into the vocabulary (in input order, columns in parallel) and spilling the parsed columns to
+// temporary files in the output directory. Pass 2 cuts the row stream into parts (per input, or
+// Meta's day split), maps the ids through the finished vocabulary and writes the final files.
+#include "sluice/prep.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "sluice/io.hpp"
+#include "sluice/vocab.hpp"
+#include "util/parallel.hpp"
+
+namespace sluice {
+
+std::vector<uint64_t> split_days(uint64_t total, int days) {
+  std::vector<uint64_t> out;
+  if (days <= 0) return out;
+  const uint64_t q = total / uint64_t(days), r = total % uint64_t(days);
+  for (int d = 0; d < days; ++d) out.push_back(q + (uint64_t(d) < r ? 1 : 0));
+  return out;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A buffered append-only file with checked writes.
+class SpillFile {
+ public:
+  explicit SpillFile(std::string path) : path_(std::move(path)) {
+    f_ = std::fopen(path_.c_str(), "wb");
+    if (!f_) throw Error(path_ + ": cannot create: " + std::strerror(errno));
+    std::setvbuf(f_, nullptr, _IOFBF, 1 << 20);
+  }
+  ~SpillFile() { if (f_) std::fclose(f_); }
+  void write(const void* p, size_t n) {
+    if (n && std::fwrite(p, 1, n, f_) != n) throw Error(path_ + ": write failed: " + std::strerror(errno));
+  }
+  void close() {
+    if (std::fclose(f_) != 0) { f_ = nullptr; throw Error(path_ + ": close failed"); }
+    f_ = nullptr;
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::FILE* f_ = nullptr;
+};
+
+// A read-only memory map of a whole file.
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) { ::close(fd); throw Error(path + ": cannot stat"); }
+    size_ = size_t(st.st_size);
+    if (size_ > 0) {
+      data_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (data_ == MAP_FAILED) { ::close(fd); throw Error(path + ": cannot map"); }
+      ::madvise(data_, size_, MADV_SEQUENTIAL);
+    }
+    ::close(fd);
+  }
+  ~MappedFile() { if (data_ && data_ != MAP_FAILED) ::munmap(data_, size_); }
+  template <class T> const T* as() const { return static_cast<const T*>(data_); }
+  size_t size() const { return size_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+void validate(const PrepOptions& o) {
+  if (o.inputs.empty()) throw Error("no input files given");
+  if (o.out.empty()) throw Error("no output directory given (--out)");
+  if (o.engine != "cpu") throw Error("engine '" + o.engine + "' is not available in this build (available: cpu)");
+  if (o.days < 0) throw Error("--days must be >= 0");
+  if (o.min_freq > 1 && o.vocab == VocabMode::kNone) throw Error("--min-freq needs --vocab first-seen");
+  if (o.format == OutputFormat::kDlrmBin && o.vocab == VocabMode::kNone &&
+      (o.max_ind_range == 0 || o.max_ind_range > (uint64_t(1) << 31)))
+    throw Error("--format dlrm-bin stores int32 ids: use --vocab first-seen or --max-ind-range N with N <= 2^31");
+  for (const auto& in : o.inputs) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(in, ec)) throw Error(in + ": no such file");
+  }
+  if (o.days == 0) {
+    std::set<std::string> names;
+    for (const auto& in : o.inputs) {
+      if (!names.insert(part_stem(in)).second)
+        throw Error("two inputs share the part name '" + part_stem(in) + "' (use --days, or rename)");
+    }
+  }
+}
+
+std::string fmt_rate(double bytes, double secs) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.2f GB/s", secs > 0 ? bytes / secs / 1e9 : 0.0);
+  return b;
+}
+
+}  // namespace
+
+PrepResult prep(const PrepOptions& o) {
+  validate(o);
+  const auto t0 = Clock::now();
+  AtomicDir out(o.out, o.overwrite);
+
+  EngineOptions eo;
+  eo.max_ind_range = o.max_ind_range;
+  eo.on_error = o.on_error;
+  eo.dense = o.format == OutputFormat::kDlrmBin ? DenseOut::kClampedInt : DenseOut::kLog;
+  eo.threads = o.threads;
+  eo.chunk_bytes = o.chunk_bytes;
+  eo.distinct = o.vocab == VocabMode::kFirstSeen;
+  CpuEngine engine(eo);
+  detail::ParallelFor pool(engine.threads());
+
+  uint64_t input_bytes = 0;
+  bool sizes_known = true;
+  for (const auto& in : o.inputs) {
+    input_bytes += std::filesystem::file_size(in);
+    if (input_format_of(in) == InputFormat::kTsv && in.size() > 3 && in.substr(in.size() - 3) == ".gz") sizes_known = false;
+  }
+
+  // ---- pass 1 ----
+  VocabBuilder builder(o.min_freq);
+  const std::string spill_labels = out.file(".spill_labels"), spill_dense = out.file(".spill_dense"),
+                    spill_sparse = out.file(".spill_sparse");
+  EngineStats stats;
+  {
+    SpillFile fl(spill_labels), fd(spill_dense), fs(spill_sparse);
+    uint64_t seen_bytes = 0;
+    auto last_report = Clock::now();
+    stats = engine.run(o.inputs, [&](ParsedChunk& c) {
+      if (eo.distinct) {
+        pool.run(kNumSparse, [&](int col) {
+          builder.merge(col, c.distinct[col].data(), c.distinct_count[col].data(), c.distinct[col].size());
+        });
+      }
+      fl.write(c.labels.data(), c.labels.size() * 4);
+      if (eo.dense == DenseOut::kLog) fd.write(c.dense.data(), c.dense.size() * 4);
+      else fd.write(c.dense_int.data(), c.dense_int.size() * 4);
+      fs.write(c.sparse.data(), c.sparse.size() * 4);
+      seen_bytes += c.bytes;
+      if (o.progress) {
+        const auto now = Clock::now();
+        if (now - last_report > std::chrono::milliseconds(500)) {
+          last_report = now;
+          const double secs = std::chrono::duration<double>(now - t0).count();
+          const uint64_t rows = c.first_row + uint64_t(c.rows);
+          std::string eta = "";
+          if (sizes_known && seen_bytes > 0 && input_bytes > seen_bytes) {
+            char b[48];
+            std::snprintf(b, sizeof b, ", ETA %.0f s", secs * double(input_bytes - seen_bytes) / double(seen_bytes));
+            eta = b;
+          }
+          std::fprintf(stderr, "\r  reading: %llu rows, %s%s   ", (unsigned long long)rows,
+                       fmt_rate(double(seen_bytes), secs).c_str(), eta.c_str());
+          std::fflush(stderr);
+        }
+      }
+    });
+    fl.close();
+    fd.close();
+    fs.close();
+  }
+  if (o.progress) std::fprintf(stderr, "\r  read %llu rows, %s%20s\n", (unsigned long long)stats.rows,
+                               fmt_rate(double(stats.bytes), std::chrono::duration<double>(Clock::now() - t0).count()).c_str(), "");
+
+  Vocabulary vocab;
+  if (o.vocab == VocabMode::kFirstSeen) {
+    vocab = builder.finish();
+    vocab.save(out.path());
+  }
+
+  // ---- parts ----
+  PrepResult res;
+  if (o.days > 0) {
+    res.part_rows = split_days(stats.rows, o.days);
+    for (int d = 0; d < o.days; ++d) res.parts.push_back("day_" + std::to_string(d));
+  } else {
+    for (size_t i = 0; i < o.inputs.size(); ++i) {
+      res.parts.push_back(part_stem(o.inputs[i]));
+      res.part_rows.push_back(stats.rows_per_file[i]);
+    }
+  }
+
+  // ---- pass 2 ----
+  const bool wide = o.vocab == VocabMode::kNone && (o.max_ind_range == 0 || o.max_ind_range > (uint64_t(1) << 31));
+  uint32_t max_value[kNumSparse] = {};
+  {
+    MappedFile ml(spill_labels), md(spill_dense), ms(spill_sparse);
+    const int32_t* labels = ml.as<int32_t>();
+    const uint32_t* sparse = ms.as<uint32_t>();
+    uint64_t row = 0;
+    constexpr uint64_t kBlock = 1 << 18;
+    std::vector<uint32_t> ids;
+    std::vector<int64_t> wide_ids;
+    std::vector<int32_t> labels_block;
+    for (size_t p = 0; p < res.parts.size(); ++p) {
+      const uint64_t n = res.part_rows[p];
+      const std::string& name = res.parts[p];
+      if (o.format == OutputFormat::kNpy) {
+        NpyWriter wl(out.file(name + "_labels.npy"), NpyType::kInt32, 1);
+        NpyWriter wd(out.file(name + "_dense.npy"), NpyType::kFloat32, kNumDense);
+        NpyWriter ws(out.file(name + "_sparse.npy"), wide ? NpyType::kInt64 : NpyType::kInt32, kNumSparse);
+        for (uint64_t b = 0; b < n; b += kBlock) {
+          const uint64_t m = std::min(kBlock, n - b);
+          const uint64_t r0 = row + b;
+          wl.append(labels + r0, int64_t(m));
+          wd.append(md.as<float>() + r0 * kNumDense, int64_t(m));
+          ids.assign(sparse + r0 * kNumSparse, sparse + (r0 + m) * kNumSparse);
+          if (o.vocab == VocabMode::kFirstSeen) {
+            vocab.apply(ids.data(), m, 0, engine.threads());
+            ws.append(ids.data(), int64_t(m));
+          } else {
+            for (size_t k = 0; k < ids.size(); ++k) max_value[k % kNumSparse] = std::max(max_value[k % kNumSparse], ids[k]);
+            if (wide) {
+              wide_ids.assign(ids.begin(), ids.end());
+              ws.append(wide_ids.data(), int64_t(m));
+            } else {
+              ws.append(ids.data(), int64_t(m));
+            }
+          }
+        }
+        wl.finish();
+        wd.finish();
+        ws.finish();
+      } else {
+        DlrmBinWriter wb(out.file(name + ".bin"));
+        for (uint64_t b = 0; b < n; b += kBlock) {
+          const uint64_t m = std::min(kBlock, n - b);
+          const uint64_t r0 = row + b;
+          ids.assign(sparse + r0 * kNumSparse, sparse + (r0 + m) * kNumSparse);
+          if (o.vocab == VocabMode::kFirstSeen) vocab.apply(ids.data(), m, 0, engine.threads());
+          else
+            for (size_t k = 0; k < ids.size(); ++k) max_value[k % kNumSparse] = std::max(max_value[k % kNumSparse], ids[k]);
+          wb.append(labels + r0, md.as<int32_t>() + r0 * kNumDense, reinterpret_cast<const int32_t*>(ids.data()), int64_t(m));
+        }
+        wb.finish();
+      }
+      row += n;
+    }
+  }
+  std::filesystem::remove(spill_labels);
+  std::filesystem::remove(spill_dense);
+  std::filesystem::remove(spill_sparse);
+
+  for (int c = 0; c < kNumSparse; ++c) {
+    if (o.vocab == VocabMode::kFirstSeen) res.vocab_sizes.push_back(vocab.table_size(c));
+    else if (o.max_ind_range > 0) res.vocab_sizes.push_back(int64_t(o.max_ind_range));
+    else res.vocab_sizes.push_back(stats.rows ? int64_t(max_value[c]) + 1 : 0);
+  }
+  res.rows = stats.rows;
+  res.rows_skipped = stats.rows_skipped;
+  res.bytes = stats.bytes;
+
+  // ---- manifest ----
+  nlohmann::json m;
+  m["format"] = o.format == OutputFormat::kNpy ? "npy" : "dlrm-bin";
+  m["sluice_version"] = "0.1.0";
+  nlohmann::json parts = nlohmann::json::array();
+  for (size_t p = 0; p < res.parts.size(); ++p) parts.push_back({{"name", res.parts[p]}, {"rows", res.part_rows[p]}});
+  m["parts"] = parts;
+  m["rows"] = res.rows;
+  m["vocab_sizes"] = res.vocab_sizes;
+  m["rows_skipped"] = res.rows_skipped;
+  nlohmann::json bad = nlohmann::json::array();
+  for (const auto& b : stats.bad_rows) bad.push_back({{"file", b.file}, {"line", b.line}, {"reason", b.reason}});
+  m["bad_rows"] = bad;
+  m["dense_dtype"] = o.format == OutputFormat::kNpy ? "float32" : "int32";
+  m["sparse_dtype"] = wide ? "int64" : "int32";
+  m["inputs"] = o.inputs;
+  m["input_bytes"] = stats.bytes;
+  nlohmann::json opt;
+  opt["max_ind_range"] = o.max_ind_range;
+  opt["vocab"] = o.vocab == VocabMode::kFirstSeen ? "first-seen" : "none";
+  opt["min_freq"] = o.min_freq;
+  opt["on_error"] = o.on_error == OnError::kFail ? "fail" : "skip";
+  opt["format"] = m["format"];
+  opt["days"] = o.days;
+  opt["engine"] = o.engine;
+  opt["threads"] = engine.threads();
+  m["options"] = opt;
+  if (o.vocab == VocabMode::kFirstSeen) m["vocab_id_offset"] = vocab.id_offset;
+  write_file_atomic(out.file("manifest.json"), m.dump(2) + "\n");
+  out.commit();
+  res.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return res;
+}
+
+}  // namespace sluice

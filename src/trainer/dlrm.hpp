@@ -1,0 +1,124 @@
+// The DLRM model, its optimisers and its checkpoint files (internal: includes libtorch).
+//
+// Embeddings: all 26 tables live in ONE fp32 weight tensor [sum(table_sizes), d]; table t's row r is
+// row offsets[t] + r. A step gathers the B*26 rows with one index_select into a fresh leaf tensor, runs the
+// dense part under autograd, and hands the gradient of the gathered rows to the optimiser, which updates
+// only the touched rows (SGD: one index_add_, duplicates accumulate; Adagrad: row-wise state).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "sluice/trainer/trainer.hpp"
+
+namespace sluice::train {
+
+class Dlrm {
+ public:
+  // Meta's initialisation, seeded: Linear W ~ N(0, sqrt(2/(fan_in+fan_out))), b ~ N(0, sqrt(1/fan_out));
+  // table rows ~ U(-sqrt(1/n), sqrt(1/n)). The MLPs are drawn on the CPU from a generator seeded with
+  // `seed` (the same on every device); the tables are drawn on the CPU from a generator seeded with
+  // seed+1 when the device is the CPU, and on the GPU from its generator seeded with seed+1 otherwise.
+  Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision precision = Precision::kFp32);
+
+  const Arch& arch() const { return arch_; }
+  torch::Device device() const { return device_; }
+  int64_t total_rows() const { return total_rows_; }
+  const std::vector<int64_t>& table_offsets() const { return table_offsets_; }
+
+  // [B, 26] table-local ids (int32 or int64, on the model's device) -> [B*26] rows of `emb`.
+  // id_modulo > 0 first takes every id modulo that value.
+  torch::Tensor flat_ids(const torch::Tensor& sparse, uint64_t id_modulo = 0) const;
+  // The rows of the B*26 lookups, [B, 26, d] (a fresh tensor, no autograd history).
+  torch::Tensor gather(const torch::Tensor& flat_ids) const;
+  // Logits [B] (float32) from dense features [B, 13] and gathered rows [B, 26, d].
+  torch::Tensor forward(const torch::Tensor& dense, const torch::Tensor& rows) const;
+
+  // MLP parameters in a fixed order: bottom W0, b0, W1, b1, ..., then top W0, b0, ...
+  std::vector<torch::Tensor> mlp_params() const;
+  std::vector<std::string> mlp_param_names() const;
+
+  torch::Tensor emb;                          // [total_rows, d] fp32, no autograd
+  std::vector<torch::Tensor> bot_w, bot_b;    // requires_grad leaves
+  std::vector<torch::Tensor> top_w, top_b;
+
+ private:
+  torch::Tensor mlp(const torch::Tensor& x, const std::vector<torch::Tensor>& w,
+                    const std::vector<torch::Tensor>& b, bool relu_last) const;
+
+  Arch arch_;
+  torch::Device device_;
+  Precision precision_;
+  int64_t total_rows_ = 0;
+  std::vector<int64_t> table_offsets_;
+  torch::Tensor offsets_;  // [26], index dtype, on the device
+  torch::Tensor tril_;     // [351] flat (i*27+j, j<i) positions of the kept interaction pairs
+};
+
+class Optimizer {
+ public:
+  static constexpr double kAdagradEps = 1e-10;  // torch.optim.Adagrad's default
+
+  Optimizer(OptimizerKind kind, const Dlrm& model);
+  OptimizerKind kind() const { return kind_; }
+
+  // One step at learning rate lr: MLP parameters from their .grad (cleared afterwards); the embedding rows
+  // flat_ids[i] get rows_grad[i] ([B*26, d]).
+  //  SGD:      w -= lr * g (duplicate ids accumulate).
+  //  Adagrad:  MLPs as torch.optim.Adagrad (s += g*g; w -= lr * g / (sqrt(s) + eps)); embeddings
+  //            row-wise: the gradients of duplicate ids are summed first, then per row
+  //            s_r += mean_j(g_rj^2); w_r -= lr * g_r / (sqrt(s_r) + eps).
+  void step(Dlrm& model, const torch::Tensor& flat_ids, const torch::Tensor& rows_grad, double lr);
+
+  std::vector<torch::Tensor> mlp_state;  // Adagrad: sums of squared gradients, like the parameters
+  torch::Tensor emb_state;               // Adagrad: [total_rows] row-wise sums
+
+ private:
+  OptimizerKind kind_;
+};
+
+// One training step (forward, mean BCE loss, backward, update). Returns the loss, detached, on the device.
+torch::Tensor train_step(Dlrm& model, Optimizer& opt, const torch::Tensor& dense,
+                         const torch::Tensor& flat_ids, const torch::Tensor& labels, double lr);
+
+// ---- checkpoint files ---------------------------------------------------------------------------
+// Layout: "SLUICECK" | u32 version | u64 n | n bytes of JSON (the caller's metadata plus a "tensors" list
+// of {name, dtype, shape, offset, nbytes}) | raw little-endian tensor data | u32 CRC-32 of every byte
+// before it | "SLCKEND\0". Written to PATH.tmp, flushed, fsync'ed and renamed over PATH.
+
+struct NamedTensor {
+  std::string name;
+  torch::Tensor tensor;  // float32, any device
+};
+
+void write_checkpoint(const std::string& path, nlohmann::json meta, const std::vector<NamedTensor>& tensors);
+
+struct CheckpointHeader {
+  std::string path;
+  nlohmann::json meta;
+  uint64_t data_offset = 0;
+  uint64_t file_size = 0;
+};
+
+// Reads and checks the header (magic, version, sizes against the file's size); throws sluice::Error
+// naming the file when it is missing, truncated or corrupt.
+CheckpointHeader read_checkpoint_header(const std::string& path);
+
+// Streams every tensor into dest(name, shape) (a tensor of that shape on any device; an undefined tensor
+// skips it) and verifies the checksum at the end (throws sluice::Error on a mismatch).
+void read_checkpoint_tensors(
+    const CheckpointHeader& header,
+    const std::function<torch::Tensor(const std::string&, const std::vector<int64_t>&)>& dest);
+
+// Every tensor of a checkpoint, on the CPU (for tests and tools).
+std::map<std::string, torch::Tensor> load_checkpoint_tensors(const std::string& path);
+
+// The tensors that make up the training state (model, then optimiser state).
+std::vector<NamedTensor> state_tensors(const Dlrm& model, const Optimizer& opt);
+
+}  // namespace sluice::train

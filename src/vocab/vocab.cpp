@@ -1,0 +1,220 @@
+#include "sluice/vocab.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "sluice/io.hpp"
+#include "sluice/source.hpp"
+
+namespace sluice {
+
+// ---- U32Map -------------------------------------------------------------------------------------
+
+U32Map::U32Map(size_t expect) { reserve(expect); }
+
+void U32Map::reserve(size_t n) {
+  size_t cap = 16;
+  while (cap < n * 2) cap <<= 1;
+  if (cap <= keys_.size()) return;
+  std::vector<uint32_t> ok = std::move(keys_), ov = std::move(vals_);
+  keys_.assign(cap, 0);
+  vals_.assign(cap, kEmpty);
+  mask_ = cap - 1;
+  size_ = 0;
+  for (size_t i = 0; i < ov.size(); ++i) {
+    if (ov[i] == kEmpty) continue;
+    bool ins;
+    insert(ok[i], ov[i], &ins);
+  }
+}
+
+void U32Map::grow() { reserve(std::max<size_t>(16, keys_.size())); }
+
+void U32Map::clear() {
+  std::fill(vals_.begin(), vals_.end(), kEmpty);
+  size_ = 0;
+}
+
+uint32_t U32Map::insert(uint32_t key, uint32_t value, bool* inserted) {
+  if ((size_ + 1) * 2 > keys_.size()) grow();
+  uint64_t h = hash(key) & mask_;
+  for (;;) {
+    const uint32_t v = vals_[h];
+    if (v == kEmpty) {
+      keys_[h] = key;
+      vals_[h] = value;
+      ++size_;
+      *inserted = true;
+      return value;
+    }
+    if (keys_[h] == key) { *inserted = false; return v; }
+    h = (h + 1) & mask_;
+  }
+}
+
+// ---- Vocabulary ---------------------------------------------------------------------------------
+
+void Vocabulary::build_index() {
+  for (int c = 0; c < kNumSparse; ++c) {
+    index_[c] = U32Map(values[c].size());
+    for (size_t i = 0; i < values[c].size(); ++i) {
+      bool ins;
+      index_[c].insert(values[c][i], uint32_t(i + id_offset), &ins);
+    }
+  }
+}
+
+void Vocabulary::apply(uint32_t* sparse, size_t rows, uint32_t missing, int threads) const {
+  if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
+  const size_t per = std::max<size_t>(4096, (rows + size_t(threads) - 1) / size_t(threads));
+  auto work = [&](size_t b, size_t e) {
+    // Column by column over blocks of rows, with the hash slots prefetched a few rows ahead.
+    constexpr size_t kBlock = 1024, kAhead = 8;
+    for (size_t r0 = b; r0 < e; r0 += kBlock) {
+      const size_t r1 = std::min(e, r0 + kBlock);
+      for (int c = 0; c < kNumSparse; ++c) {
+        const U32Map& m = index_[c];
+        uint32_t* s = sparse + c;
+        for (size_t r = r0; r < r1; ++r) {
+          if (r + kAhead < r1) __builtin_prefetch(m.slot_address(s[(r + kAhead) * kNumSparse]));
+          s[r * kNumSparse] = m.find(s[r * kNumSparse], missing);
+        }
+      }
+    }
+  };
+  if (threads == 1 || rows <= per) { work(0, rows); return; }
+  std::vector<std::thread> ts;
+  for (size_t b = 0; b < rows; b += per) ts.emplace_back(work, b, std::min(rows, b + per));
+  for (auto& t : ts) t.join();
+}
+
+void Vocabulary::save(const std::string& dir) const {
+  const std::string vdir = dir + "/vocab";
+  std::filesystem::create_directories(vdir);
+  for (int c = 0; c < kNumSparse; ++c) {
+    NpyWriter w(vdir + "/C" + std::to_string(c + 1) + ".npy", NpyType::kUint32, 2);
+    std::vector<uint32_t> buf;
+    const size_t n = values[c].size();
+    constexpr size_t kBlock = 1 << 16;
+    for (size_t b = 0; b < n; b += kBlock) {
+      const size_t e = std::min(n, b + kBlock);
+      buf.resize((e - b) * 2);
+      for (size_t i = b; i < e; ++i) {
+        buf[(i - b) * 2] = values[c][i];
+        buf[(i - b) * 2 + 1] = counts[c][i];
+      }
+      w.append(buf.data(), int64_t(e - b));
+    }
+    w.finish();
+  }
+  nlohmann::json meta;
+  meta["id_offset"] = id_offset;
+  meta["min_freq"] = min_freq;
+  std::vector<int64_t> sizes;
+  for (int c = 0; c < kNumSparse; ++c) sizes.push_back(table_size(c));
+  meta["table_sizes"] = sizes;
+  meta["layout"] = "vocab/C<k>.npy: uint32 (n, 2) rows [value, count]; row i has id i + id_offset";
+  write_file_atomic(vdir + "/meta.json", meta.dump(2) + "\n");
+}
+
+Vocabulary Vocabulary::load(const std::string& dir) {
+  const std::string vdir = dir + "/vocab";
+  std::ifstream in(vdir + "/meta.json");
+  if (!in) throw Error(vdir + "/meta.json: cannot open vocabulary");
+  nlohmann::json meta;
+  try {
+    in >> meta;
+  } catch (const std::exception& e) {
+    throw Error(vdir + "/meta.json: bad JSON: " + e.what());
+  }
+  Vocabulary v;
+  v.id_offset = meta.value("id_offset", 0u);
+  v.min_freq = meta.value("min_freq", 1u);
+  for (int c = 0; c < kNumSparse; ++c) {
+    int64_t rows = 0;
+    const auto data = read_npy<uint32_t>(vdir + "/C" + std::to_string(c + 1) + ".npy", NpyType::kUint32, &rows, 2);
+    v.values[c].resize(size_t(rows));
+    v.counts[c].resize(size_t(rows));
+    for (int64_t i = 0; i < rows; ++i) {
+      v.values[c][size_t(i)] = data[size_t(i) * 2];
+      v.counts[c][size_t(i)] = data[size_t(i) * 2 + 1];
+    }
+  }
+  v.build_index();
+  return v;
+}
+
+// ---- VocabBuilder -------------------------------------------------------------------------------
+
+VocabBuilder::VocabBuilder(uint32_t min_freq) : min_freq_(std::max(1u, min_freq)) {}
+
+void VocabBuilder::merge(int c, const uint32_t* values, const uint32_t* counts, size_t n) {
+  U32Map& pos = pos_[c];
+  auto& order = order_[c];
+  auto& cnt = count_[c];
+  for (size_t i = 0; i < n; ++i) {
+    bool inserted;
+    const uint32_t p = pos.insert(values[i], uint32_t(order.size()), &inserted);
+    if (inserted) {
+      order.push_back(values[i]);
+      cnt.push_back(counts[i]);
+    } else {
+      const uint64_t s = uint64_t(cnt[p]) + counts[i];
+      cnt[p] = s > 0xffffffffull ? 0xffffffffu : uint32_t(s);
+    }
+  }
+}
+
+Vocabulary VocabBuilder::finish() {
+  Vocabulary v;
+  v.min_freq = min_freq_;
+  v.id_offset = min_freq_ > 1 ? 1 : 0;
+  for (int c = 0; c < kNumSparse; ++c) {
+    if (min_freq_ <= 1) {
+      v.values[c] = std::move(order_[c]);
+      v.counts[c] = std::move(count_[c]);
+    } else {
+      for (size_t i = 0; i < order_[c].size(); ++i) {
+        if (count_[c][i] >= min_freq_) {
+          v.values[c].push_back(order_[c][i]);
+          v.counts[c].push_back(count_[c][i]);
+        }
+      }
+      order_[c].clear();
+      count_[c].clear();
+    }
+    pos_[c] = U32Map();
+  }
+  v.build_index();
+  return v;
+}
+
+// ---- OnlineVocab --------------------------------------------------------------------------------
+
+OnlineVocab::OnlineVocab(int64_t capacity) : capacity_(std::max<int64_t>(1, capacity)) {}
+
+void OnlineVocab::map(uint32_t* sparse, size_t rows) {
+  std::lock_guard<std::mutex> lk(mu_);
+  const uint32_t last = uint32_t(capacity_ - 1);
+  for (size_t r = 0; r < rows; ++r) {
+    for (int c = 0; c < kNumSparse; ++c) {
+      uint32_t& v = sparse[r * kNumSparse + c];
+      U32Map& m = maps_[c];
+      const uint32_t id = m.find(v, 0xffffffffu);
+      if (id != 0xffffffffu) { v = id; continue; }
+      if (int64_t(m.size()) < capacity_ - 1) {
+        bool ins;
+        v = m.insert(v, uint32_t(m.size()), &ins);
+      } else {
+        ++overflow_[c];
+        v = last;
+      }
+    }
+  }
+}
+
+}  // namespace sluice
