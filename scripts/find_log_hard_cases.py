@@ -5,16 +5,22 @@ These are the inputs on which a float32 log1p is most likely to round the wrong 
 tests/core/test_ops.cpp embeds the worst of them as constants for sluice::log1p_exact (and for
 its double-double fallback, detail::dd_log_int / detail::round_dd_to_float).
 
-Search: a cheap double-precision filter over a few million x (every x below 2^24, windows around
-every power of two up to 2^63, the top of the int64 range, and random x spread evenly in log
-scale up to 2^63 - 1), then an exact check of the survivors with mpmath at 200 bits.
+Two searches, and an exact check of every candidate with mpmath at 200 bits:
+  1. brute force: a cheap double-precision filter over ~26 million x (every x below 2^24, windows
+     around every power of two up to 2^63, the top of the int64 range, and random x spread evenly
+     in log scale up to 2^63 - 1);
+  2. inversion: for a float32 midpoint m, the integers next to exp(m) - 1 have ln(x+1) within
+     about 1/x of m. Above 2^30 or so this beats any brute force: near 2^62 the distance is ~2^-67
+     relative, far below what a double (or an x87 long double) evaluation can decide.
+The worst cases are printed with at most one x per binade [2^k, 2^(k+1)), for variety, then the
+worst few below 2^24.
 
 Output, for the worst N: x, the correctly rounded float32 bits of ln(x + 1) as hex, the relative
 distance |ln(x+1) - midpoint| / ln(x+1), and ln(x + 1) as a double-double (hi, lo). With --cpp
 the same as C++ initialisers.
 
 Needs python3 and mpmath (no numpy). Deterministic (fixed seed). Takes about a minute.
-    python3 scripts/find_log_hard_cases.py [--count 12] [--cpp] [--quick]
+    python3 scripts/find_log_hard_cases.py [--count 12] [--small 4] [--cpp] [--quick]
 """
 import argparse
 import heapq
@@ -81,9 +87,29 @@ def candidates(quick, seed):
         yield x
 
 
+def inverse_search(quick, seed):
+    """x = exp(m) - 1 rounded down and up, for float32 midpoints m spread over the int64 range."""
+    mp.prec = 200
+    rng = random.Random(seed + 1)
+    xs = set()
+    for _ in range(200 if quick else 4000):
+        k = rng.uniform(20.0, 63.0)
+        x = min(INT64_MAX - 1, int(2.0 ** k))
+        lv = mpmath.log(mpf(x + 1))
+        e = int(mpmath.floor(mpmath.log(lv, 2)))
+        scale = mpmath.ldexp(mpf(1), 23 - e)
+        mid = (mpmath.floor(lv * scale) + mpf(0.5)) / scale
+        y = mpmath.exp(mid) - 1
+        for cand in (int(mpmath.floor(y)), int(mpmath.floor(y)) + 1):
+            if 0 < cand <= INT64_MAX:
+                xs.add(cand)
+    return sorted(xs)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--count", type=int, default=12)
+    ap.add_argument("--count", type=int, default=12, help="how many cases, one per binade of x")
+    ap.add_argument("--small", type=int, default=4, help="how many more cases below 2^24")
     ap.add_argument("--cpp", action="store_true", help="print C++ initialisers")
     ap.add_argument("--quick", action="store_true", help="a much smaller search")
     ap.add_argument("--seed", type=int, default=20240611)
@@ -106,14 +132,30 @@ def main():
             _, old = heapq.heapreplace(pool, (-d, x))
             seen.discard(old)
 
+    found = {x for _, x in pool}
+    inverse = inverse_search(a.quick, a.seed)
+    found.update(inverse)
+
     rows = []
-    for _, x in pool:
+    for x in found:
         bits, dist, lv = exact(x)
         rows.append((dist, x, bits, lv))
     rows.sort()
-    rows = rows[: a.count]
+    picked, binades = [], set()
+    for row in rows:
+        k = row[1].bit_length()
+        if k in binades:
+            continue
+        binades.add(k)
+        picked.append(row)
+        if len(picked) == a.count:
+            break
+    # and the worst below 2^24 (all of which the brute force saw), which the engine's table covers
+    small = [row for row in rows if row[1] < (1 << 24) and row not in picked][: a.small]
+    rows = picked + small
 
-    print(f"# searched {searched} values of x; worst {len(rows)} by relative distance to a float32 midpoint")
+    print(f"# searched {searched} values of x by brute force and {len(inverse)} by inversion; worst {len(picked)} "
+          f"(one per binade of x) and worst {len(small)} below 2^24, by relative distance to a float32 midpoint")
     for dist, x, bits, lv in rows:
         hi, lo = dd_of(lv)
         k = -float(mpmath.log(dist, 2))

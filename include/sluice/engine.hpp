@@ -33,10 +33,9 @@ struct EngineOptions {
   size_t chunk_bytes = 4u << 20;   // bytes of input per work unit
   bool distinct = false;           // also collect each chunk's distinct sparse values (vocabulary)
   size_t max_bad_rows_kept = 100;  // skip mode: how many bad rows to describe (all are counted)
-  // When set, workers map each chunk's sparse values to ids through this vocabulary (values not in
-  // it get vocab_missing) right after parsing, in parallel.
+  // When set, workers map each chunk's sparse values to ids through this vocabulary right after
+  // parsing, in parallel; values not in it become an extra id past the end (Vocabulary::Unseen).
   const Vocabulary* vocab = nullptr;
-  uint32_t vocab_missing = 0;
 };
 
 struct BadRow {

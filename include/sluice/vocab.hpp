@@ -58,14 +58,19 @@ struct Vocabulary {
   // The id of value v in column c; values not in the vocabulary get `missing`.
   uint32_t lookup(int c, uint32_t v, uint32_t missing) const { return index_[c].find(v, missing); }
   const U32Map& index(int c) const { return index_[c]; }
+  // What values outside the vocabulary become: id 0 (with min_freq > 1 that is the rare-values
+  // id), or one extra id past the end (table_size(c)), for data the vocabulary was not built on.
+  enum class Unseen : uint8_t { kZero, kExtraId };
+  uint32_t unseen_id(int c, Unseen u) const { return u == Unseen::kZero ? 0 : uint32_t(table_size(c)); }
   // Maps rows*26 values in place (row-major) to ids; parallel over `threads`.
-  void apply(uint32_t* sparse, size_t rows, uint32_t missing, int threads) const;
+  void apply(uint32_t* sparse, size_t rows, Unseen unseen, int threads) const;
 
   // Files: DIR/vocab/C<k>.npy, uint32 (n, 2) = [value, count] in id order, plus DIR/vocab/meta.json.
   void save(const std::string& dir) const;
   static Vocabulary load(const std::string& dir);
 
  private:
+  friend class VocabBuilder;
   U32Map index_[kNumSparse];
 };
 

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "gen/auc.hpp"
 #include "gen/fastmath.hpp"
 #include "gen/model.hpp"
 #include "gen/outdir.hpp"
@@ -148,7 +149,8 @@ size_t generate_block(const Model& model, uint64_t seed, const Task& t, char* ou
   return size_t(p - out);
 }
 
-// Exact AUC (Mann-Whitney, ties count one half) of signed probabilities (+p positive, -p negative).
+}  // namespace
+
 double auc_of_signed(std::vector<double>& v) {
   auto mid = std::partition(v.begin(), v.end(), [](double x) { return x > 0; });
   size_t n1 = size_t(mid - v.begin()), n0 = v.size() - n1;
@@ -168,6 +170,8 @@ double auc_of_signed(std::vector<double>& v) {
   }
   return double(twice) / (2.0 * double(n1) * double(n0));
 }
+
+namespace {
 
 std::string human_seconds(double s) {
   char b[64];
@@ -251,28 +255,32 @@ GenResult generate(const GenOptions& opts) {
   for (int d = 0; d < days; ++d) day_rows[size_t(d)] = q + (uint64_t(d) < rem ? 1 : 0);
   const uint64_t test_rows = (day_rows.back() + 1) / 2;
 
-  std::vector<Task> tasks;
-  for (int d = 0; d < days; ++d) {
-    for (uint64_t b = 0, first = 0; first < day_rows[size_t(d)]; ++b, first += kBlockRows) {
-      uint64_t n = std::min<uint64_t>(kBlockRows, day_rows[size_t(d)] - first);
-      tasks.push_back({d, b, first, uint32_t(n)});
-    }
-  }
+  // Task t is block t - task_begin[d] of the day d with task_begin[d] <= t < task_begin[d + 1].
+  std::vector<uint64_t> task_begin(size_t(days) + 1, 0);
+  for (int d = 0; d < days; ++d)
+    task_begin[size_t(d) + 1] = task_begin[size_t(d)] + (day_rows[size_t(d)] + kBlockRows - 1) / kBlockRows;
+  const uint64_t num_tasks = task_begin.back();
+  auto task_at = [&](uint64_t t) {
+    int d = int(std::upper_bound(task_begin.begin(), task_begin.end(), t) - task_begin.begin()) - 1;
+    uint64_t b = t - task_begin[size_t(d)], first = b * kBlockRows;
+    uint64_t n = std::min<uint64_t>(kBlockRows, day_rows[size_t(d)] - first);
+    return Task{d, b, first, uint32_t(n)};
+  };
 
   StagingDir dir(opts.out, opts.overwrite);
   const Model model(opts.seed, opts.cardinality_scale);
 
   int threads = opts.threads > 0 ? opts.threads : int(std::thread::hardware_concurrency());
   threads = std::clamp<int>(threads, 1, 256);
-  threads = int(std::min<size_t>(size_t(threads), tasks.size()));
+  threads = int(std::min<uint64_t>(uint64_t(threads), num_tasks));
   const size_t window = size_t(2 * threads + 2);
 
   std::vector<double> test_p(test_rows);
   std::vector<Slot> slots(window);
   std::mutex mu;
   std::condition_variable cv_ready, cv_space;
-  std::atomic<size_t> next_claim{0};
-  size_t next_write = 0;  // guarded by mu
+  std::atomic<uint64_t> next_claim{0};
+  uint64_t next_write = 0;  // guarded by mu
   bool failed = false;    // guarded by mu
   std::exception_ptr error;
 
@@ -289,15 +297,15 @@ GenResult generate(const GenOptions& opts) {
   auto worker = [&] {
     try {
       for (;;) {
-        size_t i = next_claim.fetch_add(1);
-        if (i >= tasks.size()) return;
+        uint64_t i = next_claim.fetch_add(1);
+        if (i >= num_tasks) return;
         {
           std::unique_lock<std::mutex> lk(mu);
           cv_space.wait(lk, [&] { return failed || i < next_write + window; });
           if (failed) return;
         }
         Slot& s = slots[i % window];
-        const Task& t = tasks[i];
+        const Task t = task_at(i);
         if (!s.buf) s.buf.reset(new char[size_t(kBlockRows) * kMaxRowBytes]);
         double* tp = t.day == days - 1 ? test_p.data() : nullptr;
         s.len = generate_block(model, opts.seed, t, s.buf.get(), &s.positives, tp, test_rows);
@@ -314,7 +322,6 @@ GenResult generate(const GenOptions& opts) {
 
   std::vector<std::thread> pool;
   pool.reserve(size_t(threads));
-  for (int k = 0; k < threads; ++k) pool.emplace_back(worker);
   auto join_all = [&] {
     for (auto& th : pool)
       if (th.joinable()) th.join();
@@ -322,6 +329,7 @@ GenResult generate(const GenOptions& opts) {
 
   uint64_t bytes = 0, positives = 0, rows_done = 0;
   try {
+    for (int k = 0; k < threads; ++k) pool.emplace_back(worker);
     std::unique_ptr<OutFile> file;
     int open_day = -1;
     auto open_through = [&](int day) {  // close the current file, create day files up to `day`
@@ -333,18 +341,19 @@ GenResult generate(const GenOptions& opts) {
       }
     };
     auto last_report = t0;
-    for (size_t i = 0; i < tasks.size(); ++i) {
+    for (uint64_t i = 0; i < num_tasks; ++i) {
+      const Task t = task_at(i);
       Slot& s = slots[i % window];
       {
         std::unique_lock<std::mutex> lk(mu);
         cv_ready.wait(lk, [&] { return failed || s.ready == int64_t(i); });
         if (failed) break;
       }
-      open_through(tasks[i].day);
+      open_through(t.day);
       file->write(s.buf.get(), s.len);
       bytes += s.len;
       positives += s.positives;
-      rows_done += tasks[i].rows;
+      rows_done += t.rows;
       {
         std::lock_guard<std::mutex> lk(mu);
         s.ready = -1;

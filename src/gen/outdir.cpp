@@ -47,7 +47,7 @@ StagingDir::StagingDir(const std::string& final_path, bool overwrite) : overwrit
   final_ = p;
 
   struct stat st;
-  if (::stat(parent_.c_str(), &st) != 0) fail_errno("cannot use the parent of", final_, errno);
+  if (::stat(parent_.c_str(), &st) != 0) fail_errno("cannot access the parent directory of", final_, errno);
   if (!S_ISDIR(st.st_mode)) throw Error("the parent of " + final_ + " is not a directory");
   if (::stat(final_.c_str(), &st) == 0) {
     if (!S_ISDIR(st.st_mode)) throw Error(final_ + " exists and is not a directory");

@@ -337,7 +337,20 @@ std::vector<int64_t> table_sizes_for(const DatasetInfo& info, const StreamOption
         t[size_t(c)] = o.first_seen_capacity > 0 ? o.first_seen_capacity : 10'000'000;
         break;
       case OnlineIds::kVocabFromPrep: {
-        throw Error("table sizes for vocabulary ids come from the loaded vocabulary (make_online_state)");
+        // One extra row per table for values the vocabulary has not seen.
+        const std::string meta = o.vocab_dir + "/vocab/meta.json";
+        std::ifstream in(meta);
+        if (!in) throw Error(meta + ": cannot open (need a `sluice prep` output with a vocabulary)");
+        nlohmann::json m;
+        try {
+          in >> m;
+          const auto sizes = m.at("table_sizes").get<std::vector<int64_t>>();
+          if (sizes.size() != size_t(kNumSparse)) throw Error(meta + ": table_sizes must have 26 entries");
+          for (int k = 0; k < kNumSparse; ++k) t[size_t(k)] = sizes[size_t(k)] + 1;
+        } catch (const nlohmann::json::exception& e) {
+          throw Error(meta + ": bad vocabulary metadata: " + e.what());
+        }
+        return t;
       }
     }
   }
@@ -418,7 +431,6 @@ std::unique_ptr<BatchStream> open_batch_stream(const DatasetInfo& info, const St
       eo.dense = DenseOut::kLog;
       if (o.ids == OnlineIds::kVocabFromPrep) {
         eo.vocab = state->vocab.get();
-        eo.vocab_missing = state->vocab->id_offset == 1 ? 0 : uint32_t(state->vocab->values[0].size());
       }
       CpuEngine engine(eo);
       for (const auto& g : ranges) {

@@ -225,7 +225,7 @@ PrepResult prep(const PrepOptions& o) {
           wd.append(md.as<float>() + r0 * kNumDense, int64_t(m));
           ids.assign(sparse + r0 * kNumSparse, sparse + (r0 + m) * kNumSparse);
           if (o.vocab == VocabMode::kFirstSeen) {
-            vocab.apply(ids.data(), m, 0, engine.threads());
+            vocab.apply(ids.data(), m, Vocabulary::Unseen::kZero, engine.threads());
             ws.append(ids.data(), int64_t(m));
           } else {
             for (size_t k = 0; k < ids.size(); ++k) max_value[k % kNumSparse] = std::max(max_value[k % kNumSparse], ids[k]);
@@ -246,7 +246,7 @@ PrepResult prep(const PrepOptions& o) {
           const uint64_t m = std::min(kBlock, n - b);
           const uint64_t r0 = row + b;
           ids.assign(sparse + r0 * kNumSparse, sparse + (r0 + m) * kNumSparse);
-          if (o.vocab == VocabMode::kFirstSeen) vocab.apply(ids.data(), m, 0, engine.threads());
+          if (o.vocab == VocabMode::kFirstSeen) vocab.apply(ids.data(), m, Vocabulary::Unseen::kZero, engine.threads());
           else
             for (size_t k = 0; k < ids.size(); ++k) max_value[k % kNumSparse] = std::max(max_value[k % kNumSparse], ids[k]);
           wb.append(labels + r0, md.as<int32_t>() + r0 * kNumDense, reinterpret_cast<const int32_t*>(ids.data()), int64_t(m));

@@ -68,7 +68,7 @@ void Vocabulary::build_index() {
   }
 }
 
-void Vocabulary::apply(uint32_t* sparse, size_t rows, uint32_t missing, int threads) const {
+void Vocabulary::apply(uint32_t* sparse, size_t rows, Unseen unseen, int threads) const {
   if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
   const size_t per = std::max<size_t>(4096, (rows + size_t(threads) - 1) / size_t(threads));
   auto work = [&](size_t b, size_t e) {
@@ -78,6 +78,7 @@ void Vocabulary::apply(uint32_t* sparse, size_t rows, uint32_t missing, int thre
       const size_t r1 = std::min(e, r0 + kBlock);
       for (int c = 0; c < kNumSparse; ++c) {
         const U32Map& m = index_[c];
+        const uint32_t missing = unseen_id(c, unseen);
         uint32_t* s = sparse + c;
         for (size_t r = r0; r < r1; ++r) {
           if (r + kAhead < r1) __builtin_prefetch(m.slot_address(s[(r + kAhead) * kNumSparse]));
@@ -175,8 +176,12 @@ Vocabulary VocabBuilder::finish() {
   v.id_offset = min_freq_ > 1 ? 1 : 0;
   for (int c = 0; c < kNumSparse; ++c) {
     if (min_freq_ <= 1) {
+      // Ids are the first-seen positions: the position map is already the lookup index.
       v.values[c] = std::move(order_[c]);
       v.counts[c] = std::move(count_[c]);
+      v.index_[c] = std::move(pos_[c]);
+      pos_[c] = U32Map();
+      continue;
     } else {
       for (size_t i = 0; i < order_[c].size(); ++i) {
         if (count_[c][i] >= min_freq_) {
@@ -188,8 +193,12 @@ Vocabulary VocabBuilder::finish() {
       count_[c].clear();
     }
     pos_[c] = U32Map();
+    v.index_[c] = U32Map(v.values[c].size());
+    for (size_t i = 0; i < v.values[c].size(); ++i) {
+      bool ins;
+      v.index_[c].insert(v.values[c][i], uint32_t(i + v.id_offset), &ins);
+    }
   }
-  v.build_index();
   return v;
 }
 

@@ -33,11 +33,11 @@ CpuEngine::CpuEngine(EngineOptions opts) : opts_(opts) {
 }
 
 void CpuEngine::parse_buffer(const char* data, size_t size, InputFormat format, ParsedChunk* chunk) const {
-  thread_local std::vector<uint32_t> delims;
+  thread_local detail::Structure structure;
   if (format == InputFormat::kDlrmBin) detail::parse_dlrm_bin(data, size, opts_, chunk);
-  else detail::parse_tsv(data, size, opts_, chunk, &delims);
+  else detail::parse_tsv(data, size, opts_, chunk, &structure);
   if (opts_.distinct) detail::collect_distinct(chunk);
-  if (opts_.vocab) opts_.vocab->apply(chunk->sparse.data(), size_t(chunk->rows), opts_.vocab_missing, 1);
+  if (opts_.vocab) opts_.vocab->apply(chunk->sparse.data(), size_t(chunk->rows), Vocabulary::Unseen::kExtraId, 1);
 }
 
 namespace {
@@ -68,6 +68,7 @@ EngineStats CpuEngine::run(const std::vector<std::string>& inputs,
   std::condition_variable cv_task, cv_done, cv_space;
   std::deque<Task> tasks;
   std::map<uint64_t, Done> done;
+  std::vector<ParsedChunk> spare;  // consumed chunks, reused so their buffers stay allocated
   size_t in_flight = 0;        // tasks created and not yet consumed
   bool reader_finished = false;
   uint64_t total_tasks = 0;
@@ -160,6 +161,13 @@ EngineStats CpuEngine::run(const std::vector<std::string>& inputs,
           tasks.pop_front();
         }
         Done d;
+        {
+          std::lock_guard<std::mutex> lk(mu);
+          if (!spare.empty()) {
+            d.chunk = std::move(spare.back());
+            spare.pop_back();
+          }
+        }
         try {
           parse_buffer(t.bytes.data(), t.bytes.size(), t.format, &d.chunk);
         } catch (...) {
@@ -231,6 +239,7 @@ EngineStats CpuEngine::run(const std::vector<std::string>& inputs,
       {
         std::lock_guard<std::mutex> lk(mu);
         --in_flight;
+        spare.push_back(std::move(c));
       }
       cv_space.notify_one();
       ++next;

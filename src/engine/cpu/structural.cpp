@@ -10,98 +10,119 @@
 
 namespace sluice::detail {
 
-bool find_delimiters_reference(const char* data, size_t size, std::vector<uint32_t>* out) {
-  out->clear();
-  bool nul = false;
+void find_structure_reference(const char* data, size_t size, Structure* s) {
+  s->tabs.clear();
+  s->newlines.clear();
+  s->tabs_before.clear();
+  s->has_nul = false;
   for (size_t i = 0; i < size; ++i) {
-    if (data[i] == '\t' || data[i] == '\n') out->push_back(uint32_t(i));
-    nul |= data[i] == '\0';
+    if (data[i] == '\t') s->tabs.push_back(uint32_t(i));
+    if (data[i] == '\n') {
+      s->newlines.push_back(uint32_t(i));
+      s->tabs_before.push_back(uint32_t(s->tabs.size()));
+    }
+    s->has_nul |= data[i] == '\0';
   }
-  return nul;
 }
 
 namespace {
 
-// Appends base + index of each set bit of m.
-inline uint32_t* flatten(uint32_t* w, uint64_t m, uint32_t base) {
-  while (m) {
-    *w++ = base + uint32_t(__builtin_ctzll(m));
-    m &= m - 1;
-  }
-  return w;
-}
+struct Masks {
+  uint64_t tab, nl, nul;
+};
 
-// 64 bytes -> (delimiter mask, nul mask).
-inline void masks64(const char* p, uint64_t* delim, uint64_t* nul) {
+// Bit k of each mask describes byte p[k].
+inline Masks masks64(const char* p) {
+  Masks m;
 #if defined(__AVX2__)
   const __m256i tab = _mm256_set1_epi8('\t'), nl = _mm256_set1_epi8('\n'), zero = _mm256_setzero_si256();
   const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32));
-  const uint64_t da = uint32_t(_mm256_movemask_epi8(_mm256_or_si256(_mm256_cmpeq_epi8(a, tab), _mm256_cmpeq_epi8(a, nl))));
-  const uint64_t db = uint32_t(_mm256_movemask_epi8(_mm256_or_si256(_mm256_cmpeq_epi8(b, tab), _mm256_cmpeq_epi8(b, nl))));
-  const uint64_t za = uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi8(a, zero)));
-  const uint64_t zb = uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi8(b, zero)));
-  *delim = da | (db << 32);
-  *nul = za | (zb << 32);
+  auto mask = [](__m256i x, __m256i y) {
+    return uint64_t(uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi8(x, y))));
+  };
+  m.tab = mask(a, tab) | (mask(b, tab) << 32);
+  m.nl = mask(a, nl) | (mask(b, nl) << 32);
+  m.nul = mask(a, zero) | (mask(b, zero) << 32);
 #elif defined(__SSE2__)
   const __m128i tab = _mm_set1_epi8('\t'), nl = _mm_set1_epi8('\n'), zero = _mm_setzero_si128();
-  uint64_t d = 0, z = 0;
+  m.tab = m.nl = m.nul = 0;
   for (int k = 0; k < 4; ++k) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * k));
-    d |= uint64_t(uint32_t(_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, tab), _mm_cmpeq_epi8(v, nl))))) << (16 * k);
-    z |= uint64_t(uint32_t(_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero)))) << (16 * k);
+    m.tab |= uint64_t(uint32_t(_mm_movemask_epi8(_mm_cmpeq_epi8(v, tab)))) << (16 * k);
+    m.nl |= uint64_t(uint32_t(_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl)))) << (16 * k);
+    m.nul |= uint64_t(uint32_t(_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero)))) << (16 * k);
   }
-  *delim = d;
-  *nul = z;
 #else
-  uint64_t d = 0, z = 0;
+  m.tab = m.nl = m.nul = 0;
   for (int k = 0; k < 64; ++k) {
-    d |= uint64_t(p[k] == '\t' || p[k] == '\n') << k;
-    z |= uint64_t(p[k] == '\0') << k;
+    m.tab |= uint64_t(p[k] == '\t') << k;
+    m.nl |= uint64_t(p[k] == '\n') << k;
+    m.nul |= uint64_t(p[k] == '\0') << k;
   }
-  *delim = d;
-  *nul = z;
 #endif
+  return m;
 }
+
+// A growable array written through a raw pointer (no zero-fill of the spare room on each call).
+struct Writer {
+  std::vector<uint32_t>* v;
+  uint32_t* w;
+  uint32_t* limit;
+  explicit Writer(std::vector<uint32_t>* vec, size_t expect) : v(vec) {
+    if (v->size() < expect + 64) v->resize(expect + 64);
+    w = v->data();
+    limit = v->data() + v->size() - 64;
+  }
+  void room() {  // at least 64 free slots
+    if (w <= limit) return;
+    const size_t n = size_t(w - v->data());
+    v->resize(v->size() * 2 + 64);
+    w = v->data() + n;
+    limit = v->data() + v->size() - 64;
+  }
+  void finish() { v->resize(size_t(w - v->data())); }
+};
 
 }  // namespace
 
-bool find_delimiters(const char* data, size_t size, std::vector<uint32_t>* out) {
-  // Every 64-byte block can add at most 64 offsets: keep that much room ahead of the writer.
-  if (out->capacity() < size / 4 + 128) out->reserve(size / 4 + 128);
-  out->resize(out->capacity());
-  uint32_t* w = out->data();
-  uint32_t* limit = out->data() + out->size() - 64;
+void find_structure(const char* data, size_t size, Structure* s) {
+  // Criteo rows are ~250 bytes with 39 tabs: size/5 tabs and size/128 lines leave room to spare.
+  Writer tabs(&s->tabs, size / 5), nls(&s->newlines, size / 128), before(&s->tabs_before, size / 128);
   uint64_t nul = 0;
-  size_t i = 0;
-  for (; i + 64 <= size; i += 64) {
-    if (w > limit) {
-      const size_t n = size_t(w - out->data());
-      out->resize(out->size() * 2);
-      w = out->data() + n;
-      limit = out->data() + out->size() - 64;
+  uint32_t ntabs = 0;
+  auto block = [&](const Masks& m, uint32_t base) {
+    nul |= m.nul;
+    tabs.room();
+    nls.room();
+    before.room();
+    uint64_t t = m.tab;
+    // Newlines are rare (one per row): for each, count the block's tabs that precede it.
+    uint64_t n = m.nl;
+    while (n) {
+      const int k = __builtin_ctzll(n);
+      *nls.w++ = base + uint32_t(k);
+      *before.w++ = ntabs + uint32_t(__builtin_popcountll(t & ((uint64_t(1) << k) - 1)));
+      n &= n - 1;
     }
-    uint64_t d, z;
-    masks64(data + i, &d, &z);
-    nul |= z;
-    w = flatten(w, d, uint32_t(i));
-  }
+    ntabs += uint32_t(__builtin_popcountll(t));
+    while (t) {
+      *tabs.w++ = base + uint32_t(__builtin_ctzll(t));
+      t &= t - 1;
+    }
+  };
+  size_t i = 0;
+  for (; i + 64 <= size; i += 64) block(masks64(data + i), uint32_t(i));
   if (i < size) {
     char tail[64];
     std::memset(tail, 'x', sizeof tail);
     std::memcpy(tail, data + i, size - i);
-    if (w > limit) {
-      const size_t n = size_t(w - out->data());
-      out->resize(out->size() + 64);
-      w = out->data() + n;
-    }
-    uint64_t d, z;
-    masks64(tail, &d, &z);
-    nul |= z;
-    w = flatten(w, d, uint32_t(i));
+    block(masks64(tail), uint32_t(i));
   }
-  out->resize(size_t(w - out->data()));
-  return nul != 0;
+  tabs.finish();
+  nls.finish();
+  before.finish();
+  s->has_nul = nul != 0;
 }
 
 }  // namespace sluice::detail

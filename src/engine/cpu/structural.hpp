@@ -1,4 +1,5 @@
-// Structural pass: find every delimiter ('\t', '\n') of a buffer, as offsets in order.
+// Structural pass: find the delimiters of a buffer ('\t' and '\n') with SIMD, before any value is
+// looked at (the value pass then reads fields between known boundaries).
 #pragma once
 
 #include <cstddef>
@@ -7,11 +8,17 @@
 
 namespace sluice::detail {
 
-// Replaces *out with the offsets of every '\t' and '\n' in [data, data + size), ascending.
-// Returns true when the buffer holds a NUL byte anywhere.
-bool find_delimiters(const char* data, size_t size, std::vector<uint32_t>* out);
+struct Structure {
+  std::vector<uint32_t> tabs;      // offsets of every '\t', ascending
+  std::vector<uint32_t> newlines;  // offsets of every '\n', ascending
+  std::vector<uint32_t> tabs_before;  // per newline: how many tabs precede it in the buffer
+  bool has_nul = false;            // a NUL byte anywhere in the buffer
+};
+
+// Fills *s for [data, data + size).
+void find_structure(const char* data, size_t size, Structure* s);
 
 // Plain reference of the same.
-bool find_delimiters_reference(const char* data, size_t size, std::vector<uint32_t>* out);
+void find_structure_reference(const char* data, size_t size, Structure* s);
 
 }  // namespace sluice::detail

@@ -3,7 +3,6 @@
 #include <cstring>
 #include <memory>
 
-#include "engine/cpu/structural.hpp"
 
 namespace sluice::detail {
 
@@ -30,9 +29,7 @@ struct HexTable {
 };
 constexpr HexTable kHex;
 
-inline bool fast_hex(const char* b, const char* e, uint32_t* out) {
-  const ptrdiff_t n = e - b;
-  if (n > 8) return false;
+inline bool hex_loop(const char* b, ptrdiff_t n, uint32_t* out) {
   uint32_t v = 0, bad = 0;
   for (ptrdiff_t i = 0; i < n; ++i) {
     const uint32_t d = kHex.v[uint8_t(b[i])];
@@ -41,6 +38,32 @@ inline bool fast_hex(const char* b, const char* e, uint32_t* out) {
   }
   *out = v;
   return (bad & 0x10) == 0;
+}
+
+// Eight hex digits at once (SWAR): validate every byte, then gather the nibbles.
+inline bool hex8(const char* b, uint32_t* out) {
+  uint64_t x;
+  std::memcpy(&x, b, 8);  // first digit in the lowest byte (little-endian)
+  constexpr uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+  if (x & high) return false;
+  const uint64_t digit = (x + 0x50 * ones) & ~(x + 0x46 * ones);  // '0' <= c <= '9'
+  const uint64_t y = x | (0x20 * ones);
+  const uint64_t letter = (y + 0x1f * ones) & ~(y + 0x19 * ones);  // 'a' <= c|0x20 <= 'f'
+  if (((digit | letter) & high) != high) return false;
+  uint64_t v = (x & (0x0f * ones)) + ((x >> 6) & ones) * 9;  // nibble per byte
+  v = __builtin_bswap64(v);                                    // first digit in the highest byte
+  v = (v | (v >> 4)) & 0x00ff00ff00ff00ffull;
+  v = (v | (v >> 8)) & 0x0000ffff0000ffffull;
+  v = (v | (v >> 16)) & 0x00000000ffffffffull;
+  *out = uint32_t(v);
+  return true;
+}
+
+inline bool fast_hex(const char* b, const char* e, uint32_t* out) {
+  const ptrdiff_t n = e - b;
+  if (n == 8) return hex8(b, out);
+  if (n > 8) return false;
+  return hex_loop(b, n, out);
 }
 
 // Decimal fast path: up to 18 digits never overflow int64; longer fields take the exact path.
@@ -106,81 +129,69 @@ void reference_line(Columns& c, const char* b, const char* e, uint64_t line) {
 
 }  // namespace
 
-void parse_tsv(const char* data, size_t size, const EngineOptions& opts, ParsedChunk* out,
-               std::vector<uint32_t>* delims) {
+void parse_tsv(const char* data, size_t size, const EngineOptions& opts, ParsedChunk* out, Structure* st) {
   out->rows = 0;
   out->lines = 0;
   out->bad.clear();
   if (size == 0) { trim_rows(out, opts, 0); return; }
-  const bool has_nul = find_delimiters(data, size, delims);
-  const uint32_t* d = delims->data();
-  const size_t nd = delims->size();
-  // Upper bound on rows: number of '\n' + 1.
-  size_t newlines = 0;
-  for (size_t k = 0; k < nd; ++k) newlines += data[d[k]] == '\n';
-  reserve_rows(out, opts, int64_t(newlines + 1));
+  find_structure(data, size, st);
+  const uint32_t* tabs = st->tabs.data();
+  const size_t nl = st->newlines.size();
+  // A good row has 39 tabs: that bounds the rows to store.
+  reserve_rows(out, opts, int64_t(st->tabs.size() / (kNumFields - 1) + 1));
   Columns c{out, &opts, dense_log_table(), 0};
-
-  size_t di = 0;
-  size_t start = 0;
-  uint64_t line = 0;
-  uint32_t ends[kNumFields];
-  while (start < size) {
-    ++line;
-    int tabs = 0;
-    size_t end = size;
-    while (di < nd) {
-      const uint32_t p = d[di++];
-      if (data[p] == '\n') { end = p; break; }
-      if (tabs < kNumFields) ends[tabs] = p;
-      ++tabs;
-    }
+  const float* table = c.table;
+  // Lines: one per '\n', plus a last one without '\n' when bytes follow the last '\n'.
+  const bool tail = nl == 0 || st->newlines[nl - 1] + 1 < size;
+  const size_t lines = nl + (tail ? 1 : 0);
+  for (size_t k = 0; k < lines; ++k) {
+    const size_t start = k == 0 ? 0 : size_t(st->newlines[k - 1]) + 1;
+    const size_t end = k < nl ? size_t(st->newlines[k]) : size;
+    const uint32_t t0 = k == 0 ? 0 : st->tabs_before[k - 1];
+    const uint32_t t1 = k < nl ? st->tabs_before[k] : uint32_t(st->tabs.size());
     const char* lb = data + start;
     const char* le = data + end;
-    start = end + 1;
-    if (tabs != kNumFields - 1 || has_nul) { reference_line(c, lb, le, line); continue; }
+    const uint64_t line = k + 1;
+    if (t1 - t0 != uint32_t(kNumFields - 1) || st->has_nul) { reference_line(c, lb, le, line); continue; }
+    const uint32_t* ends = tabs + t0;  // ends[f] = end of field f, for f < 39
     const char* fe = le;
     if (fe != lb && fe[-1] == '\r') --fe;
-    ends[kNumFields - 1] = uint32_t(fe - data);
     // label
-    const char* fb = lb;
-    bool ok = true;
     int32_t label;
     {
       const char* e0 = data + ends[0];
-      if (e0 == fb) label = 0;
-      else if (e0 - fb == 1 && (*fb == '0' || *fb == '1')) label = *fb - '0';
-      else ok = false;
+      if (e0 == lb) label = 0;
+      else if (e0 - lb == 1 && (*lb == '0' || *lb == '1')) label = *lb - '0';
+      else { reference_line(c, lb, le, line); continue; }
     }
-    if (!ok) { reference_line(c, lb, le, line); continue; }
+    bool ok = true;
     int64_t ints[kNumDense];
-    for (int i = 0; i < kNumDense && ok; ++i) {
-      ok = fast_int(data + ends[i] + 1, data + ends[i + 1], &ints[i]);
-    }
+    for (int i = 0; i < kNumDense; ++i) ok &= fast_int(data + ends[i] + 1, data + ends[i + 1], &ints[i]);
     uint32_t cats[kNumSparse];
-    for (int j = 0; j < kNumSparse && ok; ++j) {
+    for (int j = 0; j < kNumSparse - 1; ++j) {
       const int f = 1 + kNumDense + j;
-      ok = fast_hex(data + ends[f - 1] + 1, data + ends[f], &cats[j]);
+      ok &= fast_hex(data + ends[f - 1] + 1, data + ends[f], &cats[j]);
     }
+    ok &= fast_hex(data + ends[kNumFields - 2] + 1, fe, &cats[kNumSparse - 1]);
     if (!ok) { reference_line(c, lb, le, line); continue; }
     const size_t r = size_t(c.row);
     out->labels[r] = label;
     if (opts.dense == DenseOut::kLog) {
       float* dv = &out->dense[r * kNumDense];
-      for (int i = 0; i < kNumDense; ++i) dv[i] = dense_value_cached(ints[i], c.table);
+      for (int i = 0; i < kNumDense; ++i) dv[i] = dense_value_cached(ints[i], table);
     } else {
       int32_t* dv = &out->dense_int[r * kNumDense];
       for (int i = 0; i < kNumDense; ++i) dv[i] = clamp_dense_int32(ints[i]);
     }
-    uint32_t* s = &out->sparse[r * kNumSparse];
+    uint32_t* sp = &out->sparse[r * kNumSparse];
     if (opts.max_ind_range == 0) {
-      std::memcpy(s, cats, sizeof cats);
+      std::memcpy(sp, cats, sizeof cats);
     } else {
-      for (int j = 0; j < kNumSparse; ++j) s[j] = apply_modulo(cats[j], opts.max_ind_range);
+      for (int j = 0; j < kNumSparse; ++j) sp[j] = apply_modulo(cats[j], opts.max_ind_range);
     }
     ++c.row;
   }
-  out->lines = line;
+  out->lines = lines;
   trim_rows(out, opts, c.row);
 }
 

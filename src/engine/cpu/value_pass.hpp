@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/cpu/structural.hpp"
 #include "sluice/engine.hpp"
 
 namespace sluice::detail {
@@ -20,9 +21,8 @@ inline float dense_value_cached(int64_t raw, const float* table) {
 
 // Parses whole TSV lines in [data, data+size) (the last line may lack '\n') into *out (appending
 // good rows; bad rows go to out->bad with 1-based line numbers relative to this buffer).
-// `delims` is scratch space for the structural pass.
-void parse_tsv(const char* data, size_t size, const EngineOptions& opts, ParsedChunk* out,
-               std::vector<uint32_t>* delims);
+// `st` is scratch space for the structural pass.
+void parse_tsv(const char* data, size_t size, const EngineOptions& opts, ParsedChunk* out, Structure* st);
 
 // Parses Meta binary rows (160 bytes each); a trailing partial row is a bad row.
 void parse_dlrm_bin(const char* data, size_t size, const EngineOptions& opts, ParsedChunk* out);

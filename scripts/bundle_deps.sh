@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Copies the header-only build dependencies (CLI11, nlohmann-json) and zlib's headers into .deps/,
+# a relocatable prefix for building on a machine that cannot install packages (e.g. a GPU host
+# without network access): cmake -DCMAKE_PREFIX_PATH=$PWD/.deps ...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+rm -rf .deps && mkdir -p .deps/include .deps/share/cmake
+cp -r /usr/include/CLI /usr/include/nlohmann .deps/include/
+cp /usr/include/zlib.h /usr/include/zconf.h .deps/include/
+cp -r /usr/share/cmake/CLI11 /usr/share/cmake/nlohmann_json .deps/share/cmake/
+if [ -d /usr/src/googletest ]; then cp -r /usr/src/googletest .deps/googletest-src; fi
+du -sh .deps

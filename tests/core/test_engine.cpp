@@ -1,0 +1,757 @@
+// The cpu engine against the scalar reference: real Criteo rows, random rows under every thread count
+// and chunk size, malformed rows in fail and skip mode, gzip and Meta binary inputs, and the SIMD
+// structural pass.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "engine/cpu/structural.hpp"
+#include "engine/cpu/value_pass.hpp"
+#include "sluice/engine.hpp"
+#include "sluice/vocab.hpp"
+#include "test_util.hpp"
+
+using namespace sluice;
+using namespace sluice_test;
+
+namespace {
+
+EngineOptions opts(int threads, size_t chunk, uint64_t modulo = 0, OnError on_error = OnError::kFail) {
+  EngineOptions o;
+  o.threads = threads;
+  o.chunk_bytes = chunk;
+  o.max_ind_range = modulo;
+  o.on_error = on_error;
+  return o;
+}
+
+// Asserts that a run's output equals the reference (and that chunks were delivered in row order).
+void expect_equal(const Collected& got, const Expected& want, const std::string& what) {
+  ASSERT_EQ(got.rows, want.rows()) << what;
+  ASSERT_EQ(got.labels, want.labels) << what;
+  if (!got.dense.empty() || !want.dense.empty()) {
+    ASSERT_TRUE(same_bits(got.dense, want.dense)) << what;
+  }
+  ASSERT_EQ(got.sparse, want.sparse) << what;
+}
+
+void expect_first_rows_consistent(const Collected& got, const std::string& what) {
+  // first_row of each delivered chunk is the running row count before it.
+  ASSERT_EQ(got.first_rows.size(), got.chunks) << what;
+  if (!got.first_rows.empty()) {
+    EXPECT_EQ(got.first_rows.front(), 0u) << what;
+    for (size_t i = 1; i < got.first_rows.size(); ++i) EXPECT_GE(got.first_rows[i], got.first_rows[i - 1]) << what;
+  }
+}
+
+// ---- the real sample ----------------------------------------------------------------------------
+
+TEST(Engine, CriteoSampleEqualsReference) {
+  const std::string text = read_file(sample_path());
+  for (uint64_t modulo : {uint64_t(0), uint64_t(1), uint64_t(7), uint64_t(1000), uint64_t(40000000),
+                          uint64_t(0x80000001), uint64_t(0xffffffff), uint64_t(1) << 32, (uint64_t(1) << 40) + 3}) {
+    const Expected want = reference_parse(text, modulo);
+    ASSERT_EQ(want.rows(), 200);
+    ASSERT_TRUE(want.bad.empty());
+    for (int threads : {1, 3}) {
+      for (size_t chunk : {size_t(1024), size_t(1) << 20}) {
+        EngineStats st;
+        const Collected got = run_engine(opts(threads, chunk, modulo), {sample_path()}, &st);
+        const std::string what = "modulo " + std::to_string(modulo) + " threads " + std::to_string(threads) +
+                                 " chunk " + std::to_string(chunk);
+        expect_equal(got, want, what);
+        expect_first_rows_consistent(got, what);
+        EXPECT_EQ(st.rows, 200u);
+        EXPECT_EQ(st.rows_skipped, 0u);
+        EXPECT_EQ(st.bytes, text.size());
+        ASSERT_EQ(st.rows_per_file.size(), 1u);
+        EXPECT_EQ(st.rows_per_file[0], 200u);
+        if (chunk == 1024) {
+          EXPECT_GT(got.chunks, 10u) << what;
+        }
+      }
+    }
+  }
+}
+
+TEST(Engine, CriteoSampleHandChecked) {
+  // Row 1 of the sample, by hand: 0, I2=3 I3=260 I5=17668 I8=33 I12=0, C1=05db9164 ... C26 empty.
+  const Collected got = run_engine(opts(2, 1024, 0), {sample_path()});
+  ASSERT_EQ(got.rows, 200);
+  EXPECT_EQ(got.labels[0], 0);
+  EXPECT_EQ(got.dense[0], 0.0f);
+  EXPECT_EQ(got.dense[1], log1p_exact(3));
+  EXPECT_EQ(got.dense[2], log1p_exact(260));
+  EXPECT_EQ(got.dense[4], log1p_exact(17668));
+  EXPECT_EQ(got.sparse[0], 0x05db9164u);
+  EXPECT_EQ(got.sparse[25], 0u);
+  // Row 2 has I2 = -1: Neg2Zero.
+  EXPECT_EQ(got.dense[13 + 1], 0.0f);
+  int ones = 0;
+  for (int32_t l : got.labels) ones += l;
+  EXPECT_GT(ones, 0);
+  EXPECT_LT(ones, 200);
+}
+
+// ---- random rows: every thread count and chunk size ---------------------------------------------
+
+TEST(Engine, RandomRowsAllThreadCountsAndChunkSizes) {
+  TempDir dir("engine");
+  for (int seed = 0; seed < 6; ++seed) {
+    RowGen gen(uint64_t(seed) * 7919 + 1);
+    const bool final_newline = seed % 2 == 0;
+    const std::string text = gen.text(150 + seed * 40, final_newline);
+    const std::string path = dir / ("rows" + std::to_string(seed) + ".tsv");
+    write_file(path, text);
+    const uint64_t modulo = seed % 3 == 0 ? 0 : (seed % 3 == 1 ? 1000 : 0xfffffff1ull);
+    const Expected want = reference_parse(text, modulo);
+    ASSERT_TRUE(want.bad.empty()) << "generator made a bad row (line " << want.bad[0].line << ")";
+    ASSERT_EQ(want.rows(), 150 + seed * 40);
+    for (int threads : {1, 2, 3, 5}) {
+      for (size_t chunk : {size_t(1024), size_t(4096), size_t(1) << 20}) {
+        EngineStats st;
+        const Collected got = run_engine(opts(threads, chunk, modulo), {path}, &st);
+        const std::string what = "seed " + std::to_string(seed) + " threads " + std::to_string(threads) +
+                                 " chunk " + std::to_string(chunk);
+        expect_equal(got, want, what);
+        expect_first_rows_consistent(got, what);
+        EXPECT_EQ(st.rows, uint64_t(want.rows())) << what;
+        EXPECT_EQ(st.bytes, text.size()) << what;
+      }
+    }
+  }
+}
+
+TEST(Engine, ClampedIntDense) {
+  TempDir dir("engine");
+  RowGen gen(99);
+  std::string text = gen.text(300, true);
+  // and a row with every extreme
+  std::vector<std::string> f(40);
+  f[0] = "1";
+  const char* ints[13] = {"-9223372036854775808", "9223372036854775807", "2147483647", "2147483648", "-1", "0",
+                          "-0", "4294967296", "007", "", "2147483646", "99999999999", "1"};
+  for (int i = 0; i < 13; ++i) f[size_t(i + 1)] = ints[i];
+  std::string row;
+  for (size_t i = 0; i < f.size(); ++i) row += (i ? "\t" : "") + f[i];
+  text += row + "\n";
+  const std::string path = dir / "clamp.tsv";
+  write_file(path, text);
+  const Expected want = reference_parse(text, 0);
+  ASSERT_TRUE(want.bad.empty());
+  for (int threads : {1, 3}) {
+    EngineOptions o = opts(threads, 1024);
+    o.dense = DenseOut::kClampedInt;
+    const Collected got = run_engine(o, {path});
+    ASSERT_EQ(got.rows, 301);
+    EXPECT_TRUE(got.dense.empty());
+    EXPECT_EQ(got.dense_int, want.dense_int);
+    EXPECT_EQ(got.sparse, want.sparse);
+    const int32_t last[13] = {0, 2147483647, 2147483647, 2147483647, 0, 0, 0, 2147483647, 7, 0, 2147483646,
+                              2147483647, 1};
+    for (int i = 0; i < 13; ++i) EXPECT_EQ(got.dense_int[size_t(300 * 13 + i)], last[i]) << "I" << i + 1;
+  }
+}
+
+// ---- malformed rows -----------------------------------------------------------------------------
+
+struct BadKind {
+  const char* name;
+  // Turns a good row into a bad line.
+  std::string (*make)(const std::string& good);
+};
+
+const BadKind kBadKinds[] = {
+    {"plus sign", [](const std::string& g) { return with_field(g, 3, "+5"); }},
+    {"decimal point", [](const std::string& g) { return with_field(g, 13, "1.5"); }},
+    {"trailing junk", [](const std::string& g) { return with_field(g, 1, "12x"); }},
+    {"lone minus", [](const std::string& g) { return with_field(g, 6, "-"); }},
+    {"double minus", [](const std::string& g) { return with_field(g, 2, "--1"); }},
+    {"int overflow", [](const std::string& g) { return with_field(g, 9, "9223372036854775808"); }},
+    {"int underflow", [](const std::string& g) { return with_field(g, 10, "-9223372036854775809"); }},
+    {"nine hex digits", [](const std::string& g) { return with_field(g, 20, "123456789"); }},
+    {"bad hex", [](const std::string& g) { return with_field(g, 39, "0x1"); }},
+    {"label 2", [](const std::string& g) { return with_field(g, 0, "2"); }},
+    {"NUL byte", [](const std::string& g) { return with_field(g, 17, std::string("ab\0cd", 5)); }},
+    {"39 fields", [](const std::string& g) { return g.substr(0, g.rfind('\t')); }},
+    {"41 fields", [](const std::string& g) { return g + "\t1"; }},
+    {"empty line", [](const std::string&) { return std::string(); }},
+    {"CR only", [](const std::string&) { return std::string("\r"); }},
+};
+
+// A text of `n` good rows with bad lines at the given 1-based line numbers; also returns the text
+// without those lines.
+void make_texts(uint64_t seed, int n, const std::map<int, const BadKind*>& bad, bool final_newline, std::string* with_bad,
+                std::string* without) {
+  RowGen gen(seed);
+  with_bad->clear();
+  without->clear();
+  for (int line = 1; line <= n; ++line) {
+    const std::string good = gen.row();
+    const std::string eol = (line < n || final_newline) ? (gen.pick(3) == 0 ? "\r\n" : "\n") : "";
+    auto it = bad.find(line);
+    if (it != bad.end()) {
+      *with_bad += it->second->make(good) + eol;
+    } else {
+      *with_bad += good + eol;
+      *without += good + eol;
+    }
+  }
+  // Removing the last line leaves the new last line's terminator in place; both are valid texts.
+}
+
+TEST(Engine, FailModeNamesFileAndLine) {
+  TempDir dir("engine");
+  int k = 0;
+  for (const BadKind& kind : kBadKinds) {
+    const int line = 1 + (k * 37) % 180;  // somewhere in 1..180, lines 1 and the middle included
+    std::string text, without;
+    make_texts(1000 + uint64_t(k), 200, {{line, &kind}}, k % 2 == 0, &text, &without);
+    const std::string path = dir / ("bad" + std::to_string(k) + ".tsv");
+    write_file(path, text);
+    // The expected reason, from the reference.
+    const Expected ref = reference_parse(text, 0);
+    ASSERT_EQ(ref.bad.size(), 1u) << kind.name;
+    ASSERT_EQ(ref.bad[0].line, uint64_t(line)) << kind.name;
+    const std::string reason = describe_bad_row(ref.bad[0].err, ref.bad[0].field);
+    const std::string want = path + ":" + std::to_string(line) + ": " + reason;
+    for (int threads : {1, 3}) {
+      for (size_t chunk : {size_t(1024), size_t(1) << 20}) {
+        try {
+          run_engine(opts(threads, chunk), {path});
+          ADD_FAILURE() << kind.name << ": no error";
+        } catch (const Error& e) {
+          EXPECT_EQ(std::string(e.what()), want) << kind.name << " threads " << threads << " chunk " << chunk;
+        }
+      }
+    }
+    ++k;
+  }
+}
+
+TEST(Engine, FailModeReasons) {
+  // The reasons themselves, by hand, for a few kinds.
+  TempDir dir("engine");
+  const struct {
+    int kind;
+    const char* reason;
+  } cases[] = {
+      {0, "bad integer in I3"},
+      {1, "bad integer in I13"},
+      {5, "integer out of signed 64-bit range in I9"},
+      {7, "hex value longer than 8 digits in C7"},
+      {8, "bad hex digit in C26"},
+      {9, "bad label (expected empty, 0 or 1) in label"},
+      {10, "NUL byte in line"},
+      {11, "wrong number of fields (expected 40)"},
+      {12, "wrong number of fields (expected 40)"},
+      {13, "empty line"},
+  };
+  for (const auto& c : cases) {
+    std::string text, without;
+    make_texts(77, 50, {{17, &kBadKinds[c.kind]}}, true, &text, &without);
+    const std::string path = dir / "reason.tsv";
+    write_file(path, text);
+    try {
+      run_engine(opts(2, 1024), {path});
+      ADD_FAILURE() << kBadKinds[c.kind].name << ": no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()), path + ":17: " + c.reason);
+    }
+  }
+}
+
+TEST(Engine, FailModeReportsTheFirstBadRowAcrossFiles) {
+  TempDir dir("engine");
+  std::string a, b, unused;
+  make_texts(5, 120, {}, true, &a, &unused);
+  make_texts(6, 120, {{40, &kBadKinds[2]}, {90, &kBadKinds[9]}}, true, &b, &unused);
+  write_file(dir / "a.tsv", a);
+  write_file(dir / "b.tsv", b);
+  for (int threads : {1, 4}) {
+    try {
+      run_engine(opts(threads, 1024), {dir / "a.tsv", dir / "b.tsv"});
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()), (dir / "b.tsv") + ":40: bad integer in I1");
+    }
+  }
+  // A bad last line without a terminator.
+  std::string c;
+  make_texts(7, 30, {{30, &kBadKinds[0]}}, false, &c, &unused);
+  write_file(dir / "c.tsv", c);
+  try {
+    run_engine(opts(2, 1024), {dir / "c.tsv"});
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), (dir / "c.tsv") + ":30: bad integer in I3");
+  }
+}
+
+TEST(Engine, SkipModeEqualsTheFileWithoutTheBadLines) {
+  TempDir dir("engine");
+  for (int seed = 0; seed < 3; ++seed) {
+    // Every kind of bad line, scattered (two adjacent ones and the very first line included).
+    std::map<int, const BadKind*> bad;
+    const int n = 600;
+    int line = 1, last = 1;
+    for (const BadKind& kind : kBadKinds) {
+      bad[line] = &kind;
+      last = line;
+      line += 2 + (seed * 11 + line * 7) % 30;
+    }
+    bad[last + 1] = &kBadKinds[0];  // two bad lines in a row
+    ASSERT_LT(last + 1, n);
+    std::string text, without;
+    make_texts(500 + uint64_t(seed), n, bad, seed != 1, &text, &without);
+    const std::string path = dir / ("skip" + std::to_string(seed) + ".tsv");
+    const std::string clean = dir / ("clean" + std::to_string(seed) + ".tsv");
+    write_file(path, text);
+    write_file(clean, without);
+    const Expected want = reference_parse(without, 1000);
+    ASSERT_TRUE(want.bad.empty());
+    ASSERT_EQ(want.rows(), int64_t(n - bad.size()));
+    const Collected clean_out = run_engine(opts(1, 1 << 20, 1000), {clean});
+    expect_equal(clean_out, want, "clean");
+    for (int threads : {1, 2, 3, 5}) {
+      for (size_t chunk : {size_t(1024), size_t(4096), size_t(1) << 20}) {
+        EngineStats st;
+        const Collected got = run_engine(opts(threads, chunk, 1000, OnError::kSkip), {path}, &st);
+        const std::string what = "seed " + std::to_string(seed) + " threads " + std::to_string(threads) +
+                                 " chunk " + std::to_string(chunk);
+        expect_equal(got, want, what);
+        EXPECT_EQ(st.rows, uint64_t(want.rows())) << what;
+        EXPECT_EQ(st.rows_skipped, bad.size()) << what;
+        ASSERT_EQ(st.bad_rows.size(), bad.size()) << what;
+        size_t i = 0;
+        const Expected ref = reference_parse(text, 0);
+        ASSERT_EQ(ref.bad.size(), bad.size());
+        for (const auto& [bl, kind] : bad) {
+          EXPECT_EQ(st.bad_rows[i].file, path) << what;
+          EXPECT_EQ(st.bad_rows[i].line, uint64_t(bl)) << what << " " << kind->name;
+          EXPECT_EQ(st.bad_rows[i].reason, describe_bad_row(ref.bad[i].err, ref.bad[i].field)) << what;
+          ++i;
+        }
+      }
+    }
+  }
+}
+
+// Random byte-level damage to random rows (a byte replaced, inserted or deleted, tabs and CRs
+// included): in skip mode the engine keeps exactly the lines the reference accepts, and reports
+// exactly the lines it rejects; in fail mode it names the first of them.
+TEST(Engine, RandomDamageMatchesReference) {
+  TempDir dir("engine");
+  const char kBytes[] = "\t\t\t\r\n-+.x0123456789abcdefABCDEFg \0\x80\xff";
+  for (int seed = 0; seed < 8; ++seed) {
+    RowGen gen(uint64_t(seed) + 900);
+    std::string text;
+    const int n = 250;
+    for (int line = 0; line < n; ++line) {
+      std::string row = gen.row();
+      if (gen.pick(4) == 0) {
+        const int edits = 1 + gen.pick(3);
+        for (int e = 0; e < edits; ++e) {
+          const size_t pos = row.empty() ? 0 : size_t(gen.pick(row.size() + 1));
+          const char ch = kBytes[gen.pick(sizeof kBytes - 1)];
+          switch (gen.pick(3)) {
+            case 0: if (pos < row.size()) row[pos] = ch; break;
+            case 1: row.insert(row.begin() + ptrdiff_t(pos), ch); break;
+            default: if (pos < row.size()) row.erase(pos, 1); break;
+          }
+        }
+      }
+      text += row;
+      if (line + 1 < n || seed % 2 == 0) text += gen.pick(3) == 0 ? "\r\n" : "\n";
+    }
+    const std::string path = dir / ("damaged" + std::to_string(seed) + ".tsv");
+    write_file(path, text);
+    const Expected want = reference_parse(text, 977);
+    ASSERT_FALSE(want.bad.empty());
+    for (int threads : {1, 3}) {
+      for (size_t chunk : {size_t(1024), size_t(1) << 20}) {
+        const std::string what = "seed " + std::to_string(seed) + " threads " + std::to_string(threads) +
+                                 " chunk " + std::to_string(chunk);
+        EngineOptions o = opts(threads, chunk, 977, OnError::kSkip);
+        o.max_bad_rows_kept = 1000;
+        EngineStats st;
+        const Collected got = run_engine(o, {path}, &st);
+        expect_equal(got, want, what);
+        ASSERT_EQ(st.rows_skipped, want.bad.size()) << what;
+        ASSERT_EQ(st.bad_rows.size(), want.bad.size()) << what;
+        for (size_t i = 0; i < want.bad.size(); ++i) {
+          EXPECT_EQ(st.bad_rows[i].line, want.bad[i].line) << what;
+          EXPECT_EQ(st.bad_rows[i].reason, describe_bad_row(want.bad[i].err, want.bad[i].field)) << what;
+        }
+        try {
+          run_engine(opts(threads, chunk, 977), {path});
+          ADD_FAILURE() << what << ": no error in fail mode";
+        } catch (const Error& e) {
+          EXPECT_EQ(std::string(e.what()), path + ":" + std::to_string(want.bad[0].line) + ": " +
+                                               describe_bad_row(want.bad[0].err, want.bad[0].field))
+              << what;
+        }
+      }
+    }
+  }
+}
+
+TEST(Engine, SkipModeKeepsOnlyTheFirstBadRowsButCountsAll) {
+  TempDir dir("engine");
+  std::map<int, const BadKind*> bad;
+  for (int line = 2; line <= 200; line += 4) bad[line] = &kBadKinds[line % 15];
+  std::string text, without;
+  make_texts(31, 200, bad, true, &text, &without);
+  write_file(dir / "many.tsv", text);
+  EngineOptions o = opts(3, 1024, 0, OnError::kSkip);
+  o.max_bad_rows_kept = 5;
+  EngineStats st;
+  const Collected got = run_engine(o, {dir / "many.tsv"}, &st);
+  EXPECT_EQ(st.rows_skipped, bad.size());
+  ASSERT_EQ(st.bad_rows.size(), 5u);
+  EXPECT_EQ(st.bad_rows[0].line, 2u);
+  EXPECT_EQ(st.bad_rows[4].line, 18u);
+  EXPECT_EQ(got.rows, int64_t(200 - bad.size()));
+}
+
+TEST(Engine, SkipModeLineNumbersPerFile) {
+  TempDir dir("engine");
+  std::string a, b, unused;
+  make_texts(8, 100, {{3, &kBadKinds[0]}}, true, &a, &unused);
+  make_texts(9, 100, {{5, &kBadKinds[1]}, {100, &kBadKinds[2]}}, false, &b, &unused);
+  write_file(dir / "a.tsv", a);
+  write_file(dir / "b.tsv", b);
+  EngineStats st;
+  const Collected got = run_engine(opts(2, 1024, 0, OnError::kSkip), {dir / "a.tsv", dir / "b.tsv"}, &st);
+  EXPECT_EQ(got.rows, 197);
+  ASSERT_EQ(st.bad_rows.size(), 3u);
+  EXPECT_EQ(st.bad_rows[0].file, dir / "a.tsv");
+  EXPECT_EQ(st.bad_rows[0].line, 3u);
+  EXPECT_EQ(st.bad_rows[1].file, dir / "b.tsv");
+  EXPECT_EQ(st.bad_rows[1].line, 5u);
+  EXPECT_EQ(st.bad_rows[2].line, 100u);
+  ASSERT_EQ(st.rows_per_file.size(), 2u);
+  EXPECT_EQ(st.rows_per_file[0], 99u);
+  EXPECT_EQ(st.rows_per_file[1], 98u);
+}
+
+// ---- inputs -------------------------------------------------------------------------------------
+
+TEST(Engine, GzipEqualsPlain) {
+  TempDir dir("engine");
+  RowGen gen(4242);
+  const std::string text = gen.text(700, true);
+  write_file(dir / "plain.tsv", text);
+  write_gz(dir / "packed.tsv.gz", text);
+  write_gz(dir / "no_suffix.tsv", text);  // gzip is detected from the magic bytes
+  const Expected want = reference_parse(text, 0);
+  for (int threads : {1, 3}) {
+    for (size_t chunk : {size_t(1024), size_t(1) << 20}) {
+      EngineStats sp, sg;
+      const Collected plain = run_engine(opts(threads, chunk), {dir / "plain.tsv"}, &sp);
+      const Collected gz = run_engine(opts(threads, chunk), {dir / "packed.tsv.gz"}, &sg);
+      const Collected gz2 = run_engine(opts(threads, chunk), {dir / "no_suffix.tsv"});
+      expect_equal(plain, want, "plain");
+      expect_equal(gz, want, "gz");
+      expect_equal(gz2, want, "gz without suffix");
+      EXPECT_EQ(sg.bytes, text.size());  // decompressed bytes
+    }
+  }
+  // Several files, mixed plain and gzip: concatenated in the order given.
+  const Collected mixed = run_engine(opts(2, 1024), {dir / "packed.tsv.gz", dir / "plain.tsv", dir / "packed.tsv.gz"});
+  const Expected want3 = reference_parse(text + text + text, 0);
+  expect_equal(mixed, want3, "mixed");
+}
+
+void append_i32(std::string* s, int32_t v) { s->append(reinterpret_cast<const char*>(&v), 4); }
+
+TEST(Engine, DlrmBinInput) {
+  TempDir dir("engine");
+  std::mt19937_64 rng(5);
+  std::string bin;
+  std::vector<int32_t> rows;
+  const int n = 333;
+  for (int r = 0; r < n; ++r) {
+    for (int k = 0; k < 40; ++k) {
+      int32_t v;
+      if (k == 0) v = int32_t(rng() % 2);
+      else if (k <= 13) v = (r % 7 == 0 && k == 3) ? -5 : int32_t(rng() >> (33 + rng() % 31));
+      else v = int32_t(uint32_t(rng()));
+      rows.push_back(v);
+      append_i32(&bin, v);
+    }
+  }
+  write_file(dir / "day_0.bin", bin);
+  for (uint64_t modulo : {uint64_t(0), uint64_t(1000)}) {
+    for (DenseOut dense : {DenseOut::kLog, DenseOut::kClampedInt}) {
+      for (int threads : {1, 3}) {
+        EngineOptions o = opts(threads, 1024, modulo);  // 1024 is not a multiple of 160: rows must stay whole
+        o.dense = dense;
+        EngineStats st;
+        const Collected got = run_engine(o, {dir / "day_0.bin"}, &st);
+        ASSERT_EQ(got.rows, n);
+        EXPECT_EQ(st.bytes, bin.size());
+        for (int r = 0; r < n; ++r) {
+          const int32_t* v = &rows[size_t(r) * 40];
+          ASSERT_EQ(got.labels[size_t(r)], v[0]) << r;
+          for (int i = 0; i < 13; ++i) {
+            if (dense == DenseOut::kLog) {
+              ASSERT_EQ(got.dense[size_t(r) * 13 + size_t(i)], dense_value(v[1 + i])) << r;
+            } else {
+              ASSERT_EQ(got.dense_int[size_t(r) * 13 + size_t(i)], v[1 + i] < 0 ? 0 : v[1 + i]) << r;
+            }
+          }
+          for (int j = 0; j < 26; ++j)
+            ASSERT_EQ(got.sparse[size_t(r) * 26 + size_t(j)], apply_modulo(uint32_t(v[14 + j]), modulo)) << r;
+        }
+      }
+    }
+  }
+  // A bad label in row 100 and a partial last row.
+  std::string bad = bin;
+  const int32_t two = 2;
+  std::memcpy(&bad[99 * 160], &two, 4);
+  write_file(dir / "bad.bin", bad);
+  try {
+    run_engine(opts(2, 1024), {dir / "bad.bin"});
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), (dir / "bad.bin") + ":100: bad label (expected empty, 0 or 1) in label");
+  }
+  write_file(dir / "partial.bin", bin + std::string(20, '\0'));
+  try {
+    run_engine(opts(2, 1024), {dir / "partial.bin"});
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), (dir / "partial.bin") + ":334: wrong number of fields (expected 40)");
+  }
+  EngineStats st;
+  const Collected got = run_engine(opts(2, 1024, 0, OnError::kSkip), {dir / "bad.bin"}, &st);
+  EXPECT_EQ(got.rows, n - 1);
+  EXPECT_EQ(st.rows_skipped, 1u);
+}
+
+TEST(Engine, EmptyFileAndEmptyInputs) {
+  TempDir dir("engine");
+  write_file(dir / "empty.tsv", "");
+  int calls = 0;
+  CpuEngine engine(opts(2, 1024));
+  EngineStats st = engine.run({dir / "empty.tsv"}, [&](ParsedChunk&) { ++calls; });
+  EXPECT_EQ(st.rows, 0u);
+  EXPECT_EQ(st.rows_skipped, 0u);
+  EXPECT_EQ(calls, 0);
+  st = engine.run({}, [&](ParsedChunk&) { ++calls; });
+  EXPECT_EQ(st.rows, 0u);
+  EXPECT_EQ(calls, 0);
+  // An empty file between two others changes nothing and the line numbers restart per file.
+  RowGen gen(3);
+  const std::string text = gen.text(50, true);
+  write_file(dir / "a.tsv", text);
+  const Collected got = run_engine(opts(2, 1024), {dir / "a.tsv", dir / "empty.tsv", dir / "a.tsv"}, &st);
+  expect_equal(got, reference_parse(text + text, 0), "empty in the middle");
+  ASSERT_EQ(st.rows_per_file.size(), 3u);
+  EXPECT_EQ(st.rows_per_file[1], 0u);
+}
+
+TEST(Engine, MissingFileThrows) {
+  TempDir dir("engine");
+  EXPECT_THROW(run_engine(opts(2, 1024), {dir / "does_not_exist.tsv"}), Error);
+}
+
+TEST(Engine, LineLongerThanTheChunk) {
+  TempDir dir("engine");
+  RowGen gen(17);
+  std::string text = gen.text(20, true);
+  // Leading zeros are legal: a 5000-byte integer field, and a row that is nearly all of it.
+  std::string longrow = with_field(gen.row(), 5, std::string(5000, '0') + "42");
+  longrow = with_field(longrow, 9, "-" + std::string(3000, '0') + "7");
+  text += longrow + "\n" + gen.text(20, false);
+  write_file(dir / "long.tsv", text);
+  const Expected want = reference_parse(text, 0);
+  ASSERT_TRUE(want.bad.empty());
+  ASSERT_EQ(want.rows(), 41);
+  for (int threads : {1, 2}) {
+    for (size_t chunk : {size_t(1024), size_t(4096)}) {
+      const Collected got = run_engine(opts(threads, chunk), {dir / "long.tsv"});
+      expect_equal(got, want, "long line");
+      EXPECT_EQ(got.dense[20 * 13 + 4], log1p_exact(42));
+      EXPECT_EQ(got.dense[20 * 13 + 8], 0.0f);
+    }
+  }
+  // A file that is a single long line without a terminator.
+  write_file(dir / "one.tsv", longrow);
+  const Collected one = run_engine(opts(1, 1024), {dir / "one.tsv"});
+  expect_equal(one, reference_parse(longrow, 0), "one long line");
+}
+
+TEST(Engine, ConsumerExceptionStopsTheRun) {
+  TempDir dir("engine");
+  RowGen gen(23);
+  write_file(dir / "rows.tsv", gen.text(2000, true));
+  for (int threads : {1, 4}) {
+    CpuEngine engine(opts(threads, 1024));
+    int calls = 0;
+    EXPECT_THROW(engine.run({dir / "rows.tsv"},
+                            [&](ParsedChunk&) {
+                              if (++calls == 3) throw std::runtime_error("stop");
+                            }),
+                 std::runtime_error);
+    EXPECT_EQ(calls, 3);
+  }
+}
+
+// ---- parse_buffer -------------------------------------------------------------------------------
+
+TEST(Engine, ParseBufferRecordsBadRowsWithoutThrowing) {
+  std::string text, without;
+  make_texts(61, 60, {{1, &kBadKinds[3]}, {30, &kBadKinds[12]}, {60, &kBadKinds[13]}}, true, &text, &without);
+  CpuEngine engine(opts(1, 1024));  // fail mode: parse_buffer still never throws
+  ParsedChunk c;
+  engine.parse_buffer(text.data(), text.size(), InputFormat::kTsv, &c);
+  EXPECT_EQ(c.rows, 57);
+  EXPECT_EQ(c.lines, 60u);
+  ASSERT_EQ(c.bad.size(), 3u);
+  EXPECT_EQ(c.bad[0].line, 1u);
+  EXPECT_EQ(c.bad[0].err, RowError::kBadInt);
+  EXPECT_EQ(c.bad[0].field, 6);
+  EXPECT_EQ(c.bad[1].line, 30u);
+  EXPECT_EQ(c.bad[1].err, RowError::kFieldCount);
+  EXPECT_EQ(c.bad[2].line, 60u);
+  EXPECT_EQ(c.bad[2].err, RowError::kEmptyLine);
+  const Expected want = reference_parse(without, 0);
+  EXPECT_EQ(c.labels, want.labels);
+  EXPECT_TRUE(same_bits(c.dense, want.dense));
+  EXPECT_EQ(c.sparse, want.sparse);
+}
+
+TEST(Engine, ParseBufferDistinctValues) {
+  RowGen gen(71);
+  // Few distinct values per column: reuse rows.
+  std::vector<std::string> pool;
+  for (int i = 0; i < 9; ++i) pool.push_back(gen.row());
+  std::string text;
+  for (int r = 0; r < 500; ++r) text += pool[size_t(gen.pick(9))] + "\n";
+  EngineOptions o = opts(1, 1024, 5);
+  o.distinct = true;
+  CpuEngine engine(o);
+  ParsedChunk c;
+  engine.parse_buffer(text.data(), text.size(), InputFormat::kTsv, &c);
+  ASSERT_EQ(c.rows, 500);
+  for (int col = 0; col < 26; ++col) {
+    std::vector<uint32_t> order, count;
+    std::map<uint32_t, size_t> pos;
+    for (int r = 0; r < 500; ++r) {
+      const uint32_t v = c.sparse[size_t(r) * 26 + size_t(col)];
+      auto it = pos.find(v);
+      if (it == pos.end()) {
+        pos[v] = order.size();
+        order.push_back(v);
+        count.push_back(1);
+      } else {
+        ++count[it->second];
+      }
+    }
+    EXPECT_EQ(c.distinct[col], order) << "C" << col + 1;
+    EXPECT_EQ(c.distinct_count[col], count) << "C" << col + 1;
+  }
+}
+
+TEST(Engine, ParseBufferAppliesTheVocabulary) {
+  const std::string text = read_file(sample_path());
+  Vocabulary v;
+  for (int c = 0; c < 26; ++c) {
+    v.values[c] = {0x05db9164u, 0u, 0x68fd1e64u};
+    v.counts[c] = {1, 1, 1};
+  }
+  v.build_index();
+  EngineOptions o = opts(1, 1024);
+  o.vocab = &v;  // values outside it get one extra id past the end: 3
+  CpuEngine engine(o);
+  ParsedChunk c;
+  engine.parse_buffer(text.data(), text.size(), InputFormat::kTsv, &c);
+  const Expected want = reference_parse(text, 0);
+  ASSERT_EQ(c.rows, 200);
+  for (size_t k = 0; k < want.sparse.size(); ++k) {
+    const uint32_t raw = want.sparse[k];
+    const uint32_t id = raw == 0x05db9164u ? 0 : raw == 0 ? 1 : raw == 0x68fd1e64u ? 2 : 3;
+    ASSERT_EQ(c.sparse[k], id) << k;
+  }
+}
+
+// ---- the structural pass ------------------------------------------------------------------------
+
+void expect_same_structure(const detail::Structure& got, const detail::Structure& want, const std::string& what) {
+  ASSERT_EQ(got.has_nul, want.has_nul) << what;
+  ASSERT_EQ(got.tabs, want.tabs) << what;
+  ASSERT_EQ(got.newlines, want.newlines) << what;
+  ASSERT_EQ(got.tabs_before, want.tabs_before) << what;
+}
+
+TEST(Engine, StructuralPassEqualsReference) {
+  std::mt19937_64 rng(8);
+  detail::Structure got, want;
+  for (int round = 0; round < 6; ++round) {
+    for (size_t len = 0; len <= 300; ++len) {
+      // Densities from "no delimiters" to "all delimiters".
+      const int density = int(rng() % 5);
+      std::string buf(len, 'a');
+      for (size_t i = 0; i < len; ++i) {
+        const uint64_t r = rng() % 100;
+        char ch = char('0' + rng() % 75);
+        if (density == 4 || r < uint64_t(density) * 20) {
+          const uint64_t w = rng() % 10;
+          ch = w < 5 ? '\t' : w < 8 ? '\n' : w < 9 ? '\0' : '\r';
+        } else if (rng() % 50 == 0) {
+          ch = char(0x80 + rng() % 128);  // high bytes (sign bit set)
+        }
+        buf[i] = ch;
+      }
+      if (round == 5) {  // stale contents must be replaced
+        got.tabs.assign(1000, 7);
+        got.newlines.assign(3, 7);
+        got.tabs_before.assign(5, 7);
+        got.has_nul = true;
+      }
+      if (round == 4) got = detail::Structure();  // and empty vectors grown
+      detail::find_structure(buf.data(), buf.size(), &got);
+      detail::find_structure_reference(buf.data(), buf.size(), &want);
+      expect_same_structure(got, want, "len " + std::to_string(len) + " round " + std::to_string(round));
+    }
+  }
+  // Long buffers of nothing but delimiters (the outputs outgrow their first reservation), and of
+  // nothing but newlines.
+  for (size_t len : {size_t(4096), size_t(65536 + 17), size_t(200000)}) {
+    for (int kind = 0; kind < 3; ++kind) {
+      std::string buf(len, kind == 2 ? '\n' : '\t');
+      if (kind == 1)
+        for (size_t i = 0; i < len; i += 3) buf[i] = '\n';
+      detail::Structure g;
+      detail::find_structure(buf.data(), buf.size(), &g);
+      detail::find_structure_reference(buf.data(), buf.size(), &want);
+      expect_same_structure(g, want, "long " + std::to_string(len) + " kind " + std::to_string(kind));
+      EXPECT_EQ(g.tabs.size() + g.newlines.size(), len);
+    }
+  }
+  // A NUL only in the last (partial) block, and only in a full block.
+  std::string buf(130, 'x');
+  buf[129] = '\0';
+  detail::find_structure(buf.data(), buf.size(), &got);
+  EXPECT_TRUE(got.has_nul);
+  buf[129] = 'x';
+  buf[5] = '\0';
+  detail::find_structure(buf.data(), buf.size(), &got);
+  EXPECT_TRUE(got.has_nul);
+  buf[5] = 'x';
+  detail::find_structure(buf.data(), buf.size(), &got);
+  EXPECT_FALSE(got.has_nul);
+  EXPECT_TRUE(got.tabs.empty());
+  EXPECT_TRUE(got.newlines.empty());
+}
+
+}  // namespace
