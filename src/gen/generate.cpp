@@ -23,6 +23,7 @@
 #include "gen/fastmath.hpp"
 #include "gen/model.hpp"
 #include "gen/outdir.hpp"
+#include "sluice/io.hpp"
 #include "sluice/gen.hpp"
 #include "sluice/source.hpp"
 
@@ -267,7 +268,7 @@ GenResult generate(const GenOptions& opts) {
     return Task{d, b, first, uint32_t(n)};
   };
 
-  StagingDir dir(opts.out, opts.overwrite);
+  AtomicDir dir(opts.out, opts.overwrite);
   const Model model(opts.seed, opts.cardinality_scale);
 
   int threads = opts.threads > 0 ? opts.threads : int(std::thread::hardware_concurrency());
@@ -413,7 +414,7 @@ GenResult generate(const GenOptions& opts) {
   else truth["oracle_test_auc"] = res.oracle_test_auc;
   truth["model"] = model_json(model);
   write_whole_file(dir.file("truth.json"), truth.dump(2) + "\n", opts.sync);
-  dir.commit(opts.sync);
+  dir.commit();
 
   res.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   if (opts.progress) {

@@ -7,26 +7,6 @@
 
 namespace sluice::gen_detail {
 
-// A directory that appears atomically: files are written into a hidden sibling
-// "<parent>/.<name>.tmp-<pid>", and commit() renames it into place. Without commit() (an error, an
-// exception) the temporary directory is removed. An existing non-empty directory is refused unless
-// `overwrite` is set, in which case it is replaced at commit. The parent must exist.
-class StagingDir {
- public:
-  StagingDir(const std::string& final_path, bool overwrite);
-  ~StagingDir();
-  StagingDir(const StagingDir&) = delete;
-  StagingDir& operator=(const StagingDir&) = delete;
-
-  const std::string& path() const { return tmp_; }
-  std::string file(const std::string& name) const { return tmp_ + "/" + name; }
-  void commit(bool sync);  // sync: fsync the directories too
-
- private:
-  std::string final_, parent_, tmp_;
-  bool overwrite_, committed_ = false;
-};
-
 // A file written with plain write(2) calls; errors throw sluice::Error naming the file. With
 // `sync`, write-back is started every few tens of MB and close() waits for it (fsync).
 class OutFile {

@@ -181,8 +181,8 @@ void Optimizer::step(Dlrm& model, const torch::Tensor& flat_ids, const torch::Te
     const torch::Tensor& inverse = std::get<1>(uniq);
     torch::Tensor g = torch::zeros({rows.size(0), rows_grad.size(1)}, rows_grad.options());
     g.index_add_(0, inverse.reshape({-1}), rows_grad);
-    torch::Tensor sum = emb_state.index_select(0, rows) + g.pow(2).mean(1);
-    emb_state.index_copy_(0, rows, sum);
+    emb_state.index_add_(0, rows, g.pow(2).mean(1));  // rows are distinct
+    torch::Tensor sum = emb_state.index_select(0, rows);
     torch::Tensor update = g / (sum.sqrt() + kAdagradEps).unsqueeze(1);
     model.emb.index_add_(0, rows, update, -lr);
   }

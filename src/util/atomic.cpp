@@ -90,7 +90,7 @@ AtomicDir::AtomicDir(const std::string& final_path, bool overwrite)
     throw Error("output directory '" + final_path + "' must name a directory, not . or ..");
   }
   if (!overwrite_ && occupied(fp, final_)) {
-    throw Error("output '" + final_ + "' already exists and is not an empty directory (use overwrite)");
+    throw Error("output '" + final_ + "' already exists and is not empty (use --overwrite to replace it)");
   }
   make_parents(fp, final_);
   for (int tries = 0;; ++tries) {
@@ -118,7 +118,7 @@ void AtomicDir::commit() {
   std::string aside;
   if (occupied(fp, final_)) {
     if (!overwrite_) {
-      throw Error("output '" + final_ + "' already exists and is not an empty directory (use overwrite)");
+      throw Error("output '" + final_ + "' already exists and is not empty (use --overwrite to replace it)");
     }
     aside = hidden_sibling(fp, "old");
     if (::rename(final_.c_str(), aside.c_str()) != 0) {

@@ -300,8 +300,10 @@ TEST_F(GenTest, LeavesNothingBehindOnFailure) {
   // The parent is a regular file.
   std::ofstream(path("file")) << "x";
   EXPECT_THROW(gen("file/out", 100, 1, 1, 1.0, 1), sluice::Error);
-  // The parent does not exist.
-  EXPECT_THROW(gen("missing/out", 100, 1, 1, 1.0, 1), sluice::Error);
+  // A missing parent is created.
+  EXPECT_NO_THROW(gen("missing/out", 100, 1, 1, 1.0, 1));
+  EXPECT_TRUE(fs::exists(path("missing/out/day_0.tsv")));
+  fs::remove_all(path("missing"));
   // An unwritable parent (root ignores permissions, so only check it as another user).
   if (::geteuid() != 0) {
     fs::create_directories(path("ro"));

@@ -297,6 +297,33 @@ TEST(Ops, LogHardCases) {
   }
 }
 
+TEST(Ops, LogHardCasesTakeTheFallback) {
+  // The double evaluation of log1p_exact must hand every case closer than 2^-50 to the fallback,
+  // and must be right whenever it decides.
+  int fallbacks = 0;
+  for (const auto& c : kHardCases) {
+    double hi, lo;
+    split_plus_one(c.x, &hi, &lo);
+    const double v = std::log(hi) + lo / hi;
+    float f = -1;
+    const bool decided = detail::round_if_decided(v, std::ldexp(v, -48), &f);
+    const float want = float_of(c.bits);
+    const double side = (c.ln_hi - double(want)) + c.ln_lo;
+    const float nb = side > 0 ? std::nextafter(want, INFINITY) : std::nextafter(want, -INFINITY);
+    const double mid = (double(want) + double(nb)) / 2;
+    const double rel = std::fabs((c.ln_hi - mid) + c.ln_lo) / c.ln_hi;
+    if (rel < std::ldexp(1.0, -50)) {
+      EXPECT_FALSE(decided) << "x=" << c.x;
+    }
+    if (decided) {
+      EXPECT_EQ(bits_of(f), c.bits) << "x=" << c.x;
+    } else {
+      ++fallbacks;
+    }
+  }
+  EXPECT_GE(fallbacks, 12);
+}
+
 TEST(Ops, LogDoubleDoubleFallbackIsAccurate) {
   for (const auto& c : kHardCases) {
     double hi, lo;

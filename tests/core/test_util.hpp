@@ -36,7 +36,7 @@ class TempDir {
   explicit TempDir(const std::string& tag = "t") {
     static std::atomic<int> counter{0};
     std::random_device rd;
-    path_ = fs::temp_directory_path() / ("sluice-" + tag + "-" + std::to_string(::getpid()) + "-" +
+    path_ = base() / ("sluice-" + tag + "-" + std::to_string(::getpid()) + "-" +
                                          std::to_string(counter++) + "-" + std::to_string(rd() % 100000));
     fs::create_directories(path_);
   }
@@ -47,6 +47,18 @@ class TempDir {
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
   const fs::path& path() const { return path_; }
+
+  // $SLUICE_TEST_TMPDIR, else /dev/shm when usable (outputs are fsynced: a RAM file system keeps
+  // that cheap), else the system temp dir.
+  static fs::path base() {
+    static const fs::path b = [] {
+      if (const char* e = std::getenv("SLUICE_TEST_TMPDIR"); e && *e) return fs::path(e);
+      std::error_code ec;
+      if (fs::is_directory("/dev/shm", ec) && ::access("/dev/shm", W_OK | X_OK) == 0) return fs::path("/dev/shm");
+      return fs::temp_directory_path();
+    }();
+    return b;
+  }
   std::string str() const { return path_.string(); }
   std::string operator/(const std::string& name) const { return (path_ / name).string(); }
 

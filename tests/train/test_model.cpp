@@ -591,7 +591,7 @@ TEST(Metrics, LoglossAndAccuracyFromLogits) {
   int correct = 0;
   for (size_t i = 0; i < z.size(); ++i) {
     const double p = 1 / (1 + std::exp(-static_cast<double>(z[i])));
-    ll += -(y[i] * std::log(p) + (1 - y[i]) * std::log1p(-p));
+    ll += y[i] > 0.5f ? -std::log(p) : -std::log1p(-p);
     correct += (p > 0.5) == (y[i] > 0.5);
   }
   EXPECT_NEAR(m.logloss, ll / 6, 1e-12);

@@ -18,6 +18,7 @@
 #include "sluice/batch.hpp"
 #include "sluice/schema.hpp"
 #include "sluice/source.hpp"
+#include "sluice/trainer/metrics.hpp"
 #include "sluice/trainer/trainer.hpp"
 #include "trainer/dlrm.hpp"
 
@@ -32,6 +33,7 @@ constexpr int kD = sluice::kNumDense;
 // An in-memory dataset with a learnable click model: a few tables and dense features carry signal.
 struct Rows {
   std::vector<float> dense, labels;
+  std::vector<float> true_logit;  // the click model's logit (for the oracle AUC)
   std::vector<int32_t> sparse;
   int64_t n = 0;
 };
@@ -59,6 +61,7 @@ Rows make_rows(int64_t n, const std::vector<int64_t>& tables, uint32_t seed) {
       if (t < 4) logit += ((id * 2654435761u >> 7) % 5 - 2.0) * 0.7;  // a fixed per-id effect
     }
     const double p = 1 / (1 + std::exp(-logit));
+    r.true_logit.push_back(static_cast<float>(logit));
     r.labels.push_back(u(rng) < p ? 1.f : 0.f);
   }
   return r;
@@ -396,18 +399,20 @@ TEST(Train, LearnsInMemoryDataAndWritesMetrics) {
   const Data d = make_data(20000, 5000, 7);
   st::TrainOptions o = small_options(d);
   o.batch_size = 128;
+  o.lr.base_lr = 0.5;
   o.threads = 2;
-  o.epochs = 2;
+  o.epochs = 4;
   o.test_freq = 100;
   o.print_freq = 50;
   TempDir tmp("learn");
   o.metrics_path = tmp.str("metrics.jsonl");
   const st::TrainResult r = st::train(o, factory_for(d, 2));
-  EXPECT_GT(r.test_auc, 0.75) << r.to_json().dump();
+  const double oracle = st::exact_auc(d.test.true_logit.data(), d.test.labels.data(), 5000);
+  EXPECT_GT(r.test_auc, oracle - 0.02) << "oracle " << oracle << " " << r.to_json().dump();
   EXPECT_LT(r.test_logloss, 0.62);
   EXPECT_GT(r.test_accuracy, 0.6);
   EXPECT_EQ(r.test_rows, 5000);
-  EXPECT_EQ(r.rows_trained, 40000);
+  EXPECT_EQ(r.rows_trained, 80000);
   EXPECT_GT(r.train_samples_per_s, 0);
   EXPECT_GT(r.data_wait_seconds, 0);  // the in-memory stream reports 1 ms per batch
   EXPECT_GT(r.data_wait_fraction, 0);
@@ -435,7 +440,7 @@ TEST(Train, LearnsInMemoryDataAndWritesMetrics) {
       ++summary;
     }
   }
-  const int steps = 2 * ((20000 + 127) / 128);
+  const int steps = 4 * ((20000 + 127) / 128);
   EXPECT_EQ(train_lines, steps / 50);
   EXPECT_EQ(test_lines, steps / 100 + 1);
   EXPECT_EQ(summary, 1);

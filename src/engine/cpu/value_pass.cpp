@@ -246,6 +246,7 @@ void collect_distinct(ParsedChunk* out) {
     auto& count = out->distinct_count[c];
     order.clear();
     count.clear();
+    if (rows == 0) continue;  // sparse may be empty (data() null): no pointer arithmetic on it
     set.reset(rows < 1024 ? 1024 : rows);
     const uint32_t* s = out->sparse.data() + c;
     for (size_t r = 0; r < rows; ++r) {
