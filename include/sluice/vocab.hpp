@@ -14,6 +14,7 @@
 namespace sluice {
 
 // Open-addressing hash map uint32 -> uint32 (linear probing, power-of-two capacity, load <= 1/2).
+// Key and value share one 8-byte slot, so a lookup touches one cache line.
 class U32Map {
  public:
   explicit U32Map(size_t expect = 0);
@@ -23,23 +24,24 @@ class U32Map {
   uint32_t find(uint32_t key, uint32_t missing) const {
     uint64_t h = hash(key) & mask_;
     for (;;) {
-      const uint32_t v = vals_[h];
-      if (v == kEmpty) return missing;
-      if (keys_[h] == key) return v;
+      const uint64_t s = slots_[h];
+      if (s == kEmptySlot) return missing;
+      if (uint32_t(s) == key) return uint32_t(s >> 32);
       h = (h + 1) & mask_;
     }
   }
   // Address of key's slot, for prefetching ahead of find().
-  const void* slot_address(uint32_t key) const { return &keys_[hash(key) & mask_]; }
+  const void* slot_address(uint32_t key) const { return &slots_[hash(key) & mask_]; }
   size_t size() const { return size_; }
   void reserve(size_t n);
   void clear();
 
  private:
-  static constexpr uint32_t kEmpty = 0xffffffffu;  // values must be < 2^32 - 1
+  // A slot is value << 32 | key; values must be < 2^32 - 1, so all-ones marks an empty slot.
+  static constexpr uint64_t kEmptySlot = ~uint64_t(0);
   static uint64_t hash(uint32_t k) { return (uint64_t(k) * 0x9E3779B97F4A7C15ull) >> 29; }
   void grow();
-  std::vector<uint32_t> keys_, vals_;
+  std::vector<uint64_t> slots_;
   uint64_t mask_ = 0;
   size_t size_ = 0;
 };

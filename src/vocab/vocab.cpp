@@ -19,39 +19,37 @@ U32Map::U32Map(size_t expect) { reserve(expect); }
 void U32Map::reserve(size_t n) {
   size_t cap = 16;
   while (cap < n * 2) cap <<= 1;
-  if (cap <= keys_.size()) return;
-  std::vector<uint32_t> ok = std::move(keys_), ov = std::move(vals_);
-  keys_.assign(cap, 0);
-  vals_.assign(cap, kEmpty);
+  if (cap <= slots_.size()) return;
+  std::vector<uint64_t> old = std::move(slots_);
+  slots_.assign(cap, kEmptySlot);
   mask_ = cap - 1;
   size_ = 0;
-  for (size_t i = 0; i < ov.size(); ++i) {
-    if (ov[i] == kEmpty) continue;
+  for (const uint64_t s : old) {
+    if (s == kEmptySlot) continue;
     bool ins;
-    insert(ok[i], ov[i], &ins);
+    insert(uint32_t(s), uint32_t(s >> 32), &ins);
   }
 }
 
-void U32Map::grow() { reserve(std::max<size_t>(16, keys_.size())); }
+void U32Map::grow() { reserve(std::max<size_t>(16, slots_.size())); }
 
 void U32Map::clear() {
-  std::fill(vals_.begin(), vals_.end(), kEmpty);
+  std::fill(slots_.begin(), slots_.end(), kEmptySlot);
   size_ = 0;
 }
 
 uint32_t U32Map::insert(uint32_t key, uint32_t value, bool* inserted) {
-  if ((size_ + 1) * 2 > keys_.size()) grow();
+  if ((size_ + 1) * 2 > slots_.size()) grow();
   uint64_t h = hash(key) & mask_;
   for (;;) {
-    const uint32_t v = vals_[h];
-    if (v == kEmpty) {
-      keys_[h] = key;
-      vals_[h] = value;
+    const uint64_t s = slots_[h];
+    if (s == kEmptySlot) {
+      slots_[h] = uint64_t(value) << 32 | key;
       ++size_;
       *inserted = true;
       return value;
     }
-    if (keys_[h] == key) { *inserted = false; return v; }
+    if (uint32_t(s) == key) { *inserted = false; return uint32_t(s >> 32); }
     h = (h + 1) & mask_;
   }
 }

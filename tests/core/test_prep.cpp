@@ -319,6 +319,27 @@ TEST(Prep, DlrmBinBytes) {
   EXPECT_FALSE(fs::exists(dir / "refused"));
 }
 
+TEST(Prep, DlrmBinInputRoundTrip) {
+  // TSV -> Meta rows (first-seen ids) -> npy again: first-seen ids of first-seen ids are the same ids,
+  // and the clamped ints of the sample are small, so the dense values come back unchanged.
+  TempDir dir("prep");
+  PrepOptions o = base_opts({sample_path()}, dir / "bin");
+  o.format = OutputFormat::kDlrmBin;
+  prep(o);
+  for (VocabMode mode : {VocabMode::kFirstSeen, VocabMode::kNone}) {
+    const std::string out = dir / (mode == VocabMode::kNone ? "none" : "fs");
+    PrepOptions o2 = base_opts({dir / "bin/criteo_sample_200.bin"}, out);
+    o2.chunk_bytes = 1000;  // not a multiple of the 160-byte row
+    o2.vocab = mode;
+    if (mode == VocabMode::kNone) o2.max_ind_range = uint64_t(1) << 31;
+    const PrepResult r = prep(o2);
+    EXPECT_EQ(r.rows, 200u);
+    EXPECT_EQ(r.parts, (std::vector<std::string>{"criteo_sample_200"}));
+    const RefData ref = reference_dataset(read_file(sample_path()), 0);
+    expect_npy_part(out, "criteo_sample_200", ref, 0, 200, true, false);
+  }
+}
+
 // ---- vocabulary modes ---------------------------------------------------------------------------
 
 TEST(Prep, VocabNone) {

@@ -41,9 +41,8 @@ inline bool hex_loop(const char* b, ptrdiff_t n, uint32_t* out) {
 }
 
 // Eight hex digits at once (SWAR): validate every byte, then gather the nibbles.
-inline bool hex8(const char* b, uint32_t* out) {
-  uint64_t x;
-  std::memcpy(&x, b, 8);  // first digit in the lowest byte (little-endian)
+inline bool hex8(uint64_t x, uint32_t* out) {
+  // x: eight characters, the first digit in the lowest byte (little-endian load)
   constexpr uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
   if (x & high) return false;
   const uint64_t digit = (x + 0x50 * ones) & ~(x + 0x46 * ones);  // '0' <= c <= '9'
@@ -59,22 +58,57 @@ inline bool hex8(const char* b, uint32_t* out) {
   return true;
 }
 
-inline bool fast_hex(const char* b, const char* e, uint32_t* out) {
+inline uint64_t load8(const char* p) {
+  uint64_t x;
+  std::memcpy(&x, p, 8);
+  return x;
+}
+
+// The n (<= 8) bytes at p as an 8-byte string right-aligned behind '0's: "12" -> "00000012".
+// Reads 8 bytes at p: the caller guarantees they are readable.
+inline uint64_t zero_padded8(const char* p, unsigned n) {
+  const unsigned s = 4 * (8 - n), z = 4 * n;  // shifts of up to 64 bits, done in two halves
+  return ((load8(p) << s) << s) | ((0x3030303030303030ull >> z) >> z);
+}
+
+// Eight decimal digits (first digit in the lowest byte) -> value; false if any byte is not a digit.
+inline bool dec8(uint64_t x, uint32_t* out) {
+  if ((((x & 0xf0f0f0f0f0f0f0f0ull) | (((x + 0x0606060606060606ull) & 0xf0f0f0f0f0f0f0f0ull) >> 4))) !=
+      0x3333333333333333ull)
+    return false;
+  uint64_t v = x - 0x3030303030303030ull;        // digit per byte
+  v = (v * 10) + (v >> 8);                       // pairs: 10*d0 + d1 in every other byte
+  v = (((v & 0x000000ff000000ffull) * (100 + (1000000ull << 32))) +
+       (((v >> 16) & 0x000000ff000000ffull) * (1 + (10000ull << 32)))) >> 32;
+  *out = uint32_t(v);
+  return true;
+}
+
+// `limit`: the end of readable memory (8-byte loads must stay below it).
+inline bool fast_hex(const char* b, const char* e, const char* limit, uint32_t* out) {
   const ptrdiff_t n = e - b;
-  if (n == 8) return hex8(b, out);
   if (n > 8) return false;
+  if (b + 8 <= limit) return hex8(n == 8 ? load8(b) : zero_padded8(b, unsigned(n)), out);
   return hex_loop(b, n, out);
 }
 
-// Decimal fast path: up to 18 digits never overflow int64; longer fields take the exact path.
-inline bool fast_int(const char* b, const char* e, int64_t* out) {
-  if (b == e) { *out = 0; return true; }
+// Decimal fast path: up to 8 digits without a sign in one SWAR step; other forms (signs, long
+// numbers) take a loop, and anything the loop cannot take goes to the exact reference path.
+inline bool fast_int(const char* b, const char* e, const char* limit, int64_t* out) {
+  const ptrdiff_t n = e - b;
+  if (n <= 8 && b + 8 <= limit && (n == 0 || *b != '-')) {
+    uint32_t v;
+    const bool ok = dec8(zero_padded8(b, unsigned(n)), &v);
+    *out = v;
+    return ok;
+  }
+  if (n == 0) { *out = 0; return true; }
   bool neg = false;
   if (*b == '-') { neg = true; ++b; }
-  const ptrdiff_t n = e - b;
-  if (n == 0 || n > 18) return parse_int(b - neg, e, out) == RowError::kOk;
+  const ptrdiff_t m = e - b;
+  if (m == 0 || m > 18) return parse_int(b - neg, e, out) == RowError::kOk;
   uint64_t v = 0;
-  for (ptrdiff_t i = 0; i < n; ++i) {
+  for (ptrdiff_t i = 0; i < m; ++i) {
     const uint32_t d = uint32_t(uint8_t(b[i])) - '0';
     if (d > 9) return false;
     v = v * 10 + d;
@@ -141,6 +175,7 @@ void parse_tsv(const char* data, size_t size, const EngineOptions& opts, ParsedC
   reserve_rows(out, opts, int64_t(st->tabs.size() / (kNumFields - 1) + 1));
   Columns c{out, &opts, dense_log_table(), 0};
   const float* table = c.table;
+  const char* limit = data + size;
   // Lines: one per '\n', plus a last one without '\n' when bytes follow the last '\n'.
   const bool tail = nl == 0 || st->newlines[nl - 1] + 1 < size;
   const size_t lines = nl + (tail ? 1 : 0);
@@ -166,13 +201,13 @@ void parse_tsv(const char* data, size_t size, const EngineOptions& opts, ParsedC
     }
     bool ok = true;
     int64_t ints[kNumDense];
-    for (int i = 0; i < kNumDense; ++i) ok &= fast_int(data + ends[i] + 1, data + ends[i + 1], &ints[i]);
+    for (int i = 0; i < kNumDense; ++i) ok &= fast_int(data + ends[i] + 1, data + ends[i + 1], limit, &ints[i]);
     uint32_t cats[kNumSparse];
     for (int j = 0; j < kNumSparse - 1; ++j) {
       const int f = 1 + kNumDense + j;
-      ok &= fast_hex(data + ends[f - 1] + 1, data + ends[f], &cats[j]);
+      ok &= fast_hex(data + ends[f - 1] + 1, data + ends[f], limit, &cats[j]);
     }
-    ok &= fast_hex(data + ends[kNumFields - 2] + 1, fe, &cats[kNumSparse - 1]);
+    ok &= fast_hex(data + ends[kNumFields - 2] + 1, fe, limit, &cats[kNumSparse - 1]);
     if (!ok) { reference_line(c, lb, le, line); continue; }
     const size_t r = size_t(c.row);
     out->labels[r] = label;
