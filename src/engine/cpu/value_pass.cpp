@@ -88,7 +88,7 @@ inline bool dec8(uint64_t x, uint32_t* out) {
 inline bool fast_hex(const char* b, const char* e, const char* limit, uint32_t* out) {
   const ptrdiff_t n = e - b;
   if (n > 8) return false;
-  if (b + 8 <= limit) return hex8(n == 8 ? load8(b) : zero_padded8(b, unsigned(n)), out);
+  if (limit - b >= 8) return hex8(n == 8 ? load8(b) : zero_padded8(b, unsigned(n)), out);
   return hex_loop(b, n, out);
 }
 
@@ -96,8 +96,8 @@ inline bool fast_hex(const char* b, const char* e, const char* limit, uint32_t* 
 // numbers) take a loop, and anything the loop cannot take goes to the exact reference path.
 inline bool fast_int(const char* b, const char* e, const char* limit, int64_t* out) {
   const ptrdiff_t n = e - b;
-  if (n <= 8 && b + 8 <= limit && (n == 0 || *b != '-')) {
-    uint32_t v;
+  if (n <= 8 && limit - b >= 8 && (n == 0 || *b != '-')) {
+    uint32_t v = 0;  // dec8 leaves it unset on failure
     const bool ok = dec8(zero_padded8(b, unsigned(n)), &v);
     *out = v;
     return ok;
