@@ -45,15 +45,24 @@ if has prep; then
   done < <(grep -E "^[0-9]+ " "$OUT/bench_prep.txt")
 fi
 
+rate() {  # samples/s from the last JSON line of a log
+  tail -1 "$1" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print(round(r.get("train_samples_per_s", r.get("samples_per_s", 0))))' 2>/dev/null || echo fail
+}
+
 if has train; then
   for B in 4096 16384; do
-    $S train --bench-synthetic --preset kaggle --table-sizes kaggle --batch-size $B --steps 300 --device cuda \
-        > "$OUT/train_sluice_$B.txt" 2>&1
-    ours=$(tail -1 "$OUT/train_sluice_$B.txt" | python3 -c 'import json,sys; print(round(json.loads(sys.stdin.read())["train_samples_per_s"]))' 2>/dev/null || echo fail)
-    python3 bench/train_baseline.py --batch-size $B --steps 300 > "$OUT/train_baseline_$B.txt" 2>&1
-    base=$(tail -1 "$OUT/train_baseline_$B.txt" | python3 -c 'import json,sys; print(round(json.loads(sys.stdin.read())["train_samples_per_s"]))' 2>/dev/null || echo fail)
+    for P in ${PRECISIONS:-fp32}; do
+      $S train --bench-synthetic --preset kaggle --table-sizes kaggle --batch-size $B --steps 300 --device cuda \
+          --precision $P > "$OUT/train_sluice_${B}_$P.txt" 2>&1
+      ours=$(rate "$OUT/train_sluice_${B}_$P.txt")
+      row "train-only kaggle B=$B sluice $P (samples/s)" "$ours"
+    done
+    python3 bench/train_baseline.py --preset kaggle --table-sizes kaggle --batch-size $B --steps 300 --device cuda \
+        > "$OUT/train_baseline_$B.txt" 2>&1
+    base=$(rate "$OUT/train_baseline_$B.txt")
+    ours=$(rate "$OUT/train_sluice_${B}_fp32.txt")
     ratio=$(python3 -c "print(f'{$ours/$base:.2f}')" 2>/dev/null || echo "?")
-    row "train-only kaggle B=$B: sluice / plain PyTorch (samples/s)" "$ours / $base = ${ratio}x"
+    row "train-only kaggle B=$B plain PyTorch (samples/s); sluice fp32 / it" "$base; ${ratio}x"
   done
 fi
 
@@ -61,7 +70,7 @@ if has e2e; then
   D=build-gpu/e2e
   rm -rf "$D"
   $S gen --rows "${E2E_ROWS:-8000000}" --days 4 --seed 3 --cardinality-scale 0.05 --out "$D/raw" > "$OUT/e2e_gen.txt" 2>&1
-  $S train --data "$D/raw" --device cuda --epochs 1 --batch-size 16384 --online-ids first-seen \
+  $S train --data "$D/raw" --device cuda --epochs 1 --batch-size 16384 --online-ids first-seen --max-ind-range 1000000 \
       > "$OUT/e2e_train.txt" 2>&1
   tail -1 "$OUT/e2e_train.txt" | python3 -c '
 import json,sys
