@@ -28,8 +28,9 @@ struct BatchView {
 };
 
 // A batch handed out by a producer. Releasing it (destruction or release()) returns its buffers to
-// the producer's ring; for device memory, the consumer must first make the producer's stream wait
-// for its own work (see release_after).
+// the producer's ring, so the consumer releases it only once all its work reading the batch is done
+// (on a GPU: after an event recorded behind that work has completed). A device batch is ready when it
+// is handed out: the producer has synchronised the stream it was made on.
 class Lease {
  public:
   Lease() = default;

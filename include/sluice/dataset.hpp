@@ -47,7 +47,7 @@ struct StreamOptions {
   OnlineIds ids = OnlineIds::kFirstSeen;
   uint64_t max_ind_range = 0;
   std::string vocab_dir;
-  int64_t first_seen_capacity = 0;  // per table; 0 = 10'000'000
+  int64_t first_seen_capacity = 0;  // per table; 0 = 1'000'000
   // Optional allocator for the ring's host buffers (e.g. pinned memory for fast uploads); the
   // buffers are handed out as MemoryKind::kPinnedHost when set.
   std::function<void*(size_t)> host_alloc;

@@ -334,7 +334,7 @@ std::vector<int64_t> table_sizes_for(const DatasetInfo& info, const StreamOption
         t[size_t(c)] = int64_t(o.max_ind_range);
         break;
       case OnlineIds::kFirstSeen:
-        t[size_t(c)] = o.first_seen_capacity > 0 ? o.first_seen_capacity : 10'000'000;
+        t[size_t(c)] = o.first_seen_capacity > 0 ? o.first_seen_capacity : 1'000'000;
         break;
       case OnlineIds::kVocabFromPrep: {
         // One extra row per table for values the vocabulary has not seen.
@@ -361,7 +361,7 @@ std::shared_ptr<OnlineState> make_online_state(const DatasetInfo& info, const St
   auto st = std::make_shared<OnlineState>();
   if (info.kind != DatasetKind::kRawDays) return st;
   if (o.ids == OnlineIds::kFirstSeen) {
-    st->first_seen = std::make_unique<OnlineVocab>(o.first_seen_capacity > 0 ? o.first_seen_capacity : 10'000'000);
+    st->first_seen = std::make_unique<OnlineVocab>(o.first_seen_capacity > 0 ? o.first_seen_capacity : 1'000'000);
   } else if (o.ids == OnlineIds::kVocabFromPrep) {
     if (o.vocab_dir.empty()) throw Error("vocabulary ids need a vocabulary directory (a sluice prep output)");
     st->vocab = std::make_shared<Vocabulary>(Vocabulary::load(o.vocab_dir));

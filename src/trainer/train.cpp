@@ -385,6 +385,8 @@ TrainResult train(const TrainOptions& o, const StreamFactory& streams) {
   double last_loss = std::numeric_limits<double>::quiet_NaN();
   double train_seconds = 0, eval_seconds = 0, wait_seconds = 0;
   int64_t rows_run = 0;
+  double interval_start_s = 0;     // training time at the previous metrics line
+  int64_t interval_start_rows = 0;
   bool stopped = false, hit_max = false;
   Clock::time_point seg = Clock::now();
 
@@ -448,11 +450,15 @@ TrainResult train(const TrainOptions& o, const StreamFactory& streams) {
         pos.rows_trained += b.rows;
         rows_run += b.rows;
         if (pos.step % o.print_freq == 0) {
-          read_loss();
+          read_loss();  // waits for the device: the interval's rate below is real
+          const double now_s = train_seconds + seconds_between(seg, Clock::now());
+          const double dt = now_s - interval_start_s;
           metrics.write({{"type", "train"}, {"step", pos.step}, {"epoch", pos.epoch},
                          {"rows", pos.rows_trained}, {"loss", last_loss}, {"lr", lr},
-                         {"samples_per_s", rate()},
-                         {"time_s", train_seconds + seconds_between(seg, Clock::now())}});
+                         {"samples_per_s", dt > 0 ? static_cast<double>(rows_run - interval_start_rows) / dt : 0.0},
+                         {"avg_samples_per_s", rate()}, {"time_s", now_s}});
+          interval_start_s = now_s;
+          interval_start_rows = rows_run;
         }
         progress.update(pos.epoch, o.epochs, pos.rows_in_epoch, o.train_rows_hint, pos.step, rate(),
                         last_loss);
@@ -478,8 +484,12 @@ TrainResult train(const TrainOptions& o, const StreamFactory& streams) {
   read_loss();  // also waits for the device to finish the last step
   sync_device(device);
   train_seconds += seconds_between(seg, Clock::now());
-  progress.update(std::min(pos.epoch, std::max(0, o.epochs - 1)), o.epochs, pos.rows_in_epoch,
-                  o.train_rows_hint, pos.step, rows_run / std::max(train_seconds, 1e-9), last_loss, true);
+  {
+    const bool all_done = pos.epoch >= o.epochs && o.epochs > 0;
+    progress.update(all_done ? o.epochs - 1 : pos.epoch, o.epochs,
+                    all_done && o.train_rows_hint > 0 ? o.train_rows_hint : pos.rows_in_epoch, o.train_rows_hint,
+                    pos.step, static_cast<double>(rows_run) / std::max(train_seconds, 1e-9), last_loss, true);
+  }
   progress.finish();
 
   if (!ckpt_path.empty()) {

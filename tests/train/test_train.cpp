@@ -490,8 +490,8 @@ std::string last_line(const std::string& s) {
 
 // `sluice gen` (2 days of 500k rows: day_0 trains, the first half of day_1 tests), then one epoch of
 // `sluice train` on the raw day files (first-seen ids, tables capped at 20000 rows) with the kaggle preset;
-// the test AUC must come within 0.02 of the generator's oracle AUC. About 1-6 minutes on 2 cores with
-// OpenBLAS (depending on load); about 15-20 minutes with Debian's reference BLAS.
+// the test AUC must come within 0.02 of the generator's oracle AUC. About 30 s on 2 cores with
+// OpenBLAS (a few minutes when the machine is busy); about 15-20 minutes with the reference BLAS.
 TEST(SlowTrain, LearnsGeneratedDataCloseToOracle) {
   const std::string bin = SLUICE_BINARY;
   if (!fs::exists(bin)) GTEST_SKIP() << "the sluice binary is not built: " << bin;
