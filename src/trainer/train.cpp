@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <mutex>
+#include <unordered_map>
 #include <thread>
 
 #include "sluice/schema.hpp"
@@ -306,6 +308,28 @@ void validate_options(const TrainOptions& o) {
 }
 
 }  // namespace
+
+HostAllocator pinned_host_allocator(const std::string& device) {
+  if (device.rfind("cuda", 0) != 0) return {};
+  struct Pool {
+    std::mutex mu;
+    std::unordered_map<void*, torch::Tensor> live;  // keeps each pinned block alive until freed
+  };
+  auto pool = std::make_shared<Pool>();
+  HostAllocator a;
+  a.alloc = [pool](size_t n) -> void* {
+    torch::Tensor t = torch::empty({static_cast<int64_t>(n)}, torch::TensorOptions().dtype(torch::kUInt8).pinned_memory(true));
+    void* p = t.data_ptr();
+    std::lock_guard<std::mutex> g(pool->mu);
+    pool->live.emplace(p, std::move(t));
+    return p;
+  };
+  a.free = [pool](void* p) {
+    std::lock_guard<std::mutex> g(pool->mu);
+    pool->live.erase(p);
+  };
+  return a;
+}
 
 TrainResult train(const TrainOptions& o, const StreamFactory& streams) {
   validate_options(o);

@@ -44,11 +44,15 @@ TrainResult train_dataset(TrainOptions o) {
   std::shared_ptr<OnlineState> state;
   if (raw && so.ids == OnlineIds::kFirstSeen) state = make_online_state(info, so);
   if (o.progress && o.train_rows_hint < 0) o.train_rows_hint = split_rows(info, Split::kTrain);
-  StreamFactory factory = [info, so, state](Split split, uint64_t start_row, int64_t batch_size) {
+  const std::string device = o.device;
+  StreamFactory factory = [info, so, state, device](Split split, uint64_t start_row, int64_t batch_size) {
     StreamOptions s = so;
     s.split = split;
     s.start_row = start_row;
     s.batch_size = batch_size;
+    const HostAllocator pinned = pinned_host_allocator(device);
+    s.host_alloc = pinned.alloc;
+    s.host_free = pinned.free;
     return open_batch_stream(info, s, state);
   };
   return train(o, factory);

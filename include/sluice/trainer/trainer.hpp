@@ -141,6 +141,14 @@ TrainResult train(const TrainOptions& opts, const StreamFactory& streams);
 // Trains on a dataset directory (a `sluice prep` output or a folder of raw day files).
 TrainResult train_dataset(TrainOptions opts);
 
+// Page-locked host memory for the batch ring when training on a GPU (host-to-device copies are then
+// asynchronous and run at full link speed); empty functions for the CPU.
+struct HostAllocator {
+  std::function<void*(size_t)> alloc;
+  std::function<void(void*)> free;
+};
+HostAllocator pinned_host_allocator(const std::string& device);
+
 // ---- benchmark ----------------------------------------------------------------------------------
 
 struct BenchOptions {
