@@ -70,6 +70,15 @@ if has e2e; then
   D=build-gpu/e2e
   rm -rf "$D"
   $S gen --rows "${E2E_ROWS:-8000000}" --days 4 --seed 3 --cardinality-scale 0.05 --out "$D/raw" > "$OUT/e2e_gen.txt" 2>&1
+  # Pageable ring first (A), then the default page-locked ring (B), on the same data.
+  $S train --data "$D/raw" --device cuda --epochs 1 --batch-size 16384 --online-ids first-seen --max-ind-range 1000000 \
+      --no-pinned > "$OUT/e2e_train_pageable.txt" 2>&1
+  tail -1 "$OUT/e2e_train_pageable.txt" | python3 -c '
+import json,sys
+r=json.loads(sys.stdin.read())
+print("E2E", round(r["train_samples_per_s"]), r.get("data_wait_fraction","?"), round(r["test_auc"],4))' > "$OUT/e2e_pageable.txt" 2>/dev/null
+  read -r _ rate wait auc < "$OUT/e2e_pageable.txt" || true
+  row "end-to-end, pageable ring (samples/s)" "${rate:-fail} (data wait fraction ${wait:-?}, test AUC ${auc:-?})"
   $S train --data "$D/raw" --device cuda --epochs 1 --batch-size 16384 --online-ids first-seen --max-ind-range 1000000 \
       > "$OUT/e2e_train.txt" 2>&1
   tail -1 "$OUT/e2e_train.txt" | python3 -c '
@@ -77,7 +86,7 @@ import json,sys
 r=json.loads(sys.stdin.read())
 print("E2E", round(r["train_samples_per_s"]), r.get("data_wait_fraction","?"), round(r["test_auc"],4))' > "$OUT/e2e.txt" 2>/dev/null
   read -r _ rate wait auc < "$OUT/e2e.txt" || true
-  row "end-to-end raw TSV -> cpu engine -> GPU train (samples/s)" "${rate:-fail} (data wait fraction ${wait:-?}, test AUC ${auc:-?})"
+  row "end-to-end raw TSV -> cpu engine -> GPU train, pinned ring" "${rate:-fail} (data wait fraction ${wait:-?}, test AUC ${auc:-?})"
 fi
 
 echo

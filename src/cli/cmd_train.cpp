@@ -73,6 +73,7 @@ struct TrainArgs {
   std::string online_ids;
   std::string vocab_dir;
   int ring_depth = 4;
+  bool no_pinned = false;
   int64_t warmup = 0, decay_start = 0, decay_steps = 0;
   bool no_eval = false;
   // benchmark
@@ -140,6 +141,7 @@ void run_train(const TrainArgs& a) {
   o.progress = stderr_is_tty();
   o.evaluate = !a.no_eval;
   o.ring_depth = a.ring_depth;
+  o.pinned_memory = !a.no_pinned;
   o.max_ind_range = a.max_ind_range;
   o.online_ids = a.online_ids;
   o.vocab_dir = a.vocab_dir;
@@ -239,6 +241,7 @@ void add_train_command(CLI::App& app) {
   c->add_option("--online-ids", a->online_ids, "Raw data: first-seen (default), modulo or vocab");
   c->add_option("--vocab-dir", a->vocab_dir, "Raw data with --online-ids vocab: a `sluice prep` output");
   c->add_option("--ring-depth", a->ring_depth, "Batches prepared ahead of the trainer")->capture_default_str();
+  c->add_flag("--no-pinned", a->no_pinned, "GPU runs: keep the batch ring in pageable host memory (default: page-locked)");
   c->add_option("--lr-num-warmup-steps", a->warmup, "Linear warm-up steps");
   c->add_option("--lr-decay-start-step", a->decay_start, "Step at which the polynomial decay starts");
   c->add_option("--lr-num-decay-steps", a->decay_steps, "Steps of the polynomial (power 2) decay");

@@ -44,7 +44,7 @@ TrainResult train_dataset(TrainOptions o) {
   std::shared_ptr<OnlineState> state;
   if (raw && so.ids == OnlineIds::kFirstSeen) state = make_online_state(info, so);
   if (o.progress && o.train_rows_hint < 0) o.train_rows_hint = split_rows(info, Split::kTrain);
-  const std::string device = o.device;
+  const std::string device = o.pinned_memory ? o.device : std::string("cpu");
   StreamFactory factory = [info, so, state, device](Split split, uint64_t start_row, int64_t batch_size) {
     StreamOptions s = so;
     s.split = split;

@@ -96,6 +96,7 @@ struct TrainOptions {
   bool progress = false;              // progress bar on stderr
   bool evaluate = true;               // evaluate the test split at the end
   int ring_depth = 4;                 // batches the stream prepares ahead
+  bool pinned_memory = true;          // GPU runs: page-locked host memory for the batch ring
   uint64_t id_modulo = 0;             // > 0: ids are taken modulo this on the fly (prepared + --max-ind-range)
   bool check_ids = true;              // host batches: check every id against its table size
   const std::atomic<bool>* stop = nullptr;  // set asynchronously (signal): checkpoint and stop
