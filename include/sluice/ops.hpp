@@ -259,7 +259,7 @@ SLUICE_HD inline RowError parse_row_reference(const char* b, const char* e, RawR
   return RowError::kOk;
 }
 
-// Name of field f (0-based): "label", "I1".."I13", "C1".."C26".
-void field_name(int f, char out[8]);
+// Name of field f (0-based): "label", "I1".."I13", "C1".."C26"; "?" outside 0..39.
+const char* field_name(int f);
 
 }  // namespace sluice

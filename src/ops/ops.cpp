@@ -1,5 +1,3 @@
-#include <cstdio>
-
 #include "sluice/ops.hpp"
 
 namespace sluice {
@@ -19,10 +17,12 @@ const char* row_error_name(RowError e) {
   return "unknown error";
 }
 
-void field_name(int f, char out[8]) {
-  if (f <= 0) std::snprintf(out, 8, "label");
-  else if (f <= kNumDense) std::snprintf(out, 8, "I%d", f);
-  else std::snprintf(out, 8, "C%d", f - kNumDense);
+const char* field_name(int f) {
+  static const char* const kNames[kNumFields] = {
+      "label", "I1",  "I2",  "I3",  "I4",  "I5",  "I6",  "I7",  "I8",  "I9",  "I10", "I11", "I12", "I13",
+      "C1",    "C2",  "C3",  "C4",  "C5",  "C6",  "C7",  "C8",  "C9",  "C10", "C11", "C12", "C13", "C14",
+      "C15",   "C16", "C17", "C18", "C19", "C20", "C21", "C22", "C23", "C24", "C25", "C26"};
+  return f >= 0 && f < kNumFields ? kNames[f] : "?";
 }
 
 }  // namespace sluice

@@ -16,7 +16,6 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <regex>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -77,6 +76,19 @@ int64_t count_lines(const std::string& path) {
   }
   if (last != '\n') ++n;
   return n;
+}
+
+// "day_<N>", optionally followed by ".tsv" and then ".gz".
+bool parse_day_name(const std::string& name, long* day) {
+  if (name.rfind("day_", 0) != 0) return false;
+  size_t i = 4, j = 4;
+  while (j < name.size() && j - i < 9 && name[j] >= '0' && name[j] <= '9') ++j;
+  if (j == i) return false;
+  std::string rest = name.substr(j);
+  if (rest.rfind(".tsv", 0) == 0) rest = rest.substr(4);
+  if (!rest.empty() && rest != ".gz") return false;
+  *day = std::stol(name.substr(i, j - i));
+  return true;
 }
 
 struct StopProducing {};  // the consumer went away
@@ -293,12 +305,11 @@ DatasetInfo inspect_dataset(const std::string& dir) {
     return info;
   }
   // Raw day files: day_<N>, day_<N>.tsv, day_<N>.gz, day_<N>.tsv.gz, sorted by N.
-  static const std::regex re(R"(day_(\d+)(\.tsv)?(\.gz)?)");
   std::vector<std::pair<long, std::string>> days;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
-    std::smatch m;
     const std::string name = e.path().filename().string();
-    if (e.is_regular_file() && std::regex_match(name, m, re)) days.push_back({std::stol(m[1].str()), e.path().string()});
+    long day;
+    if (e.is_regular_file() && parse_day_name(name, &day)) days.push_back({day, e.path().string()});
   }
   if (days.empty()) throw Error(dir + ": empty data directory: no manifest.json (sluice prep output) and no day_N.tsv[.gz] files");
   std::sort(days.begin(), days.end());

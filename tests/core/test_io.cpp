@@ -77,7 +77,10 @@ std::string sample_text(size_t approx_bytes, uint32_t seed) {
   s.reserve(approx_bytes + 256);
   while (s.size() < approx_bytes) {
     s += std::to_string(rng() % 2);
-    for (int i = 0; i < 13; ++i) s += "\t" + std::to_string(rng() % 1000);
+    for (int i = 0; i < 13; ++i) {
+      s += '\t';
+      s += std::to_string(rng() % 1000);
+    }
     for (int i = 0; i < 26; ++i) {
       char buf[16];
       std::snprintf(buf, sizeof buf, "\t%08x", static_cast<unsigned>(rng()));

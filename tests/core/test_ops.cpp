@@ -551,17 +551,12 @@ TEST(Ops, RowMalformed) {
 }
 
 TEST(Ops, Names) {
-  char name[8];
-  field_name(0, name);
-  EXPECT_STREQ(name, "label");
-  field_name(1, name);
-  EXPECT_STREQ(name, "I1");
-  field_name(13, name);
-  EXPECT_STREQ(name, "I13");
-  field_name(14, name);
-  EXPECT_STREQ(name, "C1");
-  field_name(39, name);
-  EXPECT_STREQ(name, "C26");
+  EXPECT_STREQ(field_name(0), "label");
+  EXPECT_STREQ(field_name(1), "I1");
+  EXPECT_STREQ(field_name(13), "I13");
+  EXPECT_STREQ(field_name(14), "C1");
+  EXPECT_STREQ(field_name(39), "C26");
+  EXPECT_STREQ(field_name(40), "?");
   EXPECT_EQ(describe_bad_row(RowError::kBadInt, 3), "bad integer in I3");
   EXPECT_EQ(describe_bad_row(RowError::kHexTooLong, 39), "hex value longer than 8 digits in C26");
   EXPECT_EQ(describe_bad_row(RowError::kFieldCount, -1), "wrong number of fields (expected 40)");

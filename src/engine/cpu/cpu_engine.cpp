@@ -19,10 +19,8 @@ namespace sluice {
 std::string describe_bad_row(RowError err, int field) {
   std::string s = row_error_name(err);
   if (field >= 0) {
-    char name[8];
-    field_name(field, name);
     s += " in ";
-    s += name;
+    s += field_name(field);
   }
   return s;
 }
