@@ -8,7 +8,7 @@ bash scripts/build.sh
 work=${SLUICE_DEMO_DIR:-$(mktemp -d -t sluice-demo-XXXXXX)}
 rows=${SLUICE_DEMO_ROWS:-600000}
 echo "== sluice gen: $rows rows over 4 days into $work/raw"
-./build/sluice gen --rows "$rows" --days 4 --seed 42 --cardinality-scale 0.01 --out "$work/raw" --overwrite
+./build/sluice gen --rows "$rows" --days 4 --seed 42 --cardinality-scale 0.001 --out "$work/raw" --overwrite
 echo "== sluice prep"
 ./build/sluice prep --out "$work/prepared" --overwrite "$work"/raw/day_*.tsv
 echo "== sluice info"
@@ -17,7 +17,7 @@ if ./build/sluice train --help >/dev/null 2>&1; then
   device=cpu
   if python3 -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then device=cuda; fi
   echo "== sluice train (1 epoch, $device)"
-  ./build/sluice train --data "$work/prepared" --device "$device" --epochs 1 --batch-size 2048 \
+  ./build/sluice train --data "$work/prepared" --device "$device" --epochs 1 --batch-size 256 \
       --metrics "$work/metrics.jsonl" | tee "$work/train.log"
   result=$(tail -n 1 "$work/train.log")
   oracle=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["oracle_test_auc"])' "$work/raw/truth.json")
