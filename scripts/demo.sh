@@ -20,12 +20,12 @@ if ./build/sluice train --help >/dev/null 2>&1; then
   ./build/sluice train --data "$work/prepared" --device "$device" --epochs 1 --batch-size 256 \
       --metrics "$work/metrics.jsonl" | tee "$work/train.log"
   result=$(tail -n 1 "$work/train.log")
-  oracle=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["oracle_test_auc"])' "$work/raw/truth.json")
-  python3 - "$result" "$oracle" <<'PY'
-import json, sys
-r = json.loads(sys.argv[1]); oracle = float(sys.argv[2])
-print(f"test AUC {r['test_auc']:.4f}   oracle AUC {oracle:.4f}   gap {oracle - r['test_auc']:+.4f}   "
-      f"train {r['train_samples_per_s']:.0f} samples/s on {r['device']}")
-PY
+  field() { grep -o "\"$1\": *[^,}]*" | head -1 | sed 's/.*: *//; s/"//g'; }
+  auc=$(field test_auc <<<"$result")
+  rate=$(field train_samples_per_s <<<"$result")
+  dev=$(field device <<<"$result")
+  oracle=$(field oracle_test_auc < "$work/raw/truth.json")
+  awk -v a="$auc" -v o="$oracle" -v r="$rate" -v d="$dev" 'BEGIN {
+    printf "test AUC %.4f   oracle AUC %.4f   gap %+.4f   train %.0f samples/s on %s\n", a, o, o - a, r, d }'
 fi
 echo "demo files are in $work"
