@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/test_util.hpp"
 #include "gen/auc.hpp"
 #include "gen/fastmath.hpp"
 #include "gen/model.hpp"
@@ -63,25 +64,6 @@ class GenTest : public ::testing::Test {
 
   fs::path root_;
 };
-
-std::string slurp(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> v;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t e = text.find('\n', pos);
-    if (e == std::string::npos) e = text.size();
-    v.push_back(text.substr(pos, e - pos));
-    pos = e + 1;
-  }
-  return v;
-}
 
 std::vector<std::string> fields_of(const std::string& line) {
   std::vector<std::string> v;
@@ -151,14 +133,14 @@ TEST_F(GenTest, SplitsRowsOverDaysLikeMeta) {
   std::vector<size_t> expect = {4, 3, 3};
   uint64_t bytes = 0;
   for (int d = 0; d < 3; ++d) {
-    std::string text = slurp(path("out/day_" + std::to_string(d) + ".tsv"));
+    std::string text = sluice_test::read_file(path("out/day_" + std::to_string(d) + ".tsv"));
     bytes += text.size();
-    EXPECT_EQ(lines_of(text).size(), expect[size_t(d)]) << "day " << d;
+    EXPECT_EQ(sluice_test::split_lines(text).size(), expect[size_t(d)]) << "day " << d;
     ASSERT_FALSE(text.empty());
     EXPECT_EQ(text.back(), '\n');
   }
   EXPECT_EQ(r.bytes, bytes);
-  auto truth = nlohmann::json::parse(slurp(path("out/truth.json")));
+  auto truth = nlohmann::json::parse(sluice_test::read_file(path("out/truth.json")));
   EXPECT_EQ(truth["rows_per_day"], nlohmann::json::array({4, 3, 3}));
   EXPECT_EQ(truth["test_rows"], 2);
 }
@@ -166,7 +148,7 @@ TEST_F(GenTest, SplitsRowsOverDaysLikeMeta) {
 TEST_F(GenTest, MoreDaysThanRowsGivesEmptyDays) {
   gen("out", 2, 4, 1, 1.0, 1);
   EXPECT_EQ(fs::file_size(path("out/day_3.tsv")), 0u);
-  EXPECT_EQ(lines_of(slurp(path("out/day_0.tsv"))).size(), 1u);
+  EXPECT_EQ(sluice_test::split_lines(sluice_test::read_file(path("out/day_0.tsv"))).size(), 1u);
 }
 
 TEST_F(GenTest, DeterministicWhateverTheThreadCount) {
@@ -176,18 +158,18 @@ TEST_F(GenTest, DeterministicWhateverTheThreadCount) {
   gen("b", rows, 2, 7, 0.05, 3);
   gen("c", rows, 2, 8, 0.05, 2);
   for (std::string f : {"day_0.tsv", "day_1.tsv", "truth.json"}) {
-    std::string a = slurp(path("a/" + f));
+    std::string a = sluice_test::read_file(path("a/" + f));
     EXPECT_FALSE(a.empty());
-    EXPECT_TRUE(a == slurp(path("b/" + f))) << f;
+    EXPECT_TRUE(a == sluice_test::read_file(path("b/" + f))) << f;
   }
-  EXPECT_NE(slurp(path("a/day_0.tsv")), slurp(path("c/day_0.tsv")));
-  EXPECT_NE(slurp(path("a/day_1.tsv")), slurp(path("c/day_1.tsv")));
+  EXPECT_NE(sluice_test::read_file(path("a/day_0.tsv")), sluice_test::read_file(path("c/day_0.tsv")));
+  EXPECT_NE(sluice_test::read_file(path("a/day_1.tsv")), sluice_test::read_file(path("c/day_1.tsv")));
 }
 
 TEST_F(GenTest, StatisticsAreCriteoLike) {
   const double scale = 0.01;
   auto r = gen("out", 50000, 1, 3, scale, 2);
-  auto lines = lines_of(slurp(path("out/day_0.tsv")));
+  auto lines = sluice_test::split_lines(sluice_test::read_file(path("out/day_0.tsv")));
   ASSERT_EQ(lines.size(), 50000u);
 
   std::vector<size_t> missing(sluice::kNumFields, 0);
@@ -250,7 +232,7 @@ TEST_F(GenTest, StatisticsAreCriteoLike) {
 
 TEST_F(GenTest, TruthJsonDescribesTheData) {
   auto r = gen("out", 30000, 3, 5, 0.1, 2);
-  auto t = nlohmann::json::parse(slurp(path("out/truth.json")));
+  auto t = nlohmann::json::parse(sluice_test::read_file(path("out/truth.json")));
   EXPECT_EQ(t["format"], "criteo-tsv");
   EXPECT_EQ(t["rows"], 30000);
   EXPECT_EQ(t["days"], 3);
@@ -277,7 +259,7 @@ TEST_F(GenTest, RefusesNonEmptyDirectoryUnlessOverwrite) {
   fs::create_directories(path("out"));
   std::ofstream(path("out/keep.txt")) << "precious";
   EXPECT_THROW(gen("out", 100, 1, 1, 1.0, 1), sluice::Error);
-  EXPECT_EQ(slurp(path("out/keep.txt")), "precious");
+  EXPECT_EQ(sluice_test::read_file(path("out/keep.txt")), "precious");
   EXPECT_EQ(entries(), std::vector<std::string>{"out"});
 
   sluice::GenOptions o;
@@ -330,19 +312,19 @@ TEST_F(GenTest, CliPrintsOneLineSummary) {
   };
   const std::string args = "--rows 2000 --days 2 --seed 3 --cardinality-scale 0.01 --threads 2 "
                            "--no-sync --out '" + path("out") + "'";
-  ASSERT_EQ(run(args), 0) << slurp(path("stderr"));
-  auto out = lines_of(slurp(path("stdout")));
+  ASSERT_EQ(run(args), 0) << sluice_test::read_file(path("stderr"));
+  auto out = sluice_test::split_lines(sluice_test::read_file(path("stdout")));
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].rfind("gen: 2000 rows, ", 0), 0u) << out[0];
   EXPECT_NE(out[0].find("MB/s"), std::string::npos) << out[0];
   EXPECT_NE(out[0].find("ctr 0."), std::string::npos) << out[0];
   EXPECT_NE(out[0].find("oracle_test_auc "), std::string::npos) << out[0];
-  EXPECT_EQ(slurp(path("stderr")), "");  // no progress when stderr is not a terminal
+  EXPECT_EQ(sluice_test::read_file(path("stderr")), "");  // no progress when stderr is not a terminal
   EXPECT_TRUE(fs::exists(path("out/day_1.tsv")));
   EXPECT_TRUE(fs::exists(path("out/truth.json")));
 
   EXPECT_NE(run(args), 0);  // refuses the now non-empty directory
-  EXPECT_NE(slurp(path("stderr")).find("not empty"), std::string::npos);
-  EXPECT_EQ(run(args + " --overwrite"), 0) << slurp(path("stderr"));
+  EXPECT_NE(sluice_test::read_file(path("stderr")).find("not empty"), std::string::npos);
+  EXPECT_EQ(run(args + " --overwrite"), 0) << sluice_test::read_file(path("stderr"));
 }
 #endif
