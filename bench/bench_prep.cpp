@@ -109,12 +109,13 @@ int main(int argc, char** argv) {
 
   // Vocabulary from one pass (not timed).
   sluice::EngineOptions vo;
-  vo.distinct = true;
-  sluice::CpuEngine vocab_engine(vo);
+  vo.ids = sluice::IdMode::kDistinct;
+  auto vocab_engine = sluice::make_engine("cpu", vo);
   sluice::VocabBuilder builder;
-  vocab_engine.run({data}, [&](sluice::ParsedChunk& c) {
+  sluice::run_files(*vocab_engine, {data}, [&](const sluice::ChunkView& c) {
     for (int col = 0; col < sluice::kNumSparse; ++col)
       builder.merge(col, c.distinct[col].data(), c.distinct_count[col].data(), c.distinct[col].size());
+    return true;
   });
   const sluice::Vocabulary vocab = builder.finish();
 
@@ -144,12 +145,18 @@ int main(int argc, char** argv) {
     for (int mode = 0; mode < 2; ++mode) {
       sluice::EngineOptions eo;
       eo.threads = t;
-      if (mode == 1) eo.vocab = &vocab;
-      sluice::CpuEngine engine(eo);
+      if (mode == 1) {
+        eo.ids = sluice::IdMode::kVocab;
+        eo.vocab = &vocab;
+      }
+      auto engine = sluice::make_engine("cpu", eo);
       for (int r = 0; r < repeat; ++r) {
         uint64_t got = 0;
         const auto t0 = Clock::now();
-        engine.run({data}, [&](sluice::ParsedChunk& c) { got += uint64_t(c.rows); });
+        sluice::run_files(*engine, {data}, [&](const sluice::ChunkView& c) {
+          got += uint64_t(c.rows);
+          return true;
+        });
         best[mode] = std::min(best[mode], secs_since(t0));
         if (got != base_rows) { std::fprintf(stderr, "row count mismatch\n"); return 1; }
       }

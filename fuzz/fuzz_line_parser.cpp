@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "engine/cpu/cpu_engine.hpp"
 #include "sluice/engine.hpp"
 #include "sluice/ops.hpp"
 
@@ -100,7 +101,7 @@ const sluice::CpuEngine& engine_for(int k) {
     o.threads = 1;
     o.max_ind_range = kSetups[k].modulo;
     o.dense = kSetups[k].dense;
-    o.distinct = (k % 2) == 1;
+    o.ids = (k % 2) == 1 ? sluice::IdMode::kDistinct : sluice::IdMode::kRaw;
     engines[k] = new sluice::CpuEngine(o);
   }
   return *engines[k];
@@ -147,7 +148,7 @@ void check_tsv(const char* data, size_t size, int k) {
   if (chunk.labels.size() != good || chunk.sparse.size() != good * 26) fail("column sizes", good);
   if (s.dense == sluice::DenseOut::kLog ? chunk.dense.size() != good * 13 : chunk.dense_int.size() != good * 13)
     fail("dense size", good);
-  if (engine_for(k).options().distinct) {
+  if (engine_for(k).options().ids == sluice::IdMode::kDistinct) {
     for (int c = 0; c < sluice::kNumSparse; ++c) {
       uint64_t total = 0;
       for (uint32_t n : chunk.distinct_count[c]) total += n;

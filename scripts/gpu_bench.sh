@@ -1,40 +1,66 @@
 #!/usr/bin/env bash
-# Builds, checks and times the GPU parts in one go on a CUDA machine with PyTorch installed and no
-# network: run `bash scripts/bundle_deps.sh` beforehand where packages can be installed, and bring
-# .deps/ along. Prints a short table last; full logs go to $OUT (or build-gpu/logs).
-#   STAGES="build prep train e2e" bash scripts/gpu_bench.sh
+# Speed on a CUDA machine with PyTorch and no network, in one call: builds (unless STAGES leaves it
+# out and build-gpu/ exists), then times the engines, training alone, and raw data -> trained model,
+# each against a baseline of the same run. Bring .deps/ (scripts/bundle_deps.sh). Prints a short
+# table last; full logs go to $OUT (or build-gpu/logs).
+#   STAGES="build engine prep train e2e kaggle" bash scripts/gpu_bench.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build-gpu/logs}
 mkdir -p "$OUT"
-STAGES=${STAGES:-"build prep train e2e"}
+STAGES=${STAGES:-"build engine train e2e"}
 JOBS=$(nproc)
 TABLE="$OUT/table.txt"
 : > "$TABLE"
-row() { printf '%-58s %s\n' "$1" "$2" | tee -a "$TABLE"; }
+row() { printf '%-62s %s\n' "$1" "$2" | tee -a "$TABLE"; }
 has() { [[ " $STAGES " == *" $1 "* ]]; }
+source scripts/gpu_configure.sh
+DATA=${DATA_DIR:-/tmp/sluice-bench}
+mkdir -p "$DATA"
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 GPU=$(head -1 "$OUT/gpu.txt" | cut -d, -f1)
 echo "cores: $JOBS"
 
 if has build; then
-  TORCH_PREFIX=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
-  ZLIB_SO=$(ls /usr/lib/x86_64-linux-gnu/libz.so* /lib/x86_64-linux-gnu/libz.so* 2>/dev/null | head -1)
   t0=$(date +%s)
-  cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DSLUICE_BUILD_TESTS=OFF \
-        -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$PWD/.deps" -DZLIB_INCLUDE_DIR="$PWD/.deps/include" \
-        -DZLIB_LIBRARY="$ZLIB_SO" -DTORCH_CUDA_ARCH_LIST=9.0 -DCMAKE_CUDA_ARCHITECTURES=90 \
-        > "$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
-  cmake --build build-gpu -j"$JOBS" --target bench_prep > "$OUT/build_core.log" 2>&1 || { grep -E "error|Error" "$OUT/build_core.log" | head -40; exit 1; }
+  gpu_configure build-gpu > "$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; exit 1; }
   if cmake --build build-gpu -j"$JOBS" > "$OUT/build.log" 2>&1; then
     row "build (s)" "$(( $(date +%s) - t0 ))"
   else
     grep -E "error|Error" "$OUT/build.log" | head -40
-    row "build" "FAILED (core built; see build.log)"
+    row "build" "FAILED (see build.log)"
+    exit 1
   fi
 fi
 S=build-gpu/sluice
+
+timed() {  # timed FILE CMD...: runs CMD, writes its wall seconds to FILE
+  local f=$1
+  shift
+  local a b
+  a=$(date +%s.%N)
+  "$@"
+  local rc=$?
+  b=$(date +%s.%N)
+  python3 -c "print(round($b - $a, 2))" > "$f"
+  return $rc
+}
+
+json() {  # a key of the last JSON line of a log
+  tail -1 "$1" | python3 -c "import json,sys; r=json.loads(sys.stdin.read()); v=r.get('$2'); print(round(v,4) if isinstance(v,float) else v)" 2>/dev/null || echo fail
+}
+
+if has engine; then
+  # One generated day in the page cache, Kaggle cardinalities: the engines side by side.
+  ./build-gpu/bench_engine --rows "${ENGINE_ROWS:-16000000}" --repeat 3 2>&1 | tee "$OUT/bench_engine.txt"
+  while IFS= read -r line; do
+    name=$(echo "$line" | sed -E 's/ +[0-9.]+ +[0-9.]+ +[0-9.]+$//')
+    nums=$(echo "$line" | grep -oE '[0-9.]+ +[0-9.]+ +[0-9.]+$')
+    read -r gbs mrows x <<< "$nums"
+    row "engine: $name (GB/s, x cpu engine)" "$gbs ($x x)"
+  done < <(grep -E "^(cpu|copy|cuda|kernels)" "$OUT/bench_engine.txt")
+fi
 
 if has prep; then
   ./build-gpu/bench_prep --rows "${PREP_ROWS:-4000000}" --threads-max "$JOBS" --repeat 3 2>&1 | tee "$OUT/bench_prep.txt"
@@ -45,48 +71,61 @@ if has prep; then
   done < <(grep -E "^[0-9]+ " "$OUT/bench_prep.txt")
 fi
 
-rate() {  # samples/s from the last JSON line of a log
-  tail -1 "$1" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print(round(r.get("train_samples_per_s", r.get("samples_per_s", 0))))' 2>/dev/null || echo fail
-}
-
 if has train; then
   for B in 4096 16384; do
-    for P in ${PRECISIONS:-fp32}; do
-      $S train --bench-synthetic --preset kaggle --table-sizes kaggle --batch-size $B --steps 300 --device cuda \
-          --precision $P > "$OUT/train_sluice_${B}_$P.txt" 2>&1
-      ours=$(rate "$OUT/train_sluice_${B}_$P.txt")
-      row "train-only kaggle B=$B sluice $P (samples/s)" "$ours"
-    done
+    $S train --bench-synthetic --preset kaggle --table-sizes kaggle --batch-size $B --steps 300 --device cuda \
+        --precision fp32 > "$OUT/train_sluice_$B.txt" 2>&1
     python3 bench/train_baseline.py --preset kaggle --table-sizes kaggle --batch-size $B --steps 300 --device cuda \
         > "$OUT/train_baseline_$B.txt" 2>&1
-    base=$(rate "$OUT/train_baseline_$B.txt")
-    ours=$(rate "$OUT/train_sluice_${B}_fp32.txt")
+    ours=$(json "$OUT/train_sluice_$B.txt" samples_per_s)
+    base=$(json "$OUT/train_baseline_$B.txt" samples_per_s)
     ratio=$(python3 -c "print(f'{$ours/$base:.2f}')" 2>/dev/null || echo "?")
-    row "train-only kaggle B=$B plain PyTorch (samples/s); sluice fp32 / it" "$base; ${ratio}x"
+    row "train-only kaggle B=$B: sluice / plain PyTorch (samples/s)" "$ours / $base = ${ratio}x"
   done
 fi
 
 if has e2e; then
-  D=build-gpu/e2e
-  rm -rf "$D"
-  $S gen --rows "${E2E_ROWS:-8000000}" --days 4 --seed 3 --cardinality-scale 0.05 --out "$D/raw" > "$OUT/e2e_gen.txt" 2>&1
-  # Pageable ring first (A), then the default page-locked ring (B), on the same data.
-  $S train --data "$D/raw" --device cuda --epochs 1 --batch-size 16384 --online-ids first-seen --max-ind-range 1000000 \
-      --no-pinned > "$OUT/e2e_train_pageable.txt" 2>&1
-  tail -1 "$OUT/e2e_train_pageable.txt" | python3 -c '
-import json,sys
-r=json.loads(sys.stdin.read())
-print("E2E", round(r["train_samples_per_s"]), r.get("data_wait_fraction","?"), round(r["test_auc"],4))' > "$OUT/e2e_pageable.txt" 2>/dev/null
-  read -r _ rate wait auc < "$OUT/e2e_pageable.txt" || true
-  row "end-to-end, pageable ring (samples/s)" "${rate:-fail} (data wait fraction ${wait:-?}, test AUC ${auc:-?})"
-  $S train --data "$D/raw" --device cuda --epochs 1 --batch-size 16384 --online-ids first-seen --max-ind-range 1000000 \
-      > "$OUT/e2e_train.txt" 2>&1
-  tail -1 "$OUT/e2e_train.txt" | python3 -c '
-import json,sys
-r=json.loads(sys.stdin.read())
-print("E2E", round(r["train_samples_per_s"]), r.get("data_wait_fraction","?"), round(r["test_auc"],4))' > "$OUT/e2e.txt" 2>/dev/null
-  read -r _ rate wait auc < "$OUT/e2e.txt" || true
-  row "end-to-end raw TSV -> cpu engine -> GPU train, pinned ring" "${rate:-fail} (data wait fraction ${wait:-?}, test AUC ${auc:-?})"
+  # Raw day files -> GPU training at batch 16384: the cpu engine feeding a pinned host ring, then the
+  # cuda engine making batches in GPU memory; training alone on the same model for reference.
+  D="$DATA/e2e"
+  [ -f "$D/raw/truth.json" ] || { rm -rf "$D"; $S gen --rows "${E2E_ROWS:-8000000}" --days 4 --seed 3 --cardinality-scale 0.05 \
+      --out "$D/raw" > "$OUT/e2e_gen.txt" 2>&1; }
+  common=(--data "$D/raw" --device cuda --epochs 1 --batch-size 16384 --online-ids first-seen --max-ind-range 1000000)
+  $S train "${common[@]}" --engine cpu > "$OUT/e2e_cpu.txt" 2>&1
+  $S train "${common[@]}" --engine cuda > "$OUT/e2e_cuda.txt" 2>&1
+  for e in cpu cuda; do
+    row "e2e raw -> $e engine -> GPU train B=16384 (samples/s)" \
+        "$(json "$OUT/e2e_$e.txt" train_samples_per_s) (waiting for data $(json "$OUT/e2e_$e.txt" data_wait_fraction), test AUC $(json "$OUT/e2e_$e.txt" test_auc))"
+  done
+  $S train --bench-synthetic --preset kaggle --table-sizes 1000000 --batch-size 16384 --steps 300 --device cuda \
+      > "$OUT/e2e_synthetic.txt" 2>&1
+  syn=$(json "$OUT/e2e_synthetic.txt" samples_per_s)
+  cu=$(json "$OUT/e2e_cuda.txt" train_samples_per_s)
+  row "  same model, training alone (samples/s); cuda e2e / it" "$syn; $(python3 -c "print(f'{$cu/$syn:.2f}')" 2>/dev/null || echo ?)"
+fi
+
+if has kaggle; then
+  # A Kaggle-size set: 45.8 M rows in 7 days, Kaggle cardinalities.
+  K="$DATA/kaggle"
+  [ -f "$K/raw/truth.json" ] || { rm -rf "$K"; timed "$OUT/kaggle_gen_s.txt" $S gen --rows 45840617 --days 7 \
+      --seed 5 --cardinality-scale 1 --no-sync --out "$K/raw" > "$OUT/kaggle_gen.txt" 2>&1; }
+  row "kaggle-size gen, 45.8 M rows (s)" "$(cat "$OUT/kaggle_gen_s.txt" 2>/dev/null)"
+  sync
+  cat "$K"/raw/day_*.tsv > /dev/null  # page cache
+  for e in cuda cpu; do
+    rm -rf "$K/prep_$e"
+    timed "$OUT/kaggle_prep_${e}_s.txt" $S prep --engine $e -o "$K/prep_$e" "$K"/raw/day_*.tsv \
+        > "$OUT/kaggle_prep_$e.txt" 2>&1
+    row "kaggle-size prep --engine $e wall (s): read+preprocess / write" \
+        "$(cat "$OUT/kaggle_prep_${e}_s.txt") : $(grep -oE 'preprocess [0-9.]+ s, write [0-9.]+ s' "$OUT/kaggle_prep_$e.txt")"
+  done
+  cmp -s "$K/prep_cuda/day_0_sparse.npy" "$K/prep_cpu/day_0_sparse.npy" && same=yes || same=NO
+  row "kaggle-size prep: cuda output == cpu output (day_0 ids)" "$same"
+  rm -rf "$K/prep_cpu"
+  $S train --data "$K/raw" --device cuda --engine cuda --epochs 1 --batch-size 16384 --online-ids first-seen \
+      --max-ind-range 10000000 > "$OUT/kaggle_train.txt" 2>&1
+  row "kaggle-size raw -> cuda engine -> train 1 epoch B=16384 (s)" \
+      "$(json "$OUT/kaggle_train.txt" train_seconds) s, $(json "$OUT/kaggle_train.txt" train_samples_per_s) samples/s, wait $(json "$OUT/kaggle_train.txt" data_wait_fraction), AUC $(json "$OUT/kaggle_train.txt" test_auc)"
 fi
 
 echo

@@ -1,18 +1,39 @@
 #!/usr/bin/env bash
 # Installs what building and testing sluice needs (Debian/Ubuntu), skipping what is already there.
+# libtorch: PyTorch 2.11's (the GPU machines' version), fetched from PyPI by scripts/fetch_torch.sh
+# when the CUDA toolkit is present (PyPI's Linux libtorch is the CUDA build); otherwise Debian's
+# libtorch-dev (CPU only).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 pkgs=(cmake g++ make pkg-config zlib1g-dev libcli11-dev nlohmann-json3-dev libgtest-dev)
-# libtorch-dev links the generic libblas.so.3; OpenBLAS replaces it through alternatives (reference BLAS is ~10x slower).
-[ "${SLUICE_NO_TORCH:-0}" = 1 ] || pkgs+=(libtorch-dev libopenblas0-pthread)
 [ "${SLUICE_WITH_PLOT:-0}" = 1 ] && pkgs+=(python3-matplotlib)
+python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
+want_debian_torch=0
 missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}"
+install() {
+  [ $# -gt 0 ] || return 0
+  echo "setup: installing $*"
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+install "${missing[@]}"
+if [ "${SLUICE_NO_TORCH:-0}" != 1 ]; then
+  if [ "${SLUICE_DEBIAN_TORCH:-0}" != 1 ] && bash scripts/fetch_torch.sh >/dev/null; then
+    echo "setup: libtorch $(cat .deps-torch/version 2>/dev/null) in .deps-torch"
+  else
+    want_debian_torch=1
+  fi
+fi
+if [ "$want_debian_torch" = 1 ]; then
+  # libtorch-dev links the generic libblas.so.3; OpenBLAS replaces it through alternatives (reference BLAS is ~10x slower).
+  missing=()
+  for p in libtorch-dev libopenblas0-pthread; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  install "${missing[@]}"
 fi

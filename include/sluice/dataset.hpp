@@ -42,6 +42,9 @@ struct StreamOptions {
   int64_t batch_size = 2048;
   int ring_depth = 4;         // batches prepared ahead of the consumer
   int threads = 0;            // preprocessing threads (0 = all cores)
+  std::string engine = "cpu";  // raw datasets: the engine that preprocesses them (make_engine names)
+  int device = -1;            // CUDA ordinal of the consumer: with the cuda engine, batches are made
+                              // in this GPU's memory (MemoryKind::kDevice)
   uint64_t start_row = 0;     // resume: skip this many rows of the split
   // raw datasets only:
   OnlineIds ids = OnlineIds::kFirstSeen;

@@ -1,21 +1,23 @@
-// Engines run the pipeline semantics (include/sluice/ops.hpp) over whole inputs. This header is the
-// cpu engine: multi-threaded, chunked, streaming; rows leave it in input order whatever the thread
-// count or chunk size.
+// Engines run the pipeline semantics (include/sluice/ops.hpp) over line-aligned blocks of input
+// (src/source/blocks.hpp) and hand out chunks of columns in input order. Every engine — cpu
+// (host threads), cuda (GPU kernels), fpga (the RTL core behind its driver) — implements this one
+// interface and gives the same bytes for the same input and options.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "sluice/batch.hpp"
 #include "sluice/ops.hpp"
 #include "sluice/source.hpp"
+#include "sluice/vocab.hpp"
 
 namespace sluice {
-struct Vocabulary;
-}
 
-namespace sluice {
+class BlockReader;
 
 enum class OnError : uint8_t { kFail, kSkip };
 
@@ -25,17 +27,32 @@ enum class DenseOut : uint8_t {
   kClampedInt,   // int32 Neg2Zero(x) saturated at 2^31-1 (Meta's binary rows)
 };
 
+// How categorical values become ids.
+enum class IdMode : uint8_t {
+  kRaw,        // the value, % max_ind_range when set (no vocabulary)
+  kDistinct,   // raw values, plus each chunk's distinct values in order of first appearance with their
+               // counts (for a VocabBuilder); host engines only
+  kFirstSeen,  // final first-seen ids, assigned by the engine as rows stream (min_freq > 1: the engine
+               // reads the input twice); the vocabulary is available after the run
+  kVocab,      // ids from a given vocabulary; values outside it get `unseen`
+};
+
 struct EngineOptions {
-  uint64_t max_ind_range = 0;      // 0 = off
+  uint64_t max_ind_range = 0;      // 0 = off; applied before any vocabulary
   OnError on_error = OnError::kFail;
   DenseOut dense = DenseOut::kLog;
-  int threads = 0;                 // 0 = all cores
-  size_t chunk_bytes = 4u << 20;   // bytes of input per work unit
-  bool distinct = false;           // also collect each chunk's distinct sparse values (vocabulary)
   size_t max_bad_rows_kept = 100;  // skip mode: how many bad rows to describe (all are counted)
-  // When set, workers map each chunk's sparse values to ids through this vocabulary right after
-  // parsing, in parallel; values not in it become an extra id past the end (Vocabulary::Unseen).
-  const Vocabulary* vocab = nullptr;
+  IdMode ids = IdMode::kRaw;
+  uint32_t min_freq = 1;           // kFirstSeen: values seen fewer times get id 0, the rest 1..
+  // kFirstSeen: at most this many ids per column; later new values share the last one (capacity-1).
+  // 0 = unbounded.
+  int64_t id_capacity = 0;
+  const Vocabulary* vocab = nullptr;                  // kVocab
+  Vocabulary::Unseen unseen = Vocabulary::Unseen::kExtraId;  // kVocab
+  MemoryKind output = MemoryKind::kHost;  // where chunks are handed out (kDevice: cuda engine only)
+  int device = 0;                         // CUDA ordinal (cuda engine)
+  int threads = 0;                        // host threads (cpu: parsing; others: reading); 0 = all cores
+  size_t block_bytes = 4u << 20;          // input bytes per block
 };
 
 struct BadRow {
@@ -44,57 +61,76 @@ struct BadRow {
   std::string reason;
 };
 
-// One chunk of rows, in input order. Columns are row-major per row: dense[r*13 + i], sparse[r*26 + c].
-struct ParsedChunk {
-  size_t file_index = 0;
-  uint64_t seq = 0;             // chunk number over the whole run
-  uint64_t first_row = 0;       // index of the first good row over the whole run
-  int64_t rows = 0;             // good rows
-  uint64_t bytes = 0;           // input bytes the chunk covered
-  std::vector<int32_t> labels;
-  std::vector<float> dense;             // DenseOut::kLog
-  std::vector<int32_t> dense_int;       // DenseOut::kClampedInt
-  std::vector<uint32_t> sparse;         // after modulo, before vocabulary
-  // With EngineOptions::distinct: per column, the chunk's distinct values in order of first
-  // appearance, and how often each occurs in the chunk.
-  std::vector<uint32_t> distinct[kNumSparse];
-  std::vector<uint32_t> distinct_count[kNumSparse];
-  // Internal bookkeeping (line numbers of bad rows are chunk-relative until delivery).
-  uint64_t lines = 0;                   // lines (or binary rows) the chunk covered
-  struct LocalBad { uint64_t line; RowError err; int field; };
-  std::vector<LocalBad> bad;
-};
-
 struct EngineStats {
   uint64_t rows = 0;          // good rows delivered
   uint64_t rows_skipped = 0;  // bad rows skipped (skip mode)
   uint64_t bytes = 0;         // input bytes (decompressed)
   std::vector<BadRow> bad_rows;  // the first max_bad_rows_kept skipped rows
   std::vector<uint64_t> rows_per_file;
+  bool stopped = false;       // the sink asked to stop before the end
 };
 
-class CpuEngine {
+// One chunk of rows, in input order: non-owning views of the engine's memory, valid until the sink
+// returns. Columns are row-major: dense[r*13 + i], sparse[r*26 + c].
+struct ChunkView {
+  size_t file_index = 0;
+  uint64_t seq = 0;           // chunk number over the run
+  uint64_t first_row = 0;     // index of the first row over the run
+  int64_t rows = 0;
+  uint64_t bytes = 0;         // input bytes the chunk covered
+  const int32_t* labels = nullptr;     // [rows] 0 or 1
+  const float* dense = nullptr;        // [rows*13] with DenseOut::kLog
+  const int32_t* dense_int = nullptr;  // [rows*13] with DenseOut::kClampedInt
+  const uint32_t* sparse = nullptr;    // [rows*26] values or ids, per IdMode
+  MemoryKind memory = MemoryKind::kHost;
+  int device = -1;                     // CUDA ordinal when memory == kDevice
+  void* stream = nullptr;              // cudaStream_t the columns were produced on (kDevice): work
+                                       // reading them must be ordered after it (enqueue it there)
+  // IdMode::kDistinct (host memory): per column, the distinct values in order of first appearance
+  // and their counts in this chunk (arrays of kNumSparse vectors).
+  const std::vector<uint32_t>* distinct = nullptr;
+  const std::vector<uint32_t>* distinct_count = nullptr;
+};
+
+// Receives chunks in input order on the thread that called run(). Returning false stops the run
+// cleanly (no exception); the engine then returns its statistics so far with `stopped` set.
+using ChunkSink = std::function<bool(const ChunkView&)>;
+
+class Engine {
  public:
-  explicit CpuEngine(EngineOptions opts);
-  const EngineOptions& options() const { return opts_; }
-  int threads() const { return threads_; }
+  virtual ~Engine() = default;
+  virtual const char* name() const = 0;
+  virtual bool supports(IdMode mode) const = 0;
+  virtual const EngineOptions& options() const = 0;
 
-  // Streams the inputs in the order given and calls consume() on the calling thread once per chunk,
-  // in input order. In fail mode the first bad row throws sluice::Error "FILE:LINE: reason". If
-  // consume() throws, the run stops and the exception propagates. Returns the run's statistics.
-  EngineStats run(const std::vector<std::string>& inputs,
-                  const std::function<void(ParsedChunk&)>& consume);
+  // Streams every block of `blocks` through the pipeline and hands the chunks to `sink` in input
+  // order. In fail mode the first bad row throws sluice::Error "FILE:LINE: reason" before any chunk
+  // holding or following it is handed out. Exceptions thrown by the sink propagate. With a
+  // `row_limit`, rows past the first `row_limit` good rows are neither handed out nor given ids.
+  virtual EngineStats run(BlockReader& blocks, const ChunkSink& sink, uint64_t row_limit = kNoRowLimit) = 0;
+  static constexpr uint64_t kNoRowLimit = ~uint64_t(0);
 
-  // Parses one in-memory buffer of whole lines (used by tests, benchmarks and the fuzzer); bad rows
-  // are recorded in chunk.bad with chunk-relative 1-based line numbers and never thrown.
-  void parse_buffer(const char* data, size_t size, InputFormat format, ParsedChunk* chunk) const;
-
- private:
-  EngineOptions opts_;
-  int threads_;
+  // IdMode::kFirstSeen: the vocabulary the run built (values in id order, with counts). Moves it
+  // out; call once after run().
+  virtual Vocabulary take_vocabulary();
 };
 
-// "FILE:LINE: bad integer in I3" style description of a bad row.
+// "cpu", "cuda", "fpga", or "auto" (cuda when a GPU is usable, else cpu). Throws sluice::Error
+// saying why an engine is not available (not built in, no GPU, ...).
+std::unique_ptr<Engine> make_engine(const std::string& name, const EngineOptions& opts);
+
+// Engines compiled into this build, and whether a CUDA GPU is usable now.
+std::vector<std::string> available_engines();
+bool cuda_device_available(std::string* why = nullptr);
+
+// The block size an engine runs best with: 4 MiB for the cpu engine (chunks per core), 64 MiB for
+// the cuda engine (enough work per launch sequence to fill the GPU).
+size_t default_block_bytes(const std::string& engine);
+
+// Runs `engine` over files (a BlockReader with the engine's block size).
+EngineStats run_files(Engine& engine, const std::vector<std::string>& inputs, const ChunkSink& sink);
+
+// "bad integer in I3" style description of a bad row.
 std::string describe_bad_row(RowError err, int field);
 
 }  // namespace sluice

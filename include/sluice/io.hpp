@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,8 @@ NpyHeader read_npy_header(const std::string& path);
 
 // Streams rows into an npy file whose first dimension is known only at the end: the header is
 // written with room for any row count and fixed up by finish().
+class FileWriter;
+
 class NpyWriter {
  public:
   NpyWriter(const std::string& path, NpyType t, int64_t cols);  // shape (rows, cols)
@@ -45,9 +48,8 @@ class NpyWriter {
   NpyType type_;
   int64_t cols_;
   int64_t rows_ = 0;
-  std::FILE* f_ = nullptr;
+  std::unique_ptr<FileWriter> f_;
   size_t header_size_ = 0;
-  std::vector<char> iobuf_;  // the stdio buffer of f_ (large writes)
 };
 
 // Reads a whole npy file of the given element type and 2-D shape (rows, cols).
@@ -70,33 +72,55 @@ class DlrmBinWriter {
 
  private:
   std::string path_;
-  std::FILE* f_ = nullptr;
+  std::unique_ptr<FileWriter> f_;
   int64_t rows_ = 0;
   std::vector<int32_t> buf_;
 };
 
 // ---- atomic output ------------------------------------------------------------------------------
 
+// The marker file every sluice output directory carries: JSON listing every path sluice wrote there.
+// `--overwrite` replaces a directory only when it holds nothing else.
+inline constexpr const char* kOutputMarker = ".sluice-output";
+
+struct OutputOptions {
+  bool overwrite = false;           // replace an earlier sluice output
+  std::string command;              // recorded in the marker ("prep", "gen")
+  std::vector<std::string> inputs;  // the run's inputs: never inside the output, never replaced
+};
+
+// Why the existing directory `dir` may not be replaced by a new sluice output, or "" when it may
+// (it is empty, or a sluice output holding only what sluice wrote, and none of `inputs`).
+std::string replace_refusal(const std::string& dir, const std::vector<std::string>& inputs);
+
 // An output directory that appears atomically: everything is written into a hidden sibling
-// ("<parent>/.<name>.tmp-<pid>"), and commit() renames it into place. If the object is destroyed
-// without commit() (error, exception), the temporary directory is removed. Refuses to overwrite a
-// non-empty existing directory unless `overwrite` is set (then it is replaced at commit).
+// ".<name>.tmp-<pid>-<n>" (locked while this process lives), and commit() puts it in place. Destroyed
+// without commit() (error, exception, interruption), the temporary directory is removed, and so are
+// parent directories it created. Temporary siblings left by killed runs are removed (with a notice)
+// when the next run writes to the same place. An existing non-empty directory is refused, unless
+// `overwrite` is set and replace_refusal() finds nothing against replacing it.
 class AtomicDir {
  public:
-  AtomicDir(const std::string& final_path, bool overwrite);
+  AtomicDir(const std::string& final_path, OutputOptions opts);
+  AtomicDir(const std::string& final_path, bool overwrite) : AtomicDir(final_path, OutputOptions{overwrite, "", {}}) {}
   ~AtomicDir();
   AtomicDir(const AtomicDir&) = delete;
   AtomicDir& operator=(const AtomicDir&) = delete;
   const std::string& path() const { return tmp_; }       // where to write now
+  const std::string& final_path() const { return final_; }
   std::string file(const std::string& name) const;       // path() + "/" + name
   void commit();
 
  private:
   std::string final_, tmp_;
-  bool overwrite_, committed_ = false;
+  OutputOptions opts_;
+  std::vector<std::string> made_parents_;
+  int lock_fd_ = -1;
+  bool committed_ = false;
 };
 
-// Writes a whole file atomically (temp file in the same directory, fsync, rename).
+// Writes a whole file atomically: a hidden temporary sibling, fsync, rename, fsync of the directory
+// (missing parent directories are created). The previous file stays intact on any failure.
 void write_file_atomic(const std::string& path, const std::string& contents);
 
 }  // namespace sluice

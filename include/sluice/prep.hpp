@@ -24,8 +24,9 @@ struct PrepOptions {
   int days = 0;              // 0 = one part per input file
   std::string engine = "cpu";
   bool overwrite = false;
-  bool progress = false;
-  size_t chunk_bytes = 4u << 20;
+  bool progress = false;     // a progress line on a terminal (stderr)
+  double progress_every = 0; // > 0 (stderr not a terminal): a plain progress line every this many seconds
+  size_t chunk_bytes = 0;    // input bytes per block; 0 = the engine's default (default_block_bytes)
 };
 
 struct PrepResult {
@@ -33,6 +34,9 @@ struct PrepResult {
   uint64_t rows_skipped = 0;
   uint64_t bytes = 0;
   double seconds = 0;
+  double read_seconds = 0;   // reading and preprocessing the inputs (the engine), with spilling
+  double write_seconds = 0;  // writing the parts, the vocabulary and the manifest, and committing
+  std::string engine;        // the engine that ran ("auto" resolved)
   std::vector<std::string> parts;
   std::vector<uint64_t> part_rows;
   std::vector<int64_t> vocab_sizes;

@@ -1,6 +1,7 @@
 // Sources: where the bytes come from.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -20,25 +21,38 @@ enum class InputFormat : uint8_t {
   kDlrmBin,  // Meta's binary rows: 40 little-endian int32 each (label, 13 clamped ints, 26 ids)
 };
 
+// Thrown by a read that was cancelled (ByteSource::cancel) while it waited on a pipe.
+struct ReadCancelled {};
+
 // A sequential reader of a file's (decompressed) bytes.
 class ByteSource {
  public:
   virtual ~ByteSource() = default;
-  // Reads up to n bytes into buf; returns 0 only at the end. Throws sluice::Error on failure.
+  // Reads up to n bytes into buf; returns 0 only at the end. Throws sluice::Error on failure,
+  // sluice::Interrupted on Ctrl-C/SIGTERM, ReadCancelled after cancel().
   virtual size_t read(char* buf, size_t n) = 0;
   const std::string& path() const { return path_; }
+  // May be called from another thread: a read waiting on a pipe gives up (ReadCancelled).
+  void cancel() { cancelled_.store(true); }
 
  protected:
   std::string path_;
+  std::atomic<bool> cancelled_{false};
 };
 
 // Opens a file: gzip is detected from its first two bytes (1f 8b) and decompressed while reading.
+// "-" is standard input; like a pipe or a FIFO it is read once, front to back (TSV only, as the
+// format follows the name).
 std::unique_ptr<ByteSource> open_byte_source(const std::string& path);
+
+// True for "-", the name of standard input (its part name is "stdin").
+bool is_stdin_path(const std::string& path);
 
 // The format of an input file: ".bin" names (and ".bin.gz") are Meta's binary rows, anything else TSV.
 InputFormat input_format_of(const std::string& path);
 
-// "dir/day_0.tsv.gz" -> "day_0": the file name without its directory and without every extension.
+// "dir/day_0.tsv.gz" -> "day_0": the file name without its directory and without every extension;
+// "-" -> "stdin".
 std::string part_stem(const std::string& path);
 
 }  // namespace sluice

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "cli/validators.hpp"
 #include "sluice/gen.hpp"
 
 namespace sluice::cli {
@@ -13,16 +14,16 @@ void add_gen_command(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "gen", "Generate synthetic Criteo-format click logs (day_0.tsv .. and truth.json)");
   sub->add_option("--rows", opts->rows, "Total rows over all days")->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(PositiveInt<uint64_t>());
   sub->add_option("--days", opts->days, "Number of day files (rows split as in Criteo Kaggle)")
-      ->capture_default_str()->check(CLI::Range(1, 100000));
-  sub->add_option("--seed", opts->seed, "Random seed")->capture_default_str();
+      ->capture_default_str()->check(IntRange<int>(1, 100000));
+  sub->add_option("--seed", opts->seed, "Random seed")->capture_default_str()->check(NonNegativeInt<uint64_t>());
   sub->add_option("--cardinality-scale", opts->cardinality_scale,
                   "Multiplies Criteo Kaggle's per-column cardinalities (each stays >= 1)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(PositiveReal());
   sub->add_option("--out", opts->out, "Output directory (appears atomically)")->required();
   sub->add_option("--threads", opts->threads, "Worker threads (0 = all cores)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(NonNegativeInt<int>());
   sub->add_flag("--overwrite", opts->overwrite, "Replace an existing non-empty output directory");
   sub->add_flag("--no-sync", *no_sync, "Do not fsync the files before the directory appears");
   sub->callback([opts, no_sync] {

@@ -1,11 +1,19 @@
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
 
 #include "cli/commands.hpp"
+#include "cli/validators.hpp"
 #include "sluice/prep.hpp"
 
 namespace sluice::cli {
+
+namespace {
+// A work unit is held in memory several times over (one per thread in flight): 64 GiB is beyond
+// any sensible value and keeps the byte count far from overflowing.
+constexpr double kMaxChunkMb = 65536;
+}  // namespace
 
 void add_prep_command(CLI::App& app) {
   auto opts = std::make_shared<PrepOptions>();
@@ -15,21 +23,29 @@ void add_prep_command(CLI::App& app) {
   auto chunk_mb = std::make_shared<double>(4.0);
   auto quiet = std::make_shared<bool>(false);
   CLI::App* cmd = app.add_subcommand("prep", "Preprocess Criteo TSV (plain or .gz) or Meta binary rows into training tensors");
-  cmd->add_option("inputs", opts->inputs, "Input files, in order (TSV, .tsv.gz, or Meta .bin rows)")->required()->check(CLI::ExistingFile);
+  // Inputs are checked by prep() itself: besides regular files it accepts "-" (standard input),
+  // FIFOs and character devices such as /dev/stdin, which CLI::ExistingFile cannot express.
+  cmd->add_option("inputs", opts->inputs,
+                  "Input files, in order (TSV, .tsv.gz, or Meta .bin rows; - or a pipe streams TSV)")
+      ->required();
   cmd->add_option("--out,-o", opts->out, "Output directory (created atomically)")->required();
-  cmd->add_option("--max-ind-range", opts->max_ind_range, "Categorical value becomes value % N (0 = off)")->default_val(0);
+  cmd->add_option("--max-ind-range", opts->max_ind_range, "Categorical value becomes value % N (0 = off)")
+      ->default_val(0)->check(NonNegativeInt<uint64_t>());
   cmd->add_option("--vocab", *vocab, "Per-column vocabulary: first-seen ids, or none (keep values)")
       ->check(CLI::IsMember({"first-seen", "none"}))->default_val("first-seen");
-  cmd->add_option("--min-freq", opts->min_freq, "Values seen fewer than K times map to id 0 (K > 1)")->default_val(1)->check(CLI::PositiveNumber);
-  cmd->add_option("--threads", opts->threads, "Worker threads (0 = all cores)")->default_val(0)->check(CLI::NonNegativeNumber);
+  cmd->add_option("--min-freq", opts->min_freq, "Values seen fewer than K times map to id 0 (K > 1)")->default_val(1)->check(PositiveInt<uint32_t>());
+  cmd->add_option("--threads", opts->threads, "Worker threads (0 = all cores)")->default_val(0)->check(NonNegativeInt<int>());
   cmd->add_option("--on-error", *on_error, "Malformed rows: fail (exit with FILE:LINE) or skip (count them)")
       ->check(CLI::IsMember({"fail", "skip"}))->default_val("fail");
   cmd->add_option("--format", *format, "Output: npy (TorchRec layout) or dlrm-bin (Meta's 160-byte rows)")
       ->check(CLI::IsMember({"npy", "dlrm-bin"}))->default_val("npy");
   cmd->add_option("--days", opts->days, "Split all rows into D consecutive days as Meta does (0 = one part per input)")
-      ->default_val(0)->check(CLI::NonNegativeNumber);
-  cmd->add_option("--engine", opts->engine, "Engine: cpu")->default_val("cpu");
-  cmd->add_option("--chunk-mb", *chunk_mb, "Input bytes per work unit, in MB")->default_val(4.0)->check(CLI::PositiveNumber);
+      ->default_val(0)->check(NonNegativeInt<int>());
+  cmd->add_option("--engine", opts->engine, "Engine: auto (cuda when a GPU is usable, else cpu), cpu or cuda")
+      ->default_val("auto")->check(CLI::IsMember({"auto", "cpu", "cuda", "fpga"}));
+  CLI::Option* chunk_opt = cmd->add_option("--chunk-mb", *chunk_mb,
+                                           "Input bytes per block, in MB (default: 4 for the cpu engine, 64 for cuda)")
+                               ->check(PositiveReal(kMaxChunkMb));
   cmd->add_flag("--overwrite", opts->overwrite, "Replace an existing output directory");
   cmd->add_flag("--quiet,-q", *quiet, "No summary on stdout");
   cmd->callback([=] {
@@ -37,13 +53,17 @@ void add_prep_command(CLI::App& app) {
     o.vocab = *vocab == "none" ? VocabMode::kNone : VocabMode::kFirstSeen;
     o.on_error = *on_error == "skip" ? OnError::kSkip : OnError::kFail;
     o.format = *format == "dlrm-bin" ? OutputFormat::kDlrmBin : OutputFormat::kNpy;
-    o.chunk_bytes = size_t(*chunk_mb * 1048576.0);
+    // At least one byte: a tiny --chunk-mb must not make an empty work unit.
+    o.chunk_bytes = chunk_opt->count() ? std::max<size_t>(1, size_t(*chunk_mb * 1048576.0)) : 0;
     o.progress = stderr_is_tty();
+    o.progress_every = o.progress ? 0 : 10;  // logs of long runs get a plain line every 10 s
     const PrepResult r = prep(o);
     if (!*quiet) {
       std::printf("prepared %llu rows (%llu skipped) from %.3f GB in %.2f s (%.2f GB/s) into %s\n",
                   (unsigned long long)r.rows, (unsigned long long)r.rows_skipped, double(r.bytes) / 1e9, r.seconds,
                   r.seconds > 0 ? double(r.bytes) / 1e9 / r.seconds : 0.0, o.out.c_str());
+      std::printf("  %s engine: read and preprocess %.2f s, write %.2f s\n", r.engine.c_str(), r.read_seconds,
+                  r.write_seconds);
     }
   });
 }

@@ -4,7 +4,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -14,38 +13,17 @@
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "cli/validators.hpp"
+#include "sluice/interrupt.hpp"
 #include "sluice/source.hpp"
 #include "sluice/trainer/trainer.hpp"
+#include "util/notice.hpp"
 
 extern char** environ;
 
 namespace sluice::cli {
 
 namespace {
-
-std::atomic<bool> g_stop{false};
-
-extern "C" void on_stop_signal(int) { g_stop.store(true); }
-
-// SIGINT/SIGTERM ask the trainer to write a checkpoint and stop; a second signal acts as usual.
-class StopSignals {
- public:
-  StopSignals() {
-    struct sigaction sa{};
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESETHAND;
-    sigaction(SIGINT, &sa, &old_int_);
-    sigaction(SIGTERM, &sa, &old_term_);
-  }
-  ~StopSignals() {
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
-  }
-
- private:
-  struct sigaction old_int_{}, old_term_{};
-};
 
 struct TrainArgs {
   std::string data;
@@ -63,10 +41,14 @@ struct TrainArgs {
   uint64_t seed = 123;
   int threads = 0;
   int data_threads = 0;
+  std::string engine = "auto";
   std::string precision = "fp32";
   std::string checkpoint;
   bool resume = false;
+  bool auto_resume = false;
+  bool restart = false;
   int64_t checkpoint_every = 0;
+  int progress_every = 10;
   std::string metrics;
   int64_t print_freq = 100;
   uint64_t max_ind_range = 0;
@@ -132,36 +114,43 @@ void run_train(const TrainArgs& a) {
   o.seed = a.seed;
   o.threads = a.threads;
   o.data_threads = a.data_threads;
+  o.engine = a.engine;
   o.precision = train::parse_precision(a.precision);
   o.checkpoint_dir = a.checkpoint;
   o.resume = a.resume;
+  o.auto_resume = a.auto_resume;
+  o.restart = a.restart;
   o.checkpoint_every = a.checkpoint_every;
   o.metrics_path = a.metrics;
   o.print_freq = a.print_freq;
   o.progress = stderr_is_tty();
+  o.progress_every = o.progress ? 0 : a.progress_every;  // a log file gets a plain line now and then
   o.evaluate = !a.no_eval;
   o.ring_depth = a.ring_depth;
   o.pinned_memory = !a.no_pinned;
   o.max_ind_range = a.max_ind_range;
   o.online_ids = a.online_ids;
   o.vocab_dir = a.vocab_dir;
-  o.stop = &g_stop;
+  // main() records SIGINT/SIGTERM (InterruptGuard): the trainer finishes its step, writes its
+  // checkpoint and returns; the results are printed, then the run ends with 128 + the signal.
+  o.stop = [] { return pending_interrupt() != 0; };
 
-  g_stop.store(false);
-  train::TrainResult r;
-  {
-    StopSignals signals;
-    r = train::train_dataset(o);
-  }
+  const train::TrainResult r = train::train_dataset(o);
   std::fprintf(stderr, "sluice train: %lld rows in %.1f s (%.0f samples/s, %.1f%% waiting for data)\n",
                static_cast<long long>(r.rows_this_run), r.train_seconds, r.train_samples_per_s,
                100.0 * r.data_wait_fraction);
   std::printf("%s\n", r.to_json().dump().c_str());
   std::fflush(stdout);
-  if (r.stopped)
-    throw Error("interrupted" + (r.checkpoint.empty() ? std::string(" (no --checkpoint given)")
-                                                      : "; checkpoint written to " + r.checkpoint +
-                                                            ", continue with --resume"));
+  if (r.stopped) {
+    const std::string at = "stopped at step " + std::to_string(r.steps);
+    if (!r.checkpoint_error.empty()) notice("error: " + r.checkpoint_error);
+    else if (!r.checkpoint.empty()) notice(at + "; the checkpoint is " + r.checkpoint + ", continue with --resume");
+    else if (!a.checkpoint.empty()) notice(at + ", before the first training step: no checkpoint was written");
+    else notice(at + " without a checkpoint (no --checkpoint DIR was given)");
+    const int sig = pending_interrupt();
+    throw Interrupted(sig != 0 ? sig : SIGINT);
+  }
+  if (!r.checkpoint_error.empty()) throw Error(r.checkpoint_error);
 }
 
 // ---- plot ---------------------------------------------------------------------------------------
@@ -216,44 +205,71 @@ void add_train_command(CLI::App& app) {
       "train", "Train Meta's DLRM (libtorch) on a dataset; the last stdout line is a JSON summary");
   c->add_option("--data", a->data, "A `sluice prep` output or a folder of raw day files");
   c->add_option("--preset", a->preset, "Model sizes: kaggle, terabyte or mlperf")->capture_default_str();
-  c->add_option("--arch-sparse-feature-size", a->emb_dim, "Embedding size d (overrides the preset)");
+  c->add_option("--arch-sparse-feature-size", a->emb_dim, "Embedding size d (overrides the preset)")
+      ->check(PositiveInt<int64_t>());
   c->add_option("--arch-mlp-bot", a->mlp_bot, "Bottom MLP widths, e.g. 13-512-256-64-16");
   c->add_option("--arch-mlp-top", a->mlp_top, "Top MLP widths without the input, e.g. 512-256-1");
   c->add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
-  c->add_option("--batch-size,--mini-batch-size", a->batch_size, "Training batch size")->capture_default_str();
-  c->add_option("--test-batch-size", a->test_batch_size, "Evaluation batch size (default 16384)");
-  c->add_option("--lr,--learning-rate", a->lr, "Learning rate")->capture_default_str();
+  c->add_option("--batch-size,--mini-batch-size", a->batch_size, "Training batch size")->capture_default_str()
+      ->check(PositiveInt<int64_t>());
+  c->add_option("--test-batch-size", a->test_batch_size, "Evaluation batch size (default 16384)")
+      ->check(NonNegativeInt<int64_t>());
+  c->add_option("--lr,--learning-rate", a->lr, "Learning rate")->capture_default_str()->check(PositiveReal());
   c->add_option("--optimizer", a->optimizer, "sgd or adagrad (row-wise state for the embeddings)")
       ->capture_default_str();
-  c->add_option("--epochs,--nepochs", a->epochs, "Passes over the training split")->capture_default_str();
-  c->add_option("--max-steps", a->max_steps, "Stop after this many optimiser steps in total");
-  c->add_option("--test-freq", a->test_freq, "Evaluate on the test split every N steps (0: at the end only)");
-  c->add_option("--seed", a->seed, "Seed of the initialisation")->capture_default_str();
-  c->add_option("--threads", a->threads, "libtorch threads (0: its default)");
-  c->add_option("--data-threads", a->data_threads, "Preprocessing threads of the data stream (0: all cores)");
+  c->add_option("--epochs,--nepochs", a->epochs, "Passes over the training split")->capture_default_str()
+      ->check(NonNegativeInt<int>());
+  c->add_option("--max-steps", a->max_steps, "Stop after this many optimiser steps in total (-1: no limit)")
+      ->check(IntRange<int64_t>(-1, std::numeric_limits<int64_t>::max(), "-1 (no limit) or a non-negative integer"));
+  c->add_option("--test-freq", a->test_freq, "Evaluate on the test split every N steps (0: at the end only)")
+      ->check(NonNegativeInt<int64_t>());
+  c->add_option("--seed", a->seed, "Seed of the initialisation")->capture_default_str()
+      ->check(NonNegativeInt<uint64_t>());
+  c->add_option("--threads", a->threads, "libtorch threads (0: its default)")->check(NonNegativeInt<int>());
+  c->add_option("--engine", a->engine,
+                "Raw data: the engine that preprocesses it: auto (cuda when a GPU is usable), cpu or cuda; with "
+                "cuda and --device cuda the batches are made in GPU memory")
+      ->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda", "fpga"}));
+  c->add_option("--data-threads", a->data_threads, "Preprocessing threads of the data stream (0: all cores)")
+      ->check(NonNegativeInt<int>());
   c->add_option("--precision", a->precision, "fp32, tf32 or bf16")->capture_default_str();
-  c->add_option("--checkpoint", a->checkpoint, "Checkpoint directory (written at the end and on SIGINT/SIGTERM)");
+  c->add_option("--checkpoint", a->checkpoint, "Checkpoint directory (written at the end, every --checkpoint-every steps and on "
+                "SIGINT/SIGTERM; one already there needs --resume, --auto-resume or --restart)");
   c->add_flag("--resume", a->resume, "Continue from the checkpoint in --checkpoint DIR");
-  c->add_option("--checkpoint-every", a->checkpoint_every, "Also write a checkpoint every N steps");
+  c->add_flag("--auto-resume", a->auto_resume,
+              "Continue from the checkpoint in --checkpoint DIR when there is one, else start afresh");
+  c->add_flag("--restart", a->restart, "Start over, replacing the checkpoint in --checkpoint DIR");
+  c->add_option("--checkpoint-every", a->checkpoint_every, "Also write a checkpoint every N steps")
+      ->check(NonNegativeInt<int64_t>());
   c->add_option("--metrics", a->metrics, "Write metrics as JSON lines to FILE");
-  c->add_option("--print-freq", a->print_freq, "Read the training loss back every N steps")->capture_default_str();
-  c->add_option("--max-ind-range", a->max_ind_range, "Cap every embedding table at N rows (ids modulo N)");
+  c->add_option("--progress-every", a->progress_every,
+                "When stderr is not a terminal: a progress line every N seconds (0: none)")
+      ->capture_default_str()->check(NonNegativeInt<int>());
+  c->add_option("--print-freq", a->print_freq, "Read the training loss back every N steps")->capture_default_str()
+      ->check(PositiveInt<int64_t>());
+  c->add_option("--max-ind-range", a->max_ind_range, "Cap every embedding table at N rows (ids modulo N)")
+      ->check(NonNegativeInt<uint64_t>());
   c->add_option("--online-ids", a->online_ids, "Raw data: first-seen (default), modulo or vocab");
   c->add_option("--vocab-dir", a->vocab_dir, "Raw data with --online-ids vocab: a `sluice prep` output");
-  c->add_option("--ring-depth", a->ring_depth, "Batches prepared ahead of the trainer")->capture_default_str();
+  c->add_option("--ring-depth", a->ring_depth, "Batches prepared ahead of the trainer")->capture_default_str()
+      ->check(PositiveInt<int>());
   c->add_flag("--no-pinned", a->no_pinned, "GPU runs: keep the batch ring in pageable host memory (default: page-locked)");
-  c->add_option("--lr-num-warmup-steps", a->warmup, "Linear warm-up steps");
-  c->add_option("--lr-decay-start-step", a->decay_start, "Step at which the polynomial decay starts");
-  c->add_option("--lr-num-decay-steps", a->decay_steps, "Steps of the polynomial (power 2) decay");
+  c->add_option("--lr-num-warmup-steps", a->warmup, "Linear warm-up steps")->check(NonNegativeInt<int64_t>());
+  c->add_option("--lr-decay-start-step", a->decay_start, "Step at which the polynomial decay starts")
+      ->check(NonNegativeInt<int64_t>());
+  c->add_option("--lr-num-decay-steps", a->decay_steps, "Steps of the polynomial (power 2) decay")
+      ->check(NonNegativeInt<int64_t>());
   c->add_flag("--no-eval", a->no_eval, "Skip the final evaluation");
   c->add_flag("--bench-synthetic", a->bench,
               "Benchmark training alone: random batches resident on the device, no data pipeline");
   c->add_option("--table-sizes", a->table_sizes, "Benchmark tables: kaggle, N or 26 comma-separated sizes")
       ->capture_default_str();
-  c->add_option("--steps", a->steps, "Benchmark: timed steps")->capture_default_str();
-  c->add_option("--warmup-steps", a->bench_warmup, "Benchmark: untimed steps first")->capture_default_str();
+  c->add_option("--steps", a->steps, "Benchmark: timed steps")->capture_default_str()
+      ->check(PositiveInt<int64_t>());
+  c->add_option("--warmup-steps", a->bench_warmup, "Benchmark: untimed steps first")->capture_default_str()
+      ->check(NonNegativeInt<int64_t>());
   c->add_option("--bench-batches", a->bench_batches, "Benchmark: distinct batches cycled through")
-      ->capture_default_str();
+      ->capture_default_str()->check(PositiveInt<int64_t>());
   c->callback([a] { run_train(*a); });
 }
 

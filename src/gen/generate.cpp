@@ -22,10 +22,11 @@
 #include "gen/auc.hpp"
 #include "gen/fastmath.hpp"
 #include "gen/model.hpp"
-#include "gen/outdir.hpp"
+#include "sluice/interrupt.hpp"
 #include "sluice/io.hpp"
 #include "sluice/gen.hpp"
 #include "sluice/source.hpp"
+#include "util/file_writer.hpp"
 
 namespace sluice {
 
@@ -268,7 +269,7 @@ GenResult generate(const GenOptions& opts) {
     return Task{d, b, first, uint32_t(n)};
   };
 
-  AtomicDir dir(opts.out, opts.overwrite);
+  AtomicDir dir(opts.out, OutputOptions{opts.overwrite, "gen", {}});
   const Model model(opts.seed, opts.cardinality_scale);
 
   int threads = opts.threads > 0 ? opts.threads : int(std::thread::hardware_concurrency());
@@ -331,20 +332,24 @@ GenResult generate(const GenOptions& opts) {
   uint64_t bytes = 0, positives = 0, rows_done = 0;
   try {
     for (int k = 0; k < threads; ++k) pool.emplace_back(worker);
-    std::unique_ptr<OutFile> file;
+    std::unique_ptr<FileWriter> file;
+    FileWriter::Options fo;
+    // With sync, start write-back every few tens of MB so that the final fsync does not wait for
+    // the whole file.
+    fo.writeback_every = opts.sync ? uint64_t(32) << 20 : 0;
     int open_day = -1;
     auto open_through = [&](int day) {  // close the current file, create day files up to `day`
       while (open_day < day) {
-        if (file) file->close();
+        if (file) file->close(opts.sync);
         ++open_day;
-        file = std::make_unique<OutFile>(dir.file("day_" + std::to_string(open_day) + ".tsv"),
-                                         opts.sync);
+        file = std::make_unique<FileWriter>(dir.file("day_" + std::to_string(open_day) + ".tsv"), fo);
       }
     };
     auto last_report = t0;
     for (uint64_t i = 0; i < num_tasks; ++i) {
       const Task t = task_at(i);
       Slot& s = slots[i % window];
+      check_interrupt();
       {
         std::unique_lock<std::mutex> lk(mu);
         cv_ready.wait(lk, [&] { return failed || s.ready == int64_t(i); });
@@ -379,7 +384,7 @@ GenResult generate(const GenOptions& opts) {
     join_all();
     if (error) std::rethrow_exception(error);
     open_through(days - 1);
-    file->close();
+    file->close(opts.sync);
   } catch (...) {
     fail(std::current_exception());
     join_all();
@@ -413,7 +418,12 @@ GenResult generate(const GenOptions& opts) {
   if (std::isnan(res.oracle_test_auc)) truth["oracle_test_auc"] = nullptr;
   else truth["oracle_test_auc"] = res.oracle_test_auc;
   truth["model"] = model_json(model);
-  write_whole_file(dir.file("truth.json"), truth.dump(2) + "\n", opts.sync);
+  {
+    FileWriter f(dir.file("truth.json"));
+    const std::string text = truth.dump(2) + "\n";
+    f.write(text.data(), text.size());
+    f.close(opts.sync);
+  }
   dir.commit();
 
   res.seconds = std::chrono::duration<double>(Clock::now() - t0).count();

@@ -10,16 +10,22 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <set>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "sluice/interrupt.hpp"
 #include "sluice/io.hpp"
 #include "sluice/vocab.hpp"
+#include "source/blocks.hpp"
+#include "util/file_writer.hpp"
+#include "util/mapped_file.hpp"
 #include "util/parallel.hpp"
 
 namespace sluice {
@@ -36,66 +42,42 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// A buffered append-only file with checked writes.
+// A scratch file of parsed columns (no fsync: it is deleted before the output is committed).
 class SpillFile {
  public:
-  explicit SpillFile(std::string path) : path_(std::move(path)) {
-    f_ = std::fopen(path_.c_str(), "wb");
-    if (!f_) throw Error(path_ + ": cannot create: " + std::strerror(errno));
-    std::setvbuf(f_, nullptr, _IOFBF, 1 << 20);
-  }
-  ~SpillFile() { if (f_) std::fclose(f_); }
-  void write(const void* p, size_t n) {
-    if (n && std::fwrite(p, 1, n, f_) != n) throw Error(path_ + ": write failed: " + std::strerror(errno));
-  }
-  void close() {
-    if (std::fclose(f_) != 0) { f_ = nullptr; throw Error(path_ + ": close failed"); }
-    f_ = nullptr;
-  }
-  const std::string& path() const { return path_; }
+  explicit SpillFile(std::string path) : w_(std::move(path)) {}
+  void write(const void* p, size_t n) { w_.write(p, n); }
+  void close() { w_.close(false); }
+  const std::string& path() const { return w_.path(); }
 
  private:
-  std::string path_;
-  std::FILE* f_ = nullptr;
-};
-
-// A read-only memory map of a whole file.
-class MappedFile {
- public:
-  explicit MappedFile(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY);
-    if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) { ::close(fd); throw Error(path + ": cannot stat"); }
-    size_ = size_t(st.st_size);
-    if (size_ > 0) {
-      data_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (data_ == MAP_FAILED) { ::close(fd); throw Error(path + ": cannot map"); }
-      ::madvise(data_, size_, MADV_SEQUENTIAL);
-    }
-    ::close(fd);
-  }
-  ~MappedFile() { if (data_ && data_ != MAP_FAILED) ::munmap(data_, size_); }
-  template <class T> const T* as() const { return static_cast<const T*>(data_); }
-  size_t size() const { return size_; }
-
- private:
-  void* data_ = nullptr;
-  size_t size_ = 0;
+  FileWriter w_;
 };
 
 void validate(const PrepOptions& o) {
   if (o.inputs.empty()) throw Error("no input files given");
   if (o.out.empty()) throw Error("no output directory given (--out)");
-  if (o.engine != "cpu") throw Error("engine '" + o.engine + "' is not available in this build (available: cpu)");
   if (o.days < 0) throw Error("--days must be >= 0");
   if (o.min_freq > 1 && o.vocab == VocabMode::kNone) throw Error("--min-freq needs --vocab first-seen");
   if (o.format == OutputFormat::kDlrmBin && o.vocab == VocabMode::kNone &&
       (o.max_ind_range == 0 || o.max_ind_range > (uint64_t(1) << 31)))
     throw Error("--format dlrm-bin stores int32 ids: use --vocab first-seen or --max-ind-range N with N <= 2^31");
+  // Inputs are read once, front to back, so besides regular files a pipe works: "-" (standard
+  // input), a FIFO, or a character device such as /dev/stdin.
+  int stdin_count = 0;
   for (const auto& in : o.inputs) {
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(in, ec)) throw Error(in + ": no such file");
+    if (is_stdin_path(in)) {
+      if (++stdin_count > 1) throw Error("standard input ('-') can be given only once");
+      continue;
+    }
+    struct stat st {};
+    if (::stat(in.c_str(), &st) != 0) {
+      const int err = errno;
+      throw Error(in + (err == ENOENT || err == ENOTDIR ? std::string(": no such file") : ": " + std::string(std::strerror(err))));
+    }
+    if (S_ISDIR(st.st_mode)) throw Error(in + ": is a directory, not an input file");
+    if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode))
+      throw Error(in + ": not a regular file, FIFO or character device");
   }
   if (o.days == 0) {
     std::set<std::string> names;
@@ -117,22 +99,44 @@ std::string fmt_rate(double bytes, double secs) {
 PrepResult prep(const PrepOptions& o) {
   validate(o);
   const auto t0 = Clock::now();
-  AtomicDir out(o.out, o.overwrite);
+  AtomicDir out(o.out, OutputOptions{o.overwrite, "prep", o.inputs});
 
   EngineOptions eo;
   eo.max_ind_range = o.max_ind_range;
   eo.on_error = o.on_error;
   eo.dense = o.format == OutputFormat::kDlrmBin ? DenseOut::kClampedInt : DenseOut::kLog;
   eo.threads = o.threads;
-  eo.chunk_bytes = o.chunk_bytes;
-  eo.distinct = o.vocab == VocabMode::kFirstSeen;
-  CpuEngine engine(eo);
-  detail::ParallelFor pool(engine.threads());
+  std::unique_ptr<Engine> engine = make_engine(o.engine, eo);  // resolves "auto"
+  const std::string engine_name = engine->name();
+  eo.block_bytes = o.chunk_bytes > 0 ? o.chunk_bytes : default_block_bytes(engine_name);
+  // The vocabulary: host engines hand out each chunk's distinct values, merged here and applied in
+  // parallel while writing; engines that keep the vocabulary themselves (the cuda engine, on the GPU)
+  // hand out final ids and the vocabulary at the end.
+  bool engine_ids = false;
+  if (o.vocab == VocabMode::kFirstSeen) {
+    if (engine->supports(IdMode::kDistinct)) {
+      eo.ids = IdMode::kDistinct;
+    } else {
+      eo.ids = IdMode::kFirstSeen;
+      eo.min_freq = o.min_freq;
+      engine_ids = true;
+    }
+  }
+  engine = make_engine(engine_name, eo);
+  const int threads = eo.threads > 0 ? eo.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  detail::ParallelFor pool(threads);
 
+  // The ETA needs the total input size: unknown for gzip (the engine counts decompressed bytes) and
+  // for streams (standard input, FIFOs, devices), whose size is not asked for at all.
   uint64_t input_bytes = 0;
   bool sizes_known = true;
   for (const auto& in : o.inputs) {
-    input_bytes += std::filesystem::file_size(in);
+    struct stat st {};
+    if (is_stdin_path(in) || ::stat(in.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      sizes_known = false;
+      continue;
+    }
+    input_bytes += uint64_t(st.st_size);
     if (input_format_of(in) == InputFormat::kTsv && in.size() > 3 && in.substr(in.size() - 3) == ".gz") sizes_known = false;
   }
 
@@ -145,20 +149,24 @@ PrepResult prep(const PrepOptions& o) {
     SpillFile fl(spill_labels), fd(spill_dense), fs(spill_sparse);
     uint64_t seen_bytes = 0;
     auto last_report = Clock::now();
-    stats = engine.run(o.inputs, [&](ParsedChunk& c) {
-      if (eo.distinct) {
+    BlockReader blocks(o.inputs, eo.block_bytes);
+    stats = engine->run(blocks, [&](const ChunkView& c) {
+      if (eo.ids == IdMode::kDistinct) {
         pool.run(kNumSparse, [&](int col) {
           builder.merge(col, c.distinct[col].data(), c.distinct_count[col].data(), c.distinct[col].size());
         });
       }
-      fl.write(c.labels.data(), c.labels.size() * 4);
-      if (eo.dense == DenseOut::kLog) fd.write(c.dense.data(), c.dense.size() * 4);
-      else fd.write(c.dense_int.data(), c.dense_int.size() * 4);
-      fs.write(c.sparse.data(), c.sparse.size() * 4);
+      const size_t n = size_t(c.rows);
+      fl.write(c.labels, n * 4);
+      if (eo.dense == DenseOut::kLog) fd.write(c.dense, n * kNumDense * 4);
+      else fd.write(c.dense_int, n * kNumDense * 4);
+      fs.write(c.sparse, n * kNumSparse * 4);
       seen_bytes += c.bytes;
-      if (o.progress) {
+      if (o.progress || o.progress_every > 0) {
+        // A terminal gets a line redrawn twice a second; a log a plain line every progress_every s.
         const auto now = Clock::now();
-        if (now - last_report > std::chrono::milliseconds(500)) {
+        const auto period = o.progress ? std::chrono::duration<double>(0.5) : std::chrono::duration<double>(o.progress_every);
+        if (now - last_report > period) {
           last_report = now;
           const double secs = std::chrono::duration<double>(now - t0).count();
           const uint64_t rows = c.first_row + uint64_t(c.rows);
@@ -168,11 +176,17 @@ PrepResult prep(const PrepOptions& o) {
             std::snprintf(b, sizeof b, ", ETA %.0f s", secs * double(input_bytes - seen_bytes) / double(seen_bytes));
             eta = b;
           }
-          std::fprintf(stderr, "\r  reading: %llu rows, %s%s   ", (unsigned long long)rows,
-                       fmt_rate(double(seen_bytes), secs).c_str(), eta.c_str());
+          if (o.progress) {
+            std::fprintf(stderr, "\r  reading: %llu rows, %s%s   ", (unsigned long long)rows,
+                         fmt_rate(double(seen_bytes), secs).c_str(), eta.c_str());
+          } else {
+            std::fprintf(stderr, "prep: %llu rows, %.2f GB read, %s%s\n", (unsigned long long)rows, double(seen_bytes) / 1e9,
+                         fmt_rate(double(seen_bytes), secs).c_str(), eta.c_str());
+          }
           std::fflush(stderr);
         }
       }
+      return true;
     });
     fl.close();
     fd.close();
@@ -181,9 +195,10 @@ PrepResult prep(const PrepOptions& o) {
   if (o.progress) std::fprintf(stderr, "\r  read %llu rows, %s%20s\n", (unsigned long long)stats.rows,
                                fmt_rate(double(stats.bytes), std::chrono::duration<double>(Clock::now() - t0).count()).c_str(), "");
 
+  const auto t_read = Clock::now();
   Vocabulary vocab;
   if (o.vocab == VocabMode::kFirstSeen) {
-    vocab = builder.finish();
+    vocab = engine_ids ? engine->take_vocabulary() : builder.finish();
     vocab.save(out.path());
   }
 
@@ -219,13 +234,14 @@ PrepResult prep(const PrepOptions& o) {
         NpyWriter wd(out.file(name + "_dense.npy"), NpyType::kFloat32, kNumDense);
         NpyWriter ws(out.file(name + "_sparse.npy"), wide ? NpyType::kInt64 : NpyType::kInt32, kNumSparse);
         for (uint64_t b = 0; b < n; b += kBlock) {
+          check_interrupt();
           const uint64_t m = std::min(kBlock, n - b);
           const uint64_t r0 = row + b;
           wl.append(labels + r0, int64_t(m));
           wd.append(md.as<float>() + r0 * kNumDense, int64_t(m));
           ids.assign(sparse + r0 * kNumSparse, sparse + (r0 + m) * kNumSparse);
           if (o.vocab == VocabMode::kFirstSeen) {
-            vocab.apply(ids.data(), m, Vocabulary::Unseen::kZero, engine.threads());
+            if (!engine_ids) vocab.apply(ids.data(), m, Vocabulary::Unseen::kZero, threads);
             ws.append(ids.data(), int64_t(m));
           } else {
             for (size_t k = 0; k < ids.size(); ++k) max_value[k % kNumSparse] = std::max(max_value[k % kNumSparse], ids[k]);
@@ -243,12 +259,15 @@ PrepResult prep(const PrepOptions& o) {
       } else {
         DlrmBinWriter wb(out.file(name + ".bin"));
         for (uint64_t b = 0; b < n; b += kBlock) {
+          check_interrupt();
           const uint64_t m = std::min(kBlock, n - b);
           const uint64_t r0 = row + b;
           ids.assign(sparse + r0 * kNumSparse, sparse + (r0 + m) * kNumSparse);
-          if (o.vocab == VocabMode::kFirstSeen) vocab.apply(ids.data(), m, Vocabulary::Unseen::kZero, engine.threads());
-          else
+          if (o.vocab == VocabMode::kFirstSeen) {
+            if (!engine_ids) vocab.apply(ids.data(), m, Vocabulary::Unseen::kZero, threads);
+          } else {
             for (size_t k = 0; k < ids.size(); ++k) max_value[k % kNumSparse] = std::max(max_value[k % kNumSparse], ids[k]);
+          }
           wb.append(labels + r0, md.as<int32_t>() + r0 * kNumDense, reinterpret_cast<const int32_t*>(ids.data()), int64_t(m));
         }
         wb.finish();
@@ -256,9 +275,9 @@ PrepResult prep(const PrepOptions& o) {
       row += n;
     }
   }
-  std::filesystem::remove(spill_labels);
-  std::filesystem::remove(spill_dense);
-  std::filesystem::remove(spill_sparse);
+  ::unlink(spill_labels.c_str());
+  ::unlink(spill_dense.c_str());
+  ::unlink(spill_sparse.c_str());
 
   for (int c = 0; c < kNumSparse; ++c) {
     if (o.vocab == VocabMode::kFirstSeen) res.vocab_sizes.push_back(vocab.table_size(c));
@@ -293,13 +312,16 @@ PrepResult prep(const PrepOptions& o) {
   opt["on_error"] = o.on_error == OnError::kFail ? "fail" : "skip";
   opt["format"] = m["format"];
   opt["days"] = o.days;
-  opt["engine"] = o.engine;
-  opt["threads"] = engine.threads();
+  // Neither the engine nor the thread count is recorded: they never change a byte of the output.
   m["options"] = opt;
   if (o.vocab == VocabMode::kFirstSeen) m["vocab_id_offset"] = vocab.id_offset;
   write_file_atomic(out.file("manifest.json"), m.dump(2) + "\n");
   out.commit();
-  res.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  const auto t_end = Clock::now();
+  res.seconds = std::chrono::duration<double>(t_end - t0).count();
+  res.read_seconds = std::chrono::duration<double>(t_read - t0).count();
+  res.write_seconds = std::chrono::duration<double>(t_end - t_read).count();
+  res.engine = engine->name();
   return res;
 }
 

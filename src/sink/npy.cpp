@@ -15,6 +15,7 @@
 
 #include "sluice/io.hpp"
 #include "sluice/source.hpp"
+#include "util/file_writer.hpp"
 #include "util/sys_io.hpp"
 
 static_assert(std::endian::native == std::endian::little, "npy files are written little-endian");
@@ -297,56 +298,30 @@ NpyWriter::NpyWriter(const std::string& path, NpyType t, int64_t cols)
   if (cols < 0) throw Error("negative column count for '" + path + "'");
   std::vector<std::string> dims{std::string(kRowDigitsRoom, '9'), std::to_string(cols)};
   header_size_ = padded_total(dict_text(t, dims).size());
-  f_ = std::fopen(path.c_str(), "wb");
-  if (!f_) sysio::throw_errno("cannot create", path, errno);
-  iobuf_.resize(kWriteBuffer);
-  std::setvbuf(f_, iobuf_.data(), _IOFBF, iobuf_.size());
-  std::string h = header_block(dict_text(t, dims_of({0, cols})), header_size_);
-  if (std::fwrite(h.data(), 1, h.size(), f_) != h.size()) {
-    int err = io_errno();
-    std::fclose(f_);
-    f_ = nullptr;
-    sysio::throw_errno("cannot write", path, err);
-  }
+  FileWriter::Options fo;
+  fo.buffer_bytes = kWriteBuffer;
+  f_ = std::make_unique<FileWriter>(path, fo);
+  // Room for the final header; it is written by finish() once the row count is known.
+  const std::string h = header_block(dict_text(t, dims_of({0, cols})), header_size_);
+  f_->write(h.data(), h.size());
 }
 
-NpyWriter::~NpyWriter() {
-  if (f_) std::fclose(f_);
-}
+NpyWriter::~NpyWriter() = default;
 
 void NpyWriter::append(const void* data, int64_t rows) {
   if (!f_) throw Error("append to a closed npy writer for '" + path_ + "'");
   if (rows < 0) throw Error("negative row count appended to '" + path_ + "'");
-  size_t bytes = static_cast<size_t>(rows) * static_cast<size_t>(cols_) * npy_item_size(type_);
-  if (bytes > 0) {
-    errno = 0;
-    if (std::fwrite(data, 1, bytes, f_) != bytes) sysio::throw_errno("cannot write", path_, io_errno());
-  }
+  const size_t bytes = static_cast<size_t>(rows) * static_cast<size_t>(cols_) * npy_item_size(type_);
+  f_->write(data, bytes);
   rows_ += rows;
 }
 
 void NpyWriter::finish() {
   if (!f_) throw Error("npy writer for '" + path_ + "' is already closed");
-  std::FILE* f = f_;
-  f_ = nullptr;
-  auto fail = [&](const char* what) {
-    int err = io_errno();
-    std::fclose(f);
-    sysio::throw_errno(what, path_, err);
-  };
-  errno = 0;
-  if (std::fflush(f) != 0) fail("cannot write");
-  std::string h = header_block(dict_text(type_, dims_of({rows_, cols_})), header_size_);
-  if (std::fseek(f, 0, SEEK_SET) != 0) fail("cannot seek in");
-  if (std::fwrite(h.data(), 1, h.size(), f) != h.size()) fail("cannot write");
-  if (std::fflush(f) != 0) fail("cannot write");
-  try {
-    sysio::fsync_fd(fileno(f), path_);
-  } catch (...) {
-    std::fclose(f);
-    throw;
-  }
-  if (std::fclose(f) != 0) sysio::throw_errno("cannot close", path_, io_errno());
+  std::unique_ptr<FileWriter> f = std::move(f_);
+  const std::string h = header_block(dict_text(type_, dims_of({rows_, cols_})), header_size_);
+  f->write_at(0, h.data(), h.size());
+  f->close(true);
 }
 
 // ---- read_npy -------------------------------------------------------------------------------------

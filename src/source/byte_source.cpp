@@ -1,10 +1,13 @@
-// Byte sources: a plain file reader and a gzip reader (concatenated members supported).
+// Byte sources: a plain file reader and a gzip reader (concatenated members supported). A source
+// reads strictly sequentially, so a pipe, a FIFO or standard input ("-") works as well as a file.
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -13,6 +16,7 @@
 #include <vector>
 
 #include "sluice/source.hpp"
+#include "sluice/interrupt.hpp"
 #include "util/sys_io.hpp"
 
 namespace sluice {
@@ -20,46 +24,58 @@ namespace {
 
 constexpr size_t kReadChunk = size_t{1} << 20;  // one read(2) of the underlying file
 
-// An open file descriptor with a read-ahead buffer of kReadChunk bytes.
+// An open file descriptor with a read-ahead buffer of kReadChunk bytes. "-" is standard input,
+// which is read but left open (it is not ours to close).
 class RawFile {
  public:
   explicit RawFile(const std::string& path) : path_(path) {
-    do {
-      fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    } while (fd_ < 0 && errno == EINTR);
-    if (fd_ < 0) sysio::throw_errno("cannot open", path, errno);
+    if (is_stdin_path(path)) {
+      fd_ = STDIN_FILENO;
+      owned_ = false;
+    } else {
+      do {
+        fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      } while (fd_ < 0 && errno == EINTR);
+      if (fd_ < 0) sysio::throw_errno("cannot open", path, errno);
+    }
     struct stat st {};
     if (::fstat(fd_, &st) != 0) {
       int err = errno;
-      ::close(fd_);
+      close_fd();
       sysio::throw_errno("cannot stat", path, err);
     }
     if (S_ISDIR(st.st_mode)) {
-      ::close(fd_);
+      close_fd();
       sysio::throw_errno("cannot read", path, EISDIR);
     }
+    regular_ = S_ISREG(st.st_mode);
     // Only a hint; fails harmlessly on pipes.
     (void)::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
     buf_.resize(kReadChunk);
   }
-  ~RawFile() {
-    if (fd_ >= 0) ::close(fd_);
-  }
+  ~RawFile() { close_fd(); }
   RawFile(const RawFile&) = delete;
   RawFile& operator=(const RawFile&) = delete;
 
   const std::string& path() const { return path_; }
   bool eof() const { return eof_; }
+  // Bytes of the file handed out so far (consumed from the buffer or read directly): the offset
+  // of the next byte.
+  uint64_t offset() const { return offset_; }
 
   // Buffered bytes not yet consumed.
   const char* data() const { return buf_.data() + pos_; }
   size_t available() const { return len_ - pos_; }
-  void consume(size_t n) { pos_ += n; }
+  void consume(size_t n) {
+    pos_ += n;
+    offset_ += n;
+  }
 
   // Reads directly into `dst` (bypassing the buffer, which must be empty); 0 at the end.
   size_t read_direct(char* dst, size_t n) {
     size_t got = sys_read(dst, n);
     if (got == 0) eof_ = true;
+    offset_ += got;
     return got;
   }
 
@@ -82,26 +98,62 @@ class RawFile {
   }
 
  private:
+  void close_fd() {
+    if (fd_ >= 0 && owned_) ::close(fd_);
+    fd_ = -1;
+  }
+
   size_t sys_read(char* dst, size_t n) {
     n = std::min<size_t>(n, size_t{1} << 30);
     for (;;) {
+      if (!regular_) wait_readable();
       ssize_t r = ::read(fd_, dst, n);
       if (r >= 0) return static_cast<size_t>(r);
-      if (errno == EINTR) continue;
+      if (errno == EINTR) {
+        check_interrupt();
+        continue;
+      }
       sysio::throw_errno("read error in", path_, errno);
     }
   }
 
+  // A pipe may not deliver for a long time: wait in short slices, so that Ctrl-C and a run that
+  // stops early (an error further down the pipeline) do not wait for the writer.
+  void wait_readable() {
+    for (;;) {
+      if (cancel_ && cancel_->load()) throw ReadCancelled{};
+      check_interrupt();
+      struct pollfd p {};
+      p.fd = fd_;
+      p.events = POLLIN;
+      const int rc = ::poll(&p, 1, 100);
+      if (rc > 0) return;  // readable, at its end, or in error: read() tells which
+      if (rc < 0 && errno != EINTR) return;
+    }
+  }
+
+ public:
+  void set_cancel_flag(const std::atomic<bool>* flag) { cancel_ = flag; }
+
+ private:
+  const std::atomic<bool>* cancel_ = nullptr;
+  bool regular_ = true;
+
   std::string path_;
   int fd_ = -1;
+  bool owned_ = true;
   std::vector<char> buf_;
   size_t pos_ = 0, len_ = 0;
+  uint64_t offset_ = 0;
   bool eof_ = false;
 };
 
 class PlainSource final : public ByteSource {
  public:
-  explicit PlainSource(std::unique_ptr<RawFile> f) : f_(std::move(f)) { path_ = f_->path(); }
+  explicit PlainSource(std::unique_ptr<RawFile> f) : f_(std::move(f)) {
+    path_ = f_->path();
+    f_->set_cancel_flag(&cancelled_);
+  }
 
   size_t read(char* buf, size_t n) override {
     if (n == 0) return 0;
@@ -122,11 +174,12 @@ class PlainSource final : public ByteSource {
 class GzipSource final : public ByteSource {
  public:
   explicit GzipSource(std::unique_ptr<RawFile> f) : f_(std::move(f)) {
+    f_->set_cancel_flag(&cancelled_);
     path_ = f_->path();
     std::memset(&zs_, 0, sizeof(zs_));
     // 15 + 32: the largest window, and automatic gzip/zlib header detection.
     int rc = inflateInit2(&zs_, 15 + 32);
-    if (rc != Z_OK) fail("cannot initialise zlib for", rc);
+    if (rc != Z_OK) fail("cannot initialise zlib for", rc, 0);
     inited_ = true;
   }
   ~GzipSource() override {
@@ -135,22 +188,31 @@ class GzipSource final : public ByteSource {
 
   size_t read(char* buf, size_t n) override {
     if (n == 0 || done_) return 0;
+    // Errors report total_out_ + produced: every byte decompressed before them, this call's too.
     size_t produced = 0;
     while (produced < n) {
-      if (f_->available() == 0 && !f_->fill()) {
-        // End of the compressed file.
-        if (in_member_) {
-          throw Error("truncated gzip data in '" + path_ + "' (unexpected end of file after " +
-                      std::to_string(total_out_ + produced) + " decompressed bytes)");
-        }
-        done_ = true;
-        break;
-      }
       if (!in_member_) {
-        // Another member follows the previous one (concatenated gzip, as from cat or pigz).
+        // A member has ended: the file ends here, or another member follows (concatenated gzip,
+        // as from cat or pigz). Anything else after a complete member is an error, not ignored:
+        // it is most likely a damaged or mis-assembled file.
+        while (f_->available() < 2 && f_->fill()) {
+        }
+        if (f_->available() == 0) {
+          done_ = true;
+          break;
+        }
+        const auto* p = reinterpret_cast<const unsigned char*>(f_->data());
+        // A lone trailing 0x1f may be the start of a member cut short: inflate reports it truncated.
+        if (p[0] != 0x1f || (f_->available() >= 2 && p[1] != 0x8b)) {
+          throw Error("trailing data after the gzip stream at compressed byte " + std::to_string(f_->offset()) +
+                      " of " + name() + " (not another gzip member; " + position(produced, false) + ")");
+        }
         int rc = inflateReset(&zs_);
-        if (rc != Z_OK) fail("cannot reset zlib for", rc);
+        if (rc != Z_OK) fail("cannot reset zlib for", rc, produced);
         in_member_ = true;
+      }
+      if (f_->available() == 0 && !f_->fill()) {
+        throw Error("truncated gzip data in " + name() + " (unexpected end of file; " + position(produced, true) + ")");
       }
       size_t in_avail = std::min<size_t>(f_->available(), UINT_MAX);
       size_t out_avail = std::min<size_t>(n - produced, UINT_MAX);
@@ -168,11 +230,11 @@ class GzipSource final : public ByteSource {
         // is full (the loop ends). Anything else would spin, so it is corrupt input.
         if (zs_.avail_in == in_avail && zs_.avail_out == out_avail && in_avail > 0 &&
             out_avail > 0) {
-          fail("corrupt gzip data in", rc);
+          fail("corrupt gzip data in", rc, produced);
         }
         continue;
       } else if (rc != Z_OK) {
-        fail("corrupt gzip data in", rc);
+        fail("corrupt gzip data in", rc, produced);
       }
     }
     total_out_ += produced;
@@ -180,11 +242,23 @@ class GzipSource final : public ByteSource {
   }
 
  private:
-  [[noreturn]] void fail(const char* what, int rc) {
-    std::string msg = std::string(what) + " '" + path_ + "'";
+  // The file as messages name it.
+  std::string name() const { return is_stdin_path(path_) ? std::string("standard input") : "'" + path_ + "'"; }
+
+  // "at compressed byte X, after N decompressed bytes": X is how far zlib had read when the problem
+  // was detected (it may have buffered a few bytes past the damage), N counts `produced` bytes of
+  // the current read() too.
+  std::string position(size_t produced, bool with_offset) const {
+    std::string s;
+    if (with_offset) s = "at compressed byte " + std::to_string(f_->offset()) + ", ";
+    return s + "after " + std::to_string(total_out_ + produced) + " decompressed bytes";
+  }
+
+  [[noreturn]] void fail(const char* what, int rc, size_t produced) {
+    std::string msg = std::string(what) + " " + name();
     const char* detail = zs_.msg ? zs_.msg : zError(rc);
     if (detail) msg += std::string(": ") + detail;
-    msg += " (after " + std::to_string(total_out_) + " decompressed bytes)";
+    msg += " (" + position(produced, true) + ")";
     throw Error(msg);
   }
 
@@ -229,7 +303,10 @@ InputFormat input_format_of(const std::string& path) {
   return InputFormat::kTsv;
 }
 
+bool is_stdin_path(const std::string& path) { return path == "-"; }
+
 std::string part_stem(const std::string& path) {
+  if (is_stdin_path(path)) return "stdin";
   std::string name = base_name(path);
   // Leading dots belong to the name (".hidden.tsv" -> ".hidden").
   size_t start = name.find_first_not_of('.');

@@ -207,6 +207,8 @@ nlohmann::json TrainResult::to_json() const {
   j["precision"] = precision;
   j["optimizer"] = optimizer;
   j["checkpoint"] = checkpoint.empty() ? nlohmann::json(nullptr) : nlohmann::json(checkpoint);
+  j["checkpoint_error"] = checkpoint_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(checkpoint_error);
+  j["resumed"] = resumed;
   j["stopped"] = stopped;
   return j;
 }

@@ -2,8 +2,6 @@
 #include "trainer/dlrm.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <fcntl.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <cerrno>
@@ -14,6 +12,7 @@
 
 #include "sluice/schema.hpp"
 #include "sluice/source.hpp"
+#include "util/file_writer.hpp"
 
 namespace sluice::train {
 
@@ -23,7 +22,70 @@ constexpr int64_t kVectors = 1 + kNumSparse;  // the bottom output and the 26 em
 
 bool use_int32_index(int64_t total_rows) { return total_rows < std::numeric_limits<int32_t>::max(); }
 
+std::string fixed(double v, int decimals) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.*f", decimals, v);
+  return b;
+}
+
+// Three significant digits at most: 2.16, 33.8, 512.
+std::string short_number(double v) { return fixed(v, v < 10 ? 2 : v < 100 ? 1 : 0); }
+
+bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
+
 }  // namespace
+
+// ---- messages -----------------------------------------------------------------------------------
+
+std::string count_text(double n) {
+  if (n < 1e3) return fixed(n, 0);
+  if (n < 1e6) return short_number(n / 1e3) + " k";
+  if (n < 1e9) return short_number(n / 1e6) + " M";
+  if (n < 1e12) return short_number(n / 1e9) + " G";
+  return short_number(n / 1e12) + " T";
+}
+
+std::string bytes_text(double b) {
+  if (b < 1e3) return fixed(b, 0) + " bytes";
+  if (b < 1e6) return short_number(b / 1e3) + " kB";
+  if (b < 1e9) return short_number(b / 1e6) + " MB";
+  if (b < 1e12) return short_number(b / 1e9) + " GB";
+  return short_number(b / 1e12) + " TB";
+}
+
+std::string duration_text(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  const auto t = static_cast<long long>(std::llround(s));
+  char b[64];
+  if (t < 60) std::snprintf(b, sizeof b, "%llds", t);
+  else if (t < 3600) std::snprintf(b, sizeof b, "%lldm%02llds", t / 60, t % 60);
+  else if (t < 86400) std::snprintf(b, sizeof b, "%lldh%02lldm", t / 3600, t / 60 % 60);
+  else std::snprintf(b, sizeof b, "%lldd%02lldh", t / 86400, t / 3600 % 24);
+  return b;
+}
+
+bool is_out_of_memory(const c10::Error& e) {
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr) return true;
+  const std::string m = e.what_without_backtrace();
+  return contains(m, "out of memory") || contains(m, "can't allocate memory") ||
+         contains(m, "not enough memory") || contains(m, "Cannot allocate memory");
+}
+
+std::string torch_message(const c10::Error& e, bool first_line) {
+  std::string m = e.what_without_backtrace();
+  // Enforce failures start with "[enforce fail at file.cpp:75] err == 0. ": the reader needs the rest.
+  if (m.rfind("[enforce fail at ", 0) == 0) {
+    const size_t end = m.find("] ");
+    const size_t dot = end == std::string::npos ? end : m.find(". ", end);
+    if (dot != std::string::npos) m = m.substr(dot + 2);
+  }
+  if (first_line) {
+    const size_t nl = m.find('\n');
+    if (nl != std::string::npos) m.resize(nl);
+  }
+  while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+  return m;
+}
 
 // ---- model --------------------------------------------------------------------------------------
 
@@ -62,23 +124,42 @@ Dlrm::Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision prec
   };
 
   // Tables.
-  if (device_.is_cpu()) {
-    emb = torch::empty({total_rows_, d}, torch::kFloat32);
-    at::Generator egen = at::detail::createCPUGenerator(seed + 1);
-    for (size_t t = 0; t < arch_.table_sizes.size(); ++t) {
-      const double a = std::sqrt(1.0 / static_cast<double>(arch_.table_sizes[t]));
-      emb.narrow(0, table_offsets_[t], arch_.table_sizes[t]).uniform_(-a, a, egen);
+  const auto tables_what = [&] {
+    return "allocating the embedding tables (" + std::to_string(arch_.table_sizes.size()) + " tables, " +
+           count_text(static_cast<double>(total_rows_)) + " rows x " + std::to_string(d) + " = " +
+           bytes_text(static_cast<double>(total_rows_) * static_cast<double>(d) * 4.0) + " of float32 on " +
+           device_.str() + ")";
+  };
+  oom_guard(tables_what, [&] {
+    if (device_.is_cpu()) {
+      emb = torch::empty({total_rows_, d}, torch::kFloat32);
+      at::Generator egen = at::detail::createCPUGenerator(seed + 1);
+      for (size_t t = 0; t < arch_.table_sizes.size(); ++t) {
+        const double a = std::sqrt(1.0 / static_cast<double>(arch_.table_sizes[t]));
+        emb.narrow(0, table_offsets_[t], arch_.table_sizes[t]).uniform_(-a, a, egen);
+      }
+    } else {
+      torch::cuda::manual_seed(seed + 1);
+      emb = torch::empty({total_rows_, d}, torch::TensorOptions().dtype(torch::kFloat32).device(device_));
+      for (size_t t = 0; t < arch_.table_sizes.size(); ++t) {
+        const double a = std::sqrt(1.0 / static_cast<double>(arch_.table_sizes[t]));
+        emb.narrow(0, table_offsets_[t], arch_.table_sizes[t]).uniform_(-a, a);
+      }
     }
-  } else {
-    torch::cuda::manual_seed(seed + 1);
-    emb = torch::empty({total_rows_, d}, torch::TensorOptions().dtype(torch::kFloat32).device(device_));
-    for (size_t t = 0; t < arch_.table_sizes.size(); ++t) {
-      const double a = std::sqrt(1.0 / static_cast<double>(arch_.table_sizes[t]));
-      emb.narrow(0, table_offsets_[t], arch_.table_sizes[t]).uniform_(-a, a);
-    }
-  }
-  make_layers(arch_.bot_mlp, bot_w, bot_b);
-  make_layers(arch_.top_mlp, top_w, top_b);
+  });
+  double mlp_params = 0;
+  for (const auto* widths : {&arch_.bot_mlp, &arch_.top_mlp})
+    for (size_t l = 0; l + 1 < widths->size(); ++l)
+      mlp_params += static_cast<double>((*widths)[l] + 1) * static_cast<double>((*widths)[l + 1]);
+  oom_guard(
+      [&] {
+        return "allocating the MLP weights (" + count_text(mlp_params) + " parameters = " +
+               bytes_text(mlp_params * 4.0) + " of float32 on " + device_.str() + ")";
+      },
+      [&] {
+        make_layers(arch_.bot_mlp, bot_w, bot_b);
+        make_layers(arch_.top_mlp, top_w, top_b);
+      });
 }
 
 torch::Tensor Dlrm::flat_ids(const torch::Tensor& sparse, uint64_t id_modulo) const {
@@ -152,8 +233,17 @@ std::vector<std::string> Dlrm::mlp_param_names() const {
 Optimizer::Optimizer(OptimizerKind kind, const Dlrm& model) : kind_(kind) {
   if (kind_ == OptimizerKind::kAdagrad) {
     torch::NoGradGuard no_grad;
-    for (const auto& p : model.mlp_params()) mlp_state.push_back(torch::zeros_like(p));
-    emb_state = torch::zeros({model.total_rows()}, model.emb.options());
+    double elems = static_cast<double>(model.total_rows());
+    for (const auto& p : model.mlp_params()) elems += static_cast<double>(p.numel());
+    oom_guard(
+        [&] {
+          return "allocating the Adagrad state (" + count_text(elems) + " values = " + bytes_text(elems * 4.0) +
+                 " of float32 on " + model.device().str() + ")";
+        },
+        [&] {
+          for (const auto& p : model.mlp_params()) mlp_state.push_back(torch::zeros_like(p));
+          emb_state = torch::zeros({model.total_rows()}, model.emb.options());
+        });
   }
 }
 
@@ -230,40 +320,6 @@ class Crc {
   uLong crc_ = crc32(0L, Z_NULL, 0);
 };
 
-class OutFile {
- public:
-  explicit OutFile(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw Error("cannot write checkpoint " + path + ": " + errno_text());
-  }
-  ~OutFile() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  void write(const void* p, size_t n, Crc* crc) {
-    if (crc) crc->update(p, n);
-    const char* c = static_cast<const char*>(p);
-    while (n > 0) {
-      const ssize_t w = ::write(fd_, c, n);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        throw Error("cannot write checkpoint " + path_ + ": " + errno_text());
-      }
-      c += w;
-      n -= static_cast<size_t>(w);
-    }
-  }
-  void sync_and_close() {
-    if (::fsync(fd_) != 0) throw Error("cannot sync checkpoint " + path_ + ": " + errno_text());
-    const int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0) throw Error("cannot close checkpoint " + path_ + ": " + errno_text());
-  }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-};
-
 class InFile {
  public:
   explicit InFile(const std::string& path) : path_(path) {
@@ -290,12 +346,6 @@ class InFile {
   std::FILE* f_ = nullptr;
 };
 
-std::string dirname_of(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
-
 }  // namespace
 
 void write_checkpoint(const std::string& path, nlohmann::json meta, const std::vector<NamedTensor>& tensors) {
@@ -313,37 +363,34 @@ void write_checkpoint(const std::string& path, nlohmann::json meta, const std::v
   meta["data_bytes"] = offset;
   const std::string json = meta.dump();
 
-  const std::string tmp = path + ".tmp";
-  {
-    OutFile out(tmp);
-    Crc crc;
-    const uint64_t json_len = json.size();
-    out.write(kMagic, sizeof kMagic, &crc);
-    out.write(&kVersion, sizeof kVersion, &crc);
-    out.write(&json_len, sizeof json_len, &crc);
-    out.write(json.data(), json.size(), &crc);
-    torch::NoGradGuard no_grad;
-    for (const auto& nt : tensors) {
-      const torch::Tensor flat = nt.tensor.detach().contiguous().reshape({-1});
-      for (int64_t begin = 0; begin < flat.numel(); begin += kChunkElems) {
-        const int64_t n = std::min(kChunkElems, flat.numel() - begin);
-        const torch::Tensor chunk = flat.narrow(0, begin, n).to(torch::kCPU).contiguous();
-        out.write(chunk.data_ptr<float>(), static_cast<size_t>(n) * 4, &crc);
-      }
+  // A hidden temporary sibling, renamed over `path` only once complete and synced: until then the
+  // previous checkpoint stays as it was, and on any failure the temporary file is removed.
+  FileWriter::Options wo;
+  wo.writeback_every = uint64_t{64} << 20;  // start write-back early: the final fsync waits less
+  AtomicFile out(path, wo);
+  Crc crc;
+  auto put = [&](const void* p, size_t n, bool sum) {
+    if (sum) crc.update(p, n);
+    out.write(p, n);
+  };
+  const uint64_t json_len = json.size();
+  put(kMagic, sizeof kMagic, true);
+  put(&kVersion, sizeof kVersion, true);
+  put(&json_len, sizeof json_len, true);
+  put(json.data(), json.size(), true);
+  torch::NoGradGuard no_grad;
+  for (const auto& nt : tensors) {
+    const torch::Tensor flat = nt.tensor.detach().contiguous().reshape({-1});
+    for (int64_t begin = 0; begin < flat.numel(); begin += kChunkElems) {
+      const int64_t n = std::min(kChunkElems, flat.numel() - begin);
+      const torch::Tensor chunk = flat.narrow(0, begin, n).to(torch::kCPU).contiguous();
+      put(chunk.data_ptr<float>(), static_cast<size_t>(n) * 4, true);
     }
-    const uint32_t sum = crc.value();
-    out.write(&sum, sizeof sum, nullptr);
-    out.write(kEndMagic, sizeof kEndMagic, nullptr);
-    out.sync_and_close();
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    throw Error("cannot rename " + tmp + " to " + path + ": " + errno_text());
-  // Make the rename itself durable.
-  const int dfd = ::open(dirname_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  const uint32_t sum = crc.value();
+  put(&sum, sizeof sum, false);
+  put(kEndMagic, sizeof kEndMagic, false);
+  out.commit();
 }
 
 CheckpointHeader read_checkpoint_header(const std::string& path) {

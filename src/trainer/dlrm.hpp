@@ -8,15 +8,47 @@
 
 #include <functional>
 #include <map>
+#include <new>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "sluice/source.hpp"
 #include "sluice/trainer/trainer.hpp"
 
 namespace sluice::train {
+
+// ---- errors -------------------------------------------------------------------------------------
+
+// "33.8 M", "2.16 GB", "1m02s": sizes and durations for messages.
+std::string count_text(double n);
+std::string bytes_text(double bytes);
+std::string duration_text(double seconds);
+
+// Whether a libtorch error reports a failed allocation (host or GPU).
+bool is_out_of_memory(const c10::Error& e);
+// libtorch's message without its C++ backtrace (first line only when `first_line`).
+std::string torch_message(const c10::Error& e, bool first_line = false);
+
+// Runs f(). A failed allocation (std::bad_alloc, or a libtorch out-of-memory error) becomes
+// sluice::Error("out of memory " + what()) (for a GPU with libtorch's own account of the memory
+// appended); any other libtorch error becomes a sluice::Error with libtorch's message, without its
+// backtrace. `what` is called only on failure.
+template <class F, class What>
+decltype(auto) oom_guard(const What& what, F&& f) {
+  try {
+    return f();
+  } catch (const std::bad_alloc&) {
+    throw Error("out of memory " + what());
+  } catch (const c10::Error& e) {
+    if (!is_out_of_memory(e)) throw Error(torch_message(e));
+    const std::string m = torch_message(e, true);
+    // The GPU allocator says how much it tried to get and what it holds; the CPU one adds nothing.
+    throw Error("out of memory " + what() + (m.find("CUDA") != std::string::npos ? ": " + m : std::string()));
+  }
+}
 
 class Dlrm {
  public:
@@ -89,7 +121,8 @@ torch::Tensor train_step(Dlrm& model, Optimizer& opt, const torch::Tensor& dense
 // ---- checkpoint files ---------------------------------------------------------------------------
 // Layout: "SLUICECK" | u32 version | u64 n | n bytes of JSON (the caller's metadata plus a "tensors" list
 // of {name, dtype, shape, offset, nbytes}) | raw little-endian tensor data | u32 CRC-32 of every byte
-// before it | "SLCKEND\0". Written to PATH.tmp, flushed, fsync'ed and renamed over PATH.
+// before it | "SLCKEND\0". Written through an AtomicFile (a hidden temporary sibling, fsync'ed and
+// renamed over PATH): on any failure PATH keeps its previous contents and no temporary file remains.
 
 struct NamedTensor {
   std::string name;

@@ -1,6 +1,7 @@
 // `sluice train --data DIR`: opens a dataset's train/test streams and hands them to the trainer.
 // Kept apart from the libtorch code (and from the tests' link): it only needs the dataset API.
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
 
 #include "sluice/dataset.hpp"
@@ -18,7 +19,12 @@ TrainResult train_dataset(TrainOptions o) {
   so.threads = o.data_threads;
   so.max_ind_range = o.max_ind_range;
   so.vocab_dir = o.vocab_dir;
+  so.engine = o.engine.empty() ? "auto" : o.engine;
+  // Training on a GPU: the cuda engine makes the batches in that GPU's memory.
+  if (o.device.rfind("cuda", 0) == 0) so.device = o.device.size() > 5 ? std::atoi(o.device.c_str() + 5) : 0;
   const bool raw = info.kind == DatasetKind::kRawDays;
+  if (!raw && !o.engine.empty() && o.engine != "auto")
+    throw Error(o.data_dir + " is a prepared dataset: --engine applies to raw day files (sluice prep has its own)");
   if (raw) {
     const std::string mode = o.online_ids.empty() ? "first-seen" : o.online_ids;
     if (mode == "first-seen") {
@@ -43,7 +49,7 @@ TrainResult train_dataset(TrainOptions o) {
   }
   std::shared_ptr<OnlineState> state;
   if (raw && so.ids == OnlineIds::kFirstSeen) state = make_online_state(info, so);
-  if (o.progress && o.train_rows_hint < 0) o.train_rows_hint = split_rows(info, Split::kTrain);
+  if (o.train_rows_hint < 0) o.train_rows_hint = split_rows(info, Split::kTrain);  // negative: unknown (raw days)
   const std::string device = o.pinned_memory ? o.device : std::string("cpu");
   StreamFactory factory = [info, so, state, device](Split split, uint64_t start_row, int64_t batch_size) {
     StreamOptions s = so;

@@ -1,6 +1,10 @@
 #include "sluice/vocab.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -9,6 +13,8 @@
 
 #include "sluice/io.hpp"
 #include "sluice/source.hpp"
+#include "util/file_writer.hpp"
+#include "util/fs_ops.hpp"
 
 namespace sluice {
 
@@ -93,7 +99,7 @@ void Vocabulary::apply(uint32_t* sparse, size_t rows, Unseen unseen, int threads
 
 void Vocabulary::save(const std::string& dir) const {
   const std::string vdir = dir + "/vocab";
-  std::filesystem::create_directories(vdir);
+  fsops::make_dirs(vdir);
   for (int c = 0; c < kNumSparse; ++c) {
     NpyWriter w(vdir + "/C" + std::to_string(c + 1) + ".npy", NpyType::kUint32, 2);
     std::vector<uint32_t> buf;

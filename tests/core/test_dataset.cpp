@@ -44,13 +44,14 @@ Rows engine_rows(const std::string& file, uint64_t modulo, int64_t begin, int64_
   EngineOptions eo;
   eo.max_ind_range = modulo;
   eo.threads = 2;
-  eo.chunk_bytes = 4096;
+  eo.block_bytes = 4096;
   CpuEngine e(eo);
   Rows all;
-  e.run({file}, [&](ParsedChunk& c) {
-    all.dense.insert(all.dense.end(), c.dense.begin(), c.dense.end());
-    all.sparse.insert(all.sparse.end(), c.sparse.begin(), c.sparse.end());
-    for (int32_t l : c.labels) all.labels.push_back(float(l));
+  run_files(e, {file}, [&](const ChunkView& c) {
+    all.dense.insert(all.dense.end(), c.dense, c.dense + c.rows * kNumDense);
+    all.sparse.insert(all.sparse.end(), c.sparse, c.sparse + c.rows * kNumSparse);
+    for (int64_t i = 0; i < c.rows; ++i) all.labels.push_back(float(c.labels[i]));
+    return true;
   });
   Rows r;
   r.dense.assign(all.dense.begin() + begin * kNumDense, all.dense.begin() + end * kNumDense);

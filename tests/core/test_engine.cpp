@@ -25,7 +25,7 @@ namespace {
 EngineOptions opts(int threads, size_t chunk, uint64_t modulo = 0, OnError on_error = OnError::kFail) {
   EngineOptions o;
   o.threads = threads;
-  o.chunk_bytes = chunk;
+  o.block_bytes = chunk;
   o.max_ind_range = modulo;
   o.on_error = on_error;
   return o;
@@ -160,51 +160,6 @@ TEST(Engine, ClampedIntDense) {
 }
 
 // ---- malformed rows -----------------------------------------------------------------------------
-
-struct BadKind {
-  const char* name;
-  // Turns a good row into a bad line.
-  std::string (*make)(const std::string& good);
-};
-
-const BadKind kBadKinds[] = {
-    {"plus sign", [](const std::string& g) { return with_field(g, 3, "+5"); }},
-    {"decimal point", [](const std::string& g) { return with_field(g, 13, "1.5"); }},
-    {"trailing junk", [](const std::string& g) { return with_field(g, 1, "12x"); }},
-    {"lone minus", [](const std::string& g) { return with_field(g, 6, "-"); }},
-    {"double minus", [](const std::string& g) { return with_field(g, 2, "--1"); }},
-    {"int overflow", [](const std::string& g) { return with_field(g, 9, "9223372036854775808"); }},
-    {"int underflow", [](const std::string& g) { return with_field(g, 10, "-9223372036854775809"); }},
-    {"nine hex digits", [](const std::string& g) { return with_field(g, 20, "123456789"); }},
-    {"bad hex", [](const std::string& g) { return with_field(g, 39, "0x1"); }},
-    {"label 2", [](const std::string& g) { return with_field(g, 0, "2"); }},
-    {"NUL byte", [](const std::string& g) { return with_field(g, 17, std::string("ab\0cd", 5)); }},
-    {"39 fields", [](const std::string& g) { return g.substr(0, g.rfind('\t')); }},
-    {"41 fields", [](const std::string& g) { return g + "\t1"; }},
-    {"empty line", [](const std::string&) { return std::string(); }},
-    {"CR only", [](const std::string&) { return std::string("\r"); }},
-};
-
-// A text of `n` good rows with bad lines at the given 1-based line numbers; also returns the text
-// without those lines.
-void make_texts(uint64_t seed, int n, const std::map<int, const BadKind*>& bad, bool final_newline, std::string* with_bad,
-                std::string* without) {
-  RowGen gen(seed);
-  with_bad->clear();
-  without->clear();
-  for (int line = 1; line <= n; ++line) {
-    const std::string good = gen.row();
-    const std::string eol = (line < n || final_newline) ? (gen.pick(3) == 0 ? "\r\n" : "\n") : "";
-    auto it = bad.find(line);
-    if (it != bad.end()) {
-      *with_bad += it->second->make(good) + eol;
-    } else {
-      *with_bad += good + eol;
-      *without += good + eol;
-    }
-  }
-  // Removing the last line leaves the new last line's terminator in place; both are valid texts.
-}
 
 TEST(Engine, FailModeNamesFileAndLine) {
   TempDir dir("engine");
@@ -542,11 +497,11 @@ TEST(Engine, EmptyFileAndEmptyInputs) {
   write_file(dir / "empty.tsv", "");
   int calls = 0;
   CpuEngine engine(opts(2, 1024));
-  EngineStats st = engine.run({dir / "empty.tsv"}, [&](ParsedChunk&) { ++calls; });
+  EngineStats st = run_files(engine, {dir / "empty.tsv"}, [&](const ChunkView&) { ++calls; return true; });
   EXPECT_EQ(st.rows, 0u);
   EXPECT_EQ(st.rows_skipped, 0u);
   EXPECT_EQ(calls, 0);
-  st = engine.run({}, [&](ParsedChunk&) { ++calls; });
+  st = run_files(engine, {}, [&](const ChunkView&) { ++calls; return true; });
   EXPECT_EQ(st.rows, 0u);
   EXPECT_EQ(calls, 0);
   // An empty file between two others changes nothing and the line numbers restart per file.
@@ -597,12 +552,18 @@ TEST(Engine, ConsumerExceptionStopsTheRun) {
   for (int threads : {1, 4}) {
     CpuEngine engine(opts(threads, 1024));
     int calls = 0;
-    EXPECT_THROW(engine.run({dir / "rows.tsv"},
-                            [&](ParsedChunk&) {
-                              if (++calls == 3) throw std::runtime_error("stop");
-                            }),
+    EXPECT_THROW(run_files(engine, {dir / "rows.tsv"},
+                           [&](const ChunkView&) {
+                             if (++calls == 3) throw std::runtime_error("stop");
+                             return true;
+                           }),
                  std::runtime_error);
     EXPECT_EQ(calls, 3);
+    // A sink returning false stops the run cleanly.
+    calls = 0;
+    const EngineStats st = run_files(engine, {dir / "rows.tsv"}, [&](const ChunkView&) { return ++calls < 2; });
+    EXPECT_EQ(calls, 2);
+    EXPECT_TRUE(st.stopped);
   }
 }
 
@@ -638,7 +599,7 @@ TEST(Engine, ParseBufferDistinctValues) {
   std::string text;
   for (int r = 0; r < 500; ++r) text += pool[size_t(gen.pick(9))] + "\n";
   EngineOptions o = opts(1, 1024, 5);
-  o.distinct = true;
+  o.ids = IdMode::kDistinct;
   CpuEngine engine(o);
   ParsedChunk c;
   engine.parse_buffer(text.data(), text.size(), InputFormat::kTsv, &c);
@@ -671,6 +632,7 @@ TEST(Engine, ParseBufferAppliesTheVocabulary) {
   }
   v.build_index();
   EngineOptions o = opts(1, 1024);
+  o.ids = IdMode::kVocab;
   o.vocab = &v;  // values outside it get one extra id past the end: 3
   CpuEngine engine(o);
   ParsedChunk c;
@@ -752,6 +714,69 @@ TEST(Engine, StructuralPassEqualsReference) {
   EXPECT_FALSE(got.has_nul);
   EXPECT_TRUE(got.tabs.empty());
   EXPECT_TRUE(got.newlines.empty());
+}
+
+}  // namespace
+
+namespace {
+
+// First-seen ids given by the engine (one pass, or two with min_freq > 1) equal the ids of a
+// VocabBuilder fed the engine's per-chunk distinct values (what prep does), and the capacity rule
+// equals OnlineVocab's.
+TEST(Engine, FirstSeenIdsEqualTheBuilder) {
+  TempDir dir("engine");
+  RowGen gen(61);
+  write_file(dir / "a.tsv", gen.text(3000, true));
+  write_file(dir / "b.tsv", gen.text(2000, false));
+  const std::vector<std::string> inputs = {dir / "a.tsv", dir / "b.tsv"};
+  for (uint32_t min_freq : {1u, 3u}) {
+    for (int threads : {1, 3}) {
+      EngineOptions o = opts(threads, 4096, 40);
+      o.ids = IdMode::kDistinct;
+      VocabBuilder b(min_freq);
+      std::vector<uint32_t> raw;
+      auto e = make_engine("cpu", o);
+      run_files(*e, inputs, [&](const ChunkView& c) {
+        for (int col = 0; col < kNumSparse; ++col)
+          b.merge(col, c.distinct[col].data(), c.distinct_count[col].data(), c.distinct[col].size());
+        raw.insert(raw.end(), c.sparse, c.sparse + c.rows * kNumSparse);
+        return true;
+      });
+      const Vocabulary want = b.finish();
+      want.apply(raw.data(), raw.size() / kNumSparse, Vocabulary::Unseen::kZero, 1);
+      o.ids = IdMode::kFirstSeen;
+      o.min_freq = min_freq;
+      auto f = make_engine("cpu", o);
+      std::vector<uint32_t> ids;
+      run_files(*f, inputs, [&](const ChunkView& c) {
+        ids.insert(ids.end(), c.sparse, c.sparse + c.rows * kNumSparse);
+        return true;
+      });
+      EXPECT_EQ(ids, raw) << "min_freq " << min_freq << " threads " << threads;
+      const Vocabulary got = f->take_vocabulary();
+      for (int col = 0; col < kNumSparse; ++col) {
+        EXPECT_EQ(got.values[col], want.values[col]);
+        EXPECT_EQ(got.counts[col], want.counts[col]);
+      }
+    }
+  }
+  // Capacity: the same ids as OnlineVocab.
+  EngineOptions o = opts(2, 4096, 0);
+  o.ids = IdMode::kFirstSeen;
+  o.id_capacity = 50;
+  std::vector<uint32_t> ids, raw;
+  run_files(*make_engine("cpu", o), inputs, [&](const ChunkView& c) {
+    ids.insert(ids.end(), c.sparse, c.sparse + c.rows * kNumSparse);
+    return true;
+  });
+  o.ids = IdMode::kRaw;
+  run_files(*make_engine("cpu", o), inputs, [&](const ChunkView& c) {
+    raw.insert(raw.end(), c.sparse, c.sparse + c.rows * kNumSparse);
+    return true;
+  });
+  OnlineVocab online(50);
+  online.map(raw.data(), raw.size() / kNumSparse);
+  EXPECT_EQ(ids, raw);
 }
 
 }  // namespace

@@ -262,13 +262,20 @@ TEST_F(GenTest, RefusesNonEmptyDirectoryUnlessOverwrite) {
   EXPECT_EQ(sluice_test::read_file(path("out/keep.txt")), "precious");
   EXPECT_EQ(entries(), std::vector<std::string>{"out"});
 
+  // --overwrite never replaces a directory sluice did not write.
   sluice::GenOptions o;
   o.rows = 100;
   o.out = path("out");
   o.overwrite = true;
   o.sync = false;
+  EXPECT_THROW(sluice::generate(o), sluice::Error);
+  EXPECT_EQ(sluice_test::read_file(path("out/keep.txt")), "precious");
+
+  // It replaces an earlier output of sluice.
+  fs::remove(path("out/keep.txt"));
+  gen("out", 100, 1, 1, 1.0, 1);
+  o.rows = 50;
   sluice::generate(o);
-  EXPECT_FALSE(fs::exists(path("out/keep.txt")));
   EXPECT_TRUE(fs::exists(path("out/day_0.tsv")));
   EXPECT_EQ(entries(), std::vector<std::string>{"out"});
 

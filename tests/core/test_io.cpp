@@ -1,17 +1,21 @@
 // Byte sources (plain, gzip), npy files, Meta binary rows and atomic output.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "sluice/io.hpp"
@@ -224,6 +228,188 @@ TEST_F(IoTest, EmptyAndTinyFiles) {
   EXPECT_EQ(read_path(p("one"), 10), std::string(1, '\x1f'));
   write_gz(p("empty.gz"), "");
   EXPECT_EQ(read_path(p("empty.gz"), 10), "");
+}
+
+namespace {
+
+// The message of the sluice::Error that f throws ("" when none).
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// The number right after `key` in msg; UINT64_MAX when key is absent.
+uint64_t number_after(const std::string& msg, const std::string& key) {
+  const size_t at = msg.find(key);
+  if (at == std::string::npos) return UINT64_MAX;
+  return std::strtoull(msg.c_str() + at + key.size(), nullptr, 10);
+}
+
+// N of "... N decompressed bytes" in a gzip error message; UINT64_MAX when absent.
+uint64_t decompressed_count(const std::string& msg) {
+  size_t end = msg.find(" decompressed bytes");
+  if (end == std::string::npos) return UINT64_MAX;
+  size_t begin = end;
+  while (begin > 0 && std::isdigit(static_cast<unsigned char>(msg[begin - 1]))) --begin;
+  return begin == end ? UINT64_MAX : std::strtoull(msg.c_str() + begin, nullptr, 10);
+}
+
+// Runs f with standard input replaced by a pipe that a thread fills with `bytes`.
+template <class F>
+void with_stdin(const std::string& bytes, F&& f) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const int saved = ::dup(STDIN_FILENO);
+  ASSERT_GE(saved, 0);
+  ASSERT_EQ(::dup2(fds[0], STDIN_FILENO), STDIN_FILENO);
+  ::close(fds[0]);
+  // If f stops reading early, restoring stdin closes the pipe: the writer then sees EPIPE.
+  struct sigaction ignore {}, old {};
+  ignore.sa_handler = SIG_IGN;
+  sigaction(SIGPIPE, &ignore, &old);
+  std::thread writer([&] {
+    for (size_t off = 0; off < bytes.size();) {
+      const ssize_t w = ::write(fds[1], bytes.data() + off, bytes.size() - off);
+      if (w <= 0) break;
+      off += size_t(w);
+    }
+    ::close(fds[1]);
+  });
+  try {
+    f();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "reading standard input threw: " << e.what();
+  }
+  ::dup2(saved, STDIN_FILENO);
+  ::close(saved);
+  writer.join();
+  sigaction(SIGPIPE, &old, nullptr);
+}
+
+}  // namespace
+
+TEST_F(IoTest, StandardInputIsReadAsAStream) {
+  EXPECT_TRUE(is_stdin_path("-"));
+  EXPECT_FALSE(is_stdin_path("/dev/stdin"));
+  EXPECT_EQ(part_stem("-"), "stdin");
+  EXPECT_EQ(input_format_of("-"), InputFormat::kTsv);
+
+  const std::string text = sample_text(3 << 20, 8);  // several pipe buffers
+  const std::string gz = gz_bytes(p("a.gz"), text.substr(0, 1 << 20)) + gz_bytes(p("b.gz"), text.substr(1 << 20));
+  for (const std::string* bytes : {&text, &gz}) {
+    SCOPED_TRACE(bytes == &text ? "plain" : "gzip, two members");
+    std::string got;
+    with_stdin(*bytes, [&] {
+      auto src = open_byte_source("-");
+      EXPECT_EQ(src->path(), "-");
+      got = read_all(*src, 1 << 16);
+    });
+    EXPECT_TRUE(got == text) << got.size() << " bytes instead of " << text.size();
+  }
+  // Errors on standard input say so.
+  std::string msg;
+  with_stdin(gz + "junk", [&] { msg = error_of([&] { read_all(*open_byte_source("-"), 1 << 16); }); });
+  EXPECT_NE(msg.find("trailing data after the gzip stream at compressed byte " + std::to_string(gz.size()) +
+                     " of standard input"),
+            std::string::npos)
+      << msg;
+}
+
+TEST_F(IoTest, GzipTrailingDataIsAnError) {
+  const std::string a = sample_text(300000, 21), b = sample_text(200000, 22);
+  const std::string ga = gz_bytes(p("scratch.gz"), a), gb = gz_bytes(p("scratch.gz"), b);
+  const struct {
+    const char* name;
+    std::string bytes, decompressed;
+    size_t end;  // where the gzip data ends
+  } cases[] = {
+      {"garbage", ga + "garbage", a, ga.size()},
+      {"one byte", ga + "\n", a, ga.size()},
+      {"gzip's first magic byte only", ga + "\x1f\x8c rest", a, ga.size()},
+      {"zeros", ga + std::string(512, '\0'), a, ga.size()},
+      {"after two members", ga + gb + "garbage", a + b, ga.size() + gb.size()},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    write_bytes(p("t.gz"), c.bytes);
+    for (size_t chunk : {size_t{4096}, size_t{64} << 20}) {
+      SCOPED_TRACE(chunk);
+      const std::string msg = error_of([&] { read_path(p("t.gz"), chunk); });
+      EXPECT_NE(msg.find("trailing data after the gzip stream at compressed byte " + std::to_string(c.end) + " of '" +
+                         p("t.gz") + "'"),
+                std::string::npos)
+          << msg;
+      EXPECT_EQ(decompressed_count(msg), c.decompressed.size()) << msg;
+    }
+  }
+  // Members alone, an empty one among them, are still one stream.
+  write_bytes(p("ok.gz"), ga + gz_bytes(p("scratch.gz"), "") + gb);
+  EXPECT_TRUE(read_path(p("ok.gz"), 1 << 16) == a + b);
+}
+
+TEST_F(IoTest, GzipCorruptionReportsTruePositions) {
+  // A long member damaged in the middle: the error comes after megabytes of output, and a single
+  // large read must report them (not the 0 bytes of reads completed before it).
+  const std::string text = sample_text(6 << 20, 33);
+  std::string gz = gz_bytes(p("scratch.gz"), text);
+  const size_t flip = gz.size() / 2;
+  gz[flip] = char(gz[flip] ^ 0x55);
+  write_bytes(p("bad.gz"), gz);
+
+  // Where zlib itself stops on the whole file at once: the damage may show as an undefined code
+  // soon after the flip, or decode to other text that only the CRC at the end catches.
+  z_stream zs{};
+  ASSERT_EQ(inflateInit2(&zs, 15 + 32), Z_OK);
+  std::vector<char> out(text.size() * 2);
+  zs.next_in = reinterpret_cast<Bytef*>(gz.data());
+  zs.avail_in = static_cast<uInt>(gz.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(inflate(&zs, Z_FINISH), Z_DATA_ERROR);
+  const uint64_t want_out = zs.total_out, want_in = zs.total_in;
+  inflateEnd(&zs);
+  ASSERT_GE(want_out, uint64_t{1} << 20);
+
+  const std::string big = error_of([&] { read_path(p("bad.gz"), 64 << 20); });
+  ASSERT_FALSE(big.empty());
+  EXPECT_NE(big.find("corrupt gzip data in '" + p("bad.gz") + "'"), std::string::npos) << big;
+  const uint64_t produced = decompressed_count(big), at = number_after(big, "at compressed byte ");
+  EXPECT_EQ(produced, want_out) << big;
+  EXPECT_GE(at, flip) << big;
+  EXPECT_LE(at, gz.size()) << big;
+  // zlib may have read a few bytes ahead into its bit buffer, depending on the input's chunking.
+  EXPECT_LE(at > want_in ? at - want_in : want_in - at, 16u) << big;
+
+  // Small reads: the same count, which covers every byte delivered before the error.
+  auto src = open_byte_source(p("bad.gz"));
+  std::vector<char> buf(65536);
+  uint64_t delivered = 0;
+  const std::string small = error_of([&] {
+    for (size_t n; (n = src->read(buf.data(), buf.size())) > 0;) delivered += n;
+  });
+  ASSERT_FALSE(small.empty());
+  EXPECT_EQ(decompressed_count(small), produced) << small;
+  EXPECT_LE(delivered, produced);
+  EXPECT_LT(produced - delivered, buf.size());
+  EXPECT_GE(number_after(small, "at compressed byte "), flip) << small;
+}
+
+TEST_F(IoTest, TruncatedGzipReportsPositions) {
+  const std::string text = sample_text(2 << 20, 34);
+  const std::string gz = gz_bytes(p("scratch.gz"), text);
+  const size_t keep = gz.size() / 2;
+  write_bytes(p("cut.gz"), gz.substr(0, keep));
+  const std::string msg = error_of([&] { read_path(p("cut.gz"), 64 << 20); });
+  EXPECT_NE(msg.find("truncated gzip data in '" + p("cut.gz") + "'"), std::string::npos) << msg;
+  EXPECT_EQ(number_after(msg, "at compressed byte "), keep) << msg;
+  const uint64_t produced = decompressed_count(msg);
+  EXPECT_GE(produced, text.size() / 4) << msg;
+  EXPECT_LT(produced, text.size()) << msg;
 }
 
 TEST(IoNames, InputFormatOf) {
@@ -558,9 +744,14 @@ TEST_F(IoTest, AtomicDirRefusesExistingOutput) {
 }
 
 TEST_F(IoTest, AtomicDirOverwriteReplaces) {
-  fs::create_directories(p("out/old_sub"));
-  write_bytes(p("out/old_file"), "old");
-  write_bytes(p("out/old_sub/x"), "old");
+  // An earlier sluice output (it carries the marker listing what was written).
+  {
+    AtomicDir d(p("out"), false);
+    fs::create_directories(d.file("old_sub"));
+    write_bytes(d.file("old_file"), "old");
+    write_bytes(d.file("old_sub/x"), "old");
+    d.commit();
+  }
   {
     AtomicDir d(p("out"), true);
     write_bytes(d.file("new_file"), "new");
@@ -568,26 +759,21 @@ TEST_F(IoTest, AtomicDirOverwriteReplaces) {
     EXPECT_EQ(read_bytes(p("out/old_file")), "old");
     d.commit();
   }
-  EXPECT_EQ(entries(p("out")), std::vector<std::string>{"new_file"});
+  EXPECT_EQ(entries(p("out")), (std::vector<std::string>{".sluice-output", "new_file"}));
   EXPECT_EQ(read_bytes(p("out/new_file")), "new");
   EXPECT_EQ(entries(dir_), std::vector<std::string>{"out"});
 
-  // A plain file in the way is replaced too.
+  // A plain file in the way is never replaced.
   write_bytes(p("f"), "file");
-  {
-    AtomicDir d(p("f"), true);
-    write_bytes(d.file("g"), "dir now");
-    d.commit();
-  }
-  EXPECT_TRUE(fs::is_directory(p("f")));
-  EXPECT_EQ(read_bytes(p("f/g")), "dir now");
+  expect_error_naming([&] { AtomicDir d(p("f"), true); }, p("f"));
+  EXPECT_EQ(read_bytes(p("f")), "file");
 
   // Overwrite without commit leaves the old output alone.
   {
     AtomicDir d(p("out"), true);
     write_bytes(d.file("other"), "x");
   }
-  EXPECT_EQ(entries(p("out")), std::vector<std::string>{"new_file"});
+  EXPECT_EQ(entries(p("out")), (std::vector<std::string>{".sluice-output", "new_file"}));
   EXPECT_EQ(entries(dir_), (std::vector<std::string>{"f", "out"}));
 }
 

@@ -147,7 +147,8 @@ TEST(Prep, SampleNpy) {
   EXPECT_EQ(list_dir(dir.str()), (std::set<std::string>{"out"}));
 
   std::set<std::string> want_files = {"criteo_sample_200_labels.npy", "criteo_sample_200_dense.npy",
-                                      "criteo_sample_200_sparse.npy", "manifest.json", "vocab"};
+                                      "criteo_sample_200_sparse.npy", "manifest.json", "vocab",
+                                      ".sluice-output"};
   EXPECT_EQ(list_dir(out), want_files);
   std::set<std::string> vocab_files = {"meta.json"};
   for (int c = 1; c <= 26; ++c) vocab_files.insert(numbered("C", c) + ".npy");
@@ -586,10 +587,15 @@ TEST(Prep, ExistingOutput) {
   write_file(dir / "out/keep.txt", "x");
   EXPECT_THROW(prep(base_opts({sample_path()}, dir / "out")), Error);
   EXPECT_EQ(read_file(dir / "out/keep.txt"), "x");
+  // --overwrite replaces only an earlier sluice output, never a foreign directory.
   PrepOptions o = base_opts({sample_path()}, dir / "out");
   o.overwrite = true;
+  EXPECT_THROW(prep(o), Error);
+  EXPECT_EQ(read_file(dir / "out/keep.txt"), "x");
+  fs::remove(dir / "out/keep.txt");
+  prep(base_opts({sample_path()}, dir / "out"));
+  o.max_ind_range = 5;
   prep(o);
-  EXPECT_FALSE(fs::exists(dir / "out/keep.txt"));
   EXPECT_TRUE(fs::exists(dir / "out/manifest.json"));
   EXPECT_EQ(list_dir(dir.str()), (std::set<std::string>{"out"}));
   EXPECT_THROW(prep(base_opts({dir / "missing.tsv"}, dir / "o2")), Error);

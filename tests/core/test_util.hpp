@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <set>
 #include <sstream>
@@ -21,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/cpu/cpu_engine.hpp"
 #include "sluice/engine.hpp"
 #include "sluice/ops.hpp"
 
@@ -200,25 +202,31 @@ struct Collected {
   std::vector<float> dense;
   std::vector<int32_t> dense_int;
   std::vector<uint32_t> sparse;
-  std::vector<uint64_t> first_rows;  // ParsedChunk::first_row of each delivered chunk
+  std::vector<uint64_t> first_rows;  // ChunkView::first_row of each delivered chunk
   int64_t rows = 0;
   size_t chunks = 0;
-  void add(const sluice::ParsedChunk& c) {
+  // Host chunks only (device chunks are copied to the host by the caller first).
+  void add(const sluice::ChunkView& c) {
+    const size_t n = size_t(c.rows);
     first_rows.push_back(c.first_row);
-    labels.insert(labels.end(), c.labels.begin(), c.labels.end());
-    dense.insert(dense.end(), c.dense.begin(), c.dense.end());
-    dense_int.insert(dense_int.end(), c.dense_int.begin(), c.dense_int.end());
-    sparse.insert(sparse.end(), c.sparse.begin(), c.sparse.end());
+    labels.insert(labels.end(), c.labels, c.labels + n);
+    if (c.dense) dense.insert(dense.end(), c.dense, c.dense + n * sluice::kNumDense);
+    if (c.dense_int) dense_int.insert(dense_int.end(), c.dense_int, c.dense_int + n * sluice::kNumDense);
+    sparse.insert(sparse.end(), c.sparse, c.sparse + n * sluice::kNumSparse);
     rows += c.rows;
     ++chunks;
   }
 };
 
+// Runs the named engine ("cpu" unless given) over files and collects every chunk.
 inline Collected run_engine(const sluice::EngineOptions& o, const std::vector<std::string>& inputs,
-                            sluice::EngineStats* stats = nullptr) {
-  sluice::CpuEngine engine(o);
+                            sluice::EngineStats* stats = nullptr, const std::string& engine_name = "cpu") {
+  std::unique_ptr<sluice::Engine> engine = sluice::make_engine(engine_name, o);
   Collected c;
-  sluice::EngineStats s = engine.run(inputs, [&](sluice::ParsedChunk& ch) { c.add(ch); });
+  sluice::EngineStats s = sluice::run_files(*engine, inputs, [&](const sluice::ChunkView& ch) {
+    c.add(ch);
+    return true;
+  });
   if (stats) *stats = s;
   return c;
 }
@@ -302,6 +310,53 @@ inline std::string with_field(const std::string& row, int f, const std::string& 
   std::string s;
   for (size_t i = 0; i < fields.size(); ++i) s += (i ? "\t" : "") + fields[i];
   return s;
+}
+
+// ---- malformed lines -------------------------------------------------------------------------
+
+struct BadKind {
+  const char* name;
+  // Turns a good row into a bad line.
+  std::string (*make)(const std::string& good);
+};
+
+inline const BadKind kBadKinds[] = {
+    {"plus sign", [](const std::string& g) { return with_field(g, 3, "+5"); }},
+    {"decimal point", [](const std::string& g) { return with_field(g, 13, "1.5"); }},
+    {"trailing junk", [](const std::string& g) { return with_field(g, 1, "12x"); }},
+    {"lone minus", [](const std::string& g) { return with_field(g, 6, "-"); }},
+    {"double minus", [](const std::string& g) { return with_field(g, 2, "--1"); }},
+    {"int overflow", [](const std::string& g) { return with_field(g, 9, "9223372036854775808"); }},
+    {"int underflow", [](const std::string& g) { return with_field(g, 10, "-9223372036854775809"); }},
+    {"nine hex digits", [](const std::string& g) { return with_field(g, 20, "123456789"); }},
+    {"bad hex", [](const std::string& g) { return with_field(g, 39, "0x1"); }},
+    {"label 2", [](const std::string& g) { return with_field(g, 0, "2"); }},
+    {"NUL byte", [](const std::string& g) { return with_field(g, 17, std::string("ab\0cd", 5)); }},
+    {"39 fields", [](const std::string& g) { return g.substr(0, g.rfind('\t')); }},
+    {"41 fields", [](const std::string& g) { return g + "\t1"; }},
+    {"empty line", [](const std::string&) { return std::string(); }},
+    {"CR only", [](const std::string&) { return std::string("\r"); }},
+};
+
+// A text of `n` good rows with bad lines at the given 1-based line numbers; also returns the text
+// without those lines.
+inline void make_texts(uint64_t seed, int n, const std::map<int, const BadKind*>& bad, bool final_newline, std::string* with_bad,
+                std::string* without) {
+  RowGen gen(seed);
+  with_bad->clear();
+  without->clear();
+  for (int line = 1; line <= n; ++line) {
+    const std::string good = gen.row();
+    const std::string eol = (line < n || final_newline) ? (gen.pick(3) == 0 ? "\r\n" : "\n") : "";
+    auto it = bad.find(line);
+    if (it != bad.end()) {
+      *with_bad += it->second->make(good) + eol;
+    } else {
+      *with_bad += good + eol;
+      *without += good + eol;
+    }
+  }
+  // Removing the last line leaves the new last line's terminator in place; both are valid texts.
 }
 
 }  // namespace sluice_test

@@ -195,16 +195,17 @@ TEST(Vocab, BuilderFromEngineChunksEqualsSequential) {
   write_file(dir / "a.tsv", text);
   EngineOptions o;
   o.threads = 3;
-  o.chunk_bytes = 1024;
-  o.distinct = true;
+  o.block_bytes = 1024;
+  o.ids = IdMode::kDistinct;
   o.max_ind_range = 50;  // few distinct values: many repeats across chunks
   CpuEngine engine(o);
   VocabBuilder b(2);
   std::vector<uint32_t> all;
-  engine.run({dir / "a.tsv", dir / "a.tsv"}, [&](ParsedChunk& ch) {
+  run_files(engine, {dir / "a.tsv", dir / "a.tsv"}, [&](const ChunkView& ch) {
     for (int c = 0; c < kNumSparse; ++c)
       b.merge(c, ch.distinct[c].data(), ch.distinct_count[c].data(), ch.distinct[c].size());
-    all.insert(all.end(), ch.sparse.begin(), ch.sparse.end());
+    all.insert(all.end(), ch.sparse, ch.sparse + ch.rows * kNumSparse);
+    return true;
   });
   ASSERT_EQ(all.size(), 400u * kNumSparse);
   SeqVocab seq;

@@ -5,7 +5,6 @@
 // weight tensor with per-table row offsets), `dot` interaction, top MLP with a sigmoid, mean BCE loss.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -88,25 +87,34 @@ struct TrainOptions {
   int threads = 0;                    // torch intra-op threads (0 = leave libtorch's default)
   int data_threads = 0;               // preprocessing threads of the batch stream (0 = all cores)
   Precision precision = Precision::kFp32;
+  // Checkpoints. A checkpoint already in checkpoint_dir is never replaced by accident: without one of
+  // resume, auto_resume or restart, train() refuses to start (the message names its step and rows).
   std::string checkpoint_dir;         // empty = no checkpoints
-  bool resume = false;                // continue from checkpoint_dir's checkpoint
+  bool resume = false;                // continue from checkpoint_dir's checkpoint (an error when there is none)
+  bool auto_resume = false;           // continue when checkpoint_dir holds a checkpoint, else start fresh
+  bool restart = false;               // start over; the first checkpoint written replaces the old one
   int64_t checkpoint_every = 0;       // also write a checkpoint every N steps (0 = only at the end/stop)
   std::string metrics_path;           // JSON lines (empty = none)
-  int64_t print_freq = 100;           // read the training loss back every N steps (metrics/progress)
-  bool progress = false;              // progress bar on stderr
+  int64_t print_freq = 100;           // read the training loss back every N steps (metrics file)
+  bool progress = false;              // progress bar on stderr (redrawn at most every 0.25 s)
+  double progress_every = 0;          // > 0: a plain progress line on stderr every this many seconds
   bool evaluate = true;               // evaluate the test split at the end
   int ring_depth = 4;                 // batches the stream prepares ahead
   bool pinned_memory = true;          // GPU runs: page-locked host memory for the batch ring
   uint64_t id_modulo = 0;             // > 0: ids are taken modulo this on the fly (prepared + --max-ind-range)
   bool check_ids = true;              // host batches: check every id against its table size
-  const std::atomic<bool>* stop = nullptr;  // set asynchronously (signal): checkpoint and stop
-  int64_t train_rows_hint = -1;       // rows in the train split, for the progress bar (-1 = unknown)
+  // Polled once per step and per evaluation batch (e.g. sluice::pending_interrupt() != 0): when it
+  // returns true the trainer finishes the step, writes its checkpoint and returns with `stopped` set.
+  std::function<bool()> stop;
+  int64_t train_rows_hint = -1;       // rows in the train split, for progress and ETA (-1 = unknown)
 
   // Dataset options (train_dataset only).
   std::string data_dir;
   uint64_t max_ind_range = 0;
   std::string online_ids;             // raw data: "first-seen" | "modulo" | "vocab" ("" = first-seen)
   std::string vocab_dir;
+  std::string engine = "auto";        // raw data: the engine that preprocesses it ("auto": cuda when a
+                                      // GPU is usable); cuda + a cuda device: batches made in GPU memory
 };
 
 struct TrainResult {
@@ -125,8 +133,13 @@ struct TrainResult {
   std::string device;
   std::string precision;
   std::string optimizer;
-  std::string checkpoint;             // path of the last checkpoint written ("" = none)
-  bool stopped = false;               // stopped early by TrainOptions::stop
+  std::string checkpoint;             // path of the last checkpoint written by this run ("" = none)
+  // Why a checkpoint could not be written ("" = no failure): the message names the file, the error,
+  // and whether the previous checkpoint is intact. Training stops at a failed checkpoint; the result
+  // is still complete (a failed final checkpoint still leaves the evaluation to run).
+  std::string checkpoint_error;
+  bool resumed = false;               // continued from a checkpoint
+  bool stopped = false;               // stopped early by TrainOptions::stop (or an interrupted data stream)
   nlohmann::json to_json() const;
 };
 
@@ -136,7 +149,9 @@ using StreamFactory =
 
 // Trains opts.arch (with table_sizes set) on the batches the factory hands out; evaluates the test split
 // at the end (and every test_freq steps). Throws sluice::Error on bad input (CUDA without a GPU, a corrupt
-// checkpoint or one written for other table sizes, ids out of range, ...).
+// checkpoint or one written for other table sizes, an existing checkpoint without resume/auto_resume/
+// restart, ids out of range, ...) and when memory runs out (the message names what was being allocated
+// and how much). A checkpoint that cannot be written is reported in TrainResult::checkpoint_error.
 TrainResult train(const TrainOptions& opts, const StreamFactory& streams);
 
 // Trains on a dataset directory (a `sluice prep` output or a folder of raw day files).

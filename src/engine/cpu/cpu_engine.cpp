@@ -1,255 +1,200 @@
-// The cpu engine's pipeline: one reader thread cuts the inputs into chunks of whole lines, worker
-// threads parse chunks in parallel, and the calling thread receives them in input order.
+// The cpu engine's pipeline: the source's reader thread cuts the inputs into line-aligned blocks,
+// worker threads parse blocks in parallel, and the calling thread receives them in input order
+// (util/ordered_pipeline.hpp). First-seen ids are assigned on the calling thread as chunks arrive in
+// order: each chunk's distinct values, merged in chunk order, number the values exactly as one
+// sequential pass would.
+#include "engine/cpu/cpu_engine.hpp"
+
 #include <algorithm>
-#include <atomic>
-#include <condition_variable>
-#include <cstring>
-#include <deque>
-#include <exception>
-#include <map>
 #include <mutex>
+#include <new>
 #include <thread>
 
 #include "engine/cpu/value_pass.hpp"
-#include "sluice/engine.hpp"
-#include "sluice/vocab.hpp"
+#include "source/blocks.hpp"
+#include "util/ordered_pipeline.hpp"
+#include "util/parallel.hpp"
 
 namespace sluice {
 
-std::string describe_bad_row(RowError err, int field) {
-  std::string s = row_error_name(err);
-  if (field >= 0) {
-    s += " in ";
-    s += field_name(field);
-  }
-  return s;
-}
-
 CpuEngine::CpuEngine(EngineOptions opts) : opts_(opts) {
   threads_ = opts_.threads > 0 ? opts_.threads : int(std::max(1u, std::thread::hardware_concurrency()));
-  if (opts_.chunk_bytes < 1024) opts_.chunk_bytes = 1024;
-}
-
-void CpuEngine::parse_buffer(const char* data, size_t size, InputFormat format, ParsedChunk* chunk) const {
-  thread_local detail::Structure structure;
-  if (format == InputFormat::kDlrmBin) detail::parse_dlrm_bin(data, size, opts_, chunk);
-  else detail::parse_tsv(data, size, opts_, chunk, &structure);
-  if (opts_.distinct) detail::collect_distinct(chunk);
-  if (opts_.vocab) opts_.vocab->apply(chunk->sparse.data(), size_t(chunk->rows), Vocabulary::Unseen::kExtraId, 1);
+  if (opts_.block_bytes < 1024) opts_.block_bytes = 1024;
+  if (opts_.ids == IdMode::kVocab && !opts_.vocab) throw Error("internal: IdMode::kVocab without a vocabulary");
+  if (opts_.output == MemoryKind::kDevice) throw Error("the cpu engine hands out host memory only");
 }
 
 namespace {
 
-struct Task {
-  uint64_t seq = 0;
-  size_t file = 0;
-  InputFormat format = InputFormat::kTsv;
-  std::vector<char> bytes;
-  bool end_of_file = false;  // last chunk of its file
-};
+void parse_into(const EngineOptions& opts, const char* data, size_t size, InputFormat format, bool distinct,
+                const Vocabulary* vocab, Vocabulary::Unseen unseen, ParsedChunk* chunk) {
+  thread_local detail::Structure structure;
+  if (format == InputFormat::kDlrmBin) detail::parse_dlrm_bin(data, size, opts, chunk);
+  else detail::parse_tsv(data, size, opts, chunk, &structure);
+  if (distinct) detail::collect_distinct(chunk);
+  if (vocab) vocab->apply(chunk->sparse.data(), size_t(chunk->rows), unseen, 1);
+}
 
-struct Done {
-  Task task;
+ChunkView view_of(const ParsedChunk& c, bool distinct) {
+  ChunkView v;
+  v.file_index = c.file_index;
+  v.seq = c.seq;
+  v.first_row = c.first_row;
+  v.rows = c.rows;
+  v.bytes = c.bytes;
+  v.labels = c.labels.data();
+  v.dense = c.dense.empty() ? nullptr : c.dense.data();
+  v.dense_int = c.dense_int.empty() ? nullptr : c.dense_int.data();
+  v.sparse = c.sparse.data();
+  v.memory = MemoryKind::kHost;
+  if (distinct) {
+    v.distinct = c.distinct;
+    v.distinct_count = c.distinct_count;
+  }
+  return v;
+}
+
+// One unit of the pipeline: the block's bytes (when read from a stream) and its parsed columns.
+struct Work {
+  Block block;
+  BlockBuffer buffer;
   ParsedChunk chunk;
-  std::exception_ptr error;
 };
 
 }  // namespace
 
-EngineStats CpuEngine::run(const std::vector<std::string>& inputs,
-                           const std::function<void(ParsedChunk&)>& consume) {
+void CpuEngine::parse_buffer(const char* data, size_t size, InputFormat format, ParsedChunk* chunk) const {
+  const bool distinct = opts_.ids == IdMode::kDistinct || opts_.ids == IdMode::kFirstSeen;
+  parse_into(opts_, data, size, format, distinct, opts_.ids == IdMode::kVocab ? opts_.vocab : nullptr,
+             opts_.unseen, chunk);
+}
+
+EngineStats CpuEngine::pass(BlockReader& blocks, const std::function<bool(ParsedChunk&)>& deliver, bool distinct,
+                            const Vocabulary* vocab, Vocabulary::Unseen unseen, uint64_t row_limit) {
   EngineStats stats;
-  stats.rows_per_file.assign(inputs.size(), 0);
-  const size_t max_in_flight = size_t(threads_) * 2 + 2;
-
-  std::mutex mu;
-  std::condition_variable cv_task, cv_done, cv_space;
-  std::deque<Task> tasks;
-  std::map<uint64_t, Done> done;
-  std::vector<ParsedChunk> spare;  // consumed chunks, reused so their buffers stay allocated
-  size_t in_flight = 0;        // tasks created and not yet consumed
-  bool reader_finished = false;
-  uint64_t total_tasks = 0;
-  std::exception_ptr reader_error;
-  std::atomic<bool> stop{false};
-  std::atomic<uint64_t> bytes_read{0};
-
-  auto reader = std::thread([&] {
-    uint64_t seq = 0;
-    auto push = [&](Task&& t) {
-      std::unique_lock<std::mutex> lk(mu);
-      cv_space.wait(lk, [&] { return in_flight < max_in_flight || stop; });
-      if (stop) return false;
-      t.seq = seq++;
-      ++in_flight;
-      tasks.push_back(std::move(t));
-      cv_task.notify_one();
-      return true;
-    };
-    try {
-      for (size_t f = 0; f < inputs.size() && !stop; ++f) {
-        auto src = open_byte_source(inputs[f]);
-        const InputFormat fmt = input_format_of(inputs[f]);
-        std::vector<char> carry;
-        bool eof = false;
-        bool pushed_any = false;
-        while (!eof && !stop) {
-          Task t;
-          t.file = f;
-          t.format = fmt;
-          t.bytes.swap(carry);
-          carry.clear();
-          size_t have = t.bytes.size();
-          size_t want = std::max(opts_.chunk_bytes, have + opts_.chunk_bytes / 2);
-          // Read until the buffer holds at least one whole line (or the file ends).
-          for (;;) {
-            t.bytes.resize(want);
-            while (have < want) {
-              const size_t n = src->read(t.bytes.data() + have, want - have);
-              if (n == 0) { eof = true; break; }
-              have += n;
-              bytes_read += n;
-            }
-            t.bytes.resize(have);
-            if (eof) break;
-            size_t cut;
-            if (fmt == InputFormat::kDlrmBin) {
-              cut = have - have % kDlrmBinRowBytes;
-            } else {
-              const void* nl = memrchr(t.bytes.data(), '\n', have);
-              cut = nl ? size_t(static_cast<const char*>(nl) - t.bytes.data()) + 1 : 0;
-            }
-            if (cut > 0) {
-              carry.assign(t.bytes.begin() + ptrdiff_t(cut), t.bytes.end());
-              t.bytes.resize(cut);
-              break;
-            }
-            want *= 2;  // a line longer than the chunk: read more
-          }
-          t.end_of_file = eof;
-          if (t.bytes.empty() && pushed_any) {
-            // Nothing left; still mark the file's end with an empty task so line counting is simple.
-          }
-          pushed_any = true;
-          if (!push(std::move(t))) break;
-        }
-      }
-    } catch (...) {
-      std::lock_guard<std::mutex> lk(mu);
-      reader_error = std::current_exception();
-    }
-    std::lock_guard<std::mutex> lk(mu);
-    reader_finished = true;
-    total_tasks = seq;
-    cv_task.notify_all();
-    cv_done.notify_all();
-  });
-
-  std::vector<std::thread> workers;
-  for (int w = 0; w < threads_; ++w) {
-    workers.emplace_back([&] {
-      for (;;) {
-        Task t;
-        {
-          std::unique_lock<std::mutex> lk(mu);
-          cv_task.wait(lk, [&] { return !tasks.empty() || reader_finished || stop; });
-          if (stop) return;
-          if (tasks.empty()) return;
-          t = std::move(tasks.front());
-          tasks.pop_front();
-        }
-        Done d;
-        {
-          std::lock_guard<std::mutex> lk(mu);
-          if (!spare.empty()) {
-            d.chunk = std::move(spare.back());
-            spare.pop_back();
-          }
-        }
-        try {
-          parse_buffer(t.bytes.data(), t.bytes.size(), t.format, &d.chunk);
-        } catch (...) {
-          d.error = std::current_exception();
-        }
-        d.chunk.file_index = t.file;
-        d.chunk.seq = t.seq;
-        d.chunk.bytes = t.bytes.size();
-        const uint64_t seq = t.seq;
-        d.task = std::move(t);
-        {
-          std::lock_guard<std::mutex> lk(mu);
-          done.emplace(seq, std::move(d));
-        }
-        cv_done.notify_all();
-      }
-    });
-  }
-
-  auto shutdown = [&] {
-    {
-      std::lock_guard<std::mutex> lk(mu);
-      stop = true;
-    }
-    cv_task.notify_all();
-    cv_space.notify_all();
-    cv_done.notify_all();
-    reader.join();
-    for (auto& w : workers) w.join();
-  };
-
-  std::vector<uint64_t> line_base(inputs.size(), 0);
-  uint64_t next = 0;
+  stats.rows_per_file.assign(blocks.files(), 0);
+  std::vector<uint64_t> line_base(blocks.files(), 0);
   uint64_t row = 0;
-  try {
-    for (;;) {
-      Done d;
-      {
-        std::unique_lock<std::mutex> lk(mu);
-        cv_done.wait(lk, [&] { return done.count(next) || (reader_finished && next >= total_tasks); });
-        auto it = done.find(next);
-        if (it == done.end()) {
-          if (reader_error) std::rethrow_exception(reader_error);
-          break;
-        }
-        d = std::move(it->second);
-        done.erase(it);
-      }
-      if (d.error) std::rethrow_exception(d.error);
-      ParsedChunk& c = d.chunk;
-      const std::string& file = inputs[c.file_index];
-      uint64_t& base = line_base[c.file_index];
-      if (!c.bad.empty()) {
-        if (opts_.on_error == OnError::kFail) {
-          const auto& b = c.bad.front();
-          throw Error(file + ":" + std::to_string(base + b.line) + ": " + describe_bad_row(b.err, b.field));
-        }
-        stats.rows_skipped += c.bad.size();
-        for (const auto& b : c.bad) {
-          if (stats.bad_rows.size() >= opts_.max_bad_rows_kept) break;
-          stats.bad_rows.push_back({file, base + b.line, describe_bad_row(b.err, b.field)});
-        }
-      }
-      base += c.lines;
-      c.first_row = row;
-      row += uint64_t(c.rows);
-      stats.rows_per_file[c.file_index] += uint64_t(c.rows);
-      if (c.rows > 0 || !c.bad.empty()) consume(c);
-      {
-        std::lock_guard<std::mutex> lk(mu);
-        --in_flight;
-        spare.push_back(std::move(c));
-      }
-      cv_space.notify_one();
-      ++next;
+
+  detail::OrderedPipeline<Work>::Stages s;
+  s.produce = [&](Work& w) { return blocks.next(&w.block, &w.buffer); };
+  s.work = [&](Work& w) {
+    try {
+      parse_into(opts_, w.block.data, w.block.size, w.block.format, distinct, vocab, unseen, &w.chunk);
+    } catch (const std::bad_alloc&) {
+      throw Error("out of memory parsing " + std::to_string(w.block.size) + " bytes of '" +
+                  blocks.display_name(w.block.file) + "' (its columns need about " +
+                  std::to_string(w.block.size * 2) + " bytes)");
     }
-  } catch (...) {
-    shutdown();
-    throw;
-  }
-  shutdown();
+    w.chunk.file_index = w.block.file;
+    w.chunk.seq = w.block.seq;
+    w.chunk.bytes = w.block.size;
+  };
+  s.consume = [&](Work& w) {
+    ParsedChunk& c = w.chunk;
+    uint64_t& base = line_base[c.file_index];
+    if (!c.bad.empty()) {
+      const std::string file = blocks.display_name(c.file_index);
+      if (opts_.on_error == OnError::kFail) {
+        const auto& b = c.bad.front();
+        throw Error(file + ":" + std::to_string(base + b.line) + ": " + describe_bad_row(b.err, b.field));
+      }
+      stats.rows_skipped += c.bad.size();
+      for (const auto& b : c.bad) {
+        if (stats.bad_rows.size() >= opts_.max_bad_rows_kept) break;
+        stats.bad_rows.push_back({file, base + b.line, describe_bad_row(b.err, b.field)});
+      }
+    }
+    base += c.lines;
+    c.first_row = row;
+    bool last = false;
+    if (row_limit != kNoRowLimit && uint64_t(c.rows) >= row_limit - row) {
+      // The limit ends inside this chunk: drop the rows past it (their values are never seen).
+      c.rows = int64_t(row_limit - row);
+      c.labels.resize(size_t(c.rows));
+      if (!c.dense.empty()) c.dense.resize(size_t(c.rows) * kNumDense);
+      if (!c.dense_int.empty()) c.dense_int.resize(size_t(c.rows) * kNumDense);
+      c.sparse.resize(size_t(c.rows) * kNumSparse);
+      if (distinct) detail::collect_distinct(&c);
+      last = true;
+    }
+    row += uint64_t(c.rows);
+    stats.rows_per_file[c.file_index] += uint64_t(c.rows);
+    if (c.rows > 0 && !deliver(c)) {
+      stats.stopped = true;
+      return false;
+    }
+    if (last) stats.stopped = true;
+    return !last;
+  };
+  s.cancel = [&] { blocks.cancel(); };
+  detail::OrderedPipeline<Work>::run(threads_, size_t(threads_) * 2 + 2, std::move(s));
   stats.rows = row;
-  stats.bytes = bytes_read;
+  stats.bytes = blocks.bytes_read();
   return stats;
+}
+
+EngineStats CpuEngine::run(BlockReader& blocks, const ChunkSink& sink, uint64_t row_limit) {
+  switch (opts_.ids) {
+    case IdMode::kRaw:
+    case IdMode::kDistinct:
+    case IdMode::kVocab: {
+      const bool distinct = opts_.ids == IdMode::kDistinct;
+      return pass(blocks, [&](ParsedChunk& c) { return sink(view_of(c, distinct)); }, distinct,
+                  opts_.ids == IdMode::kVocab ? opts_.vocab : nullptr, opts_.unseen, row_limit);
+    }
+    case IdMode::kFirstSeen:
+      break;
+  }
+  // First-seen ids. One pass when every value gets an id; with min_freq > 1 the counts decide, so
+  // a first pass builds the vocabulary and a second one applies it.
+  std::unique_lock<std::mutex> lock(vocab_mu_);  // concurrent runs share the ids (train and test streams)
+  if (!builder_) builder_ = std::make_unique<VocabBuilder>(opts_.min_freq);
+  lock.unlock();
+  detail::ParallelFor pool(std::min(threads_, kNumSparse));
+  const uint32_t cap_last = opts_.id_capacity > 0 ? uint32_t(opts_.id_capacity - 1) : 0xffffffffu;
+  if (opts_.min_freq <= 1) {
+    return pass(blocks, [&](ParsedChunk& c) {
+      {
+        std::lock_guard<std::mutex> g(vocab_mu_);
+        pool.run(kNumSparse, [&](int col) {
+          builder_->merge(col, c.distinct[col].data(), c.distinct_count[col].data(), c.distinct[col].size());
+          uint32_t* s = c.sparse.data() + col;
+          for (int64_t r = 0; r < c.rows; ++r, s += kNumSparse) *s = std::min(builder_->position(col, *s), cap_last);
+        });
+      }
+      return sink(view_of(c, false));
+    }, true, nullptr, opts_.unseen, row_limit);
+  }
+  for (size_t f = 0; f < blocks.files(); ++f) {
+    if (is_stdin_path(blocks.path(f))) throw Error("--min-freq reads the inputs twice: standard input cannot be read twice");
+  }
+  pass(blocks, [&](ParsedChunk& c) {
+    std::lock_guard<std::mutex> g(vocab_mu_);
+    pool.run(kNumSparse, [&](int col) {
+      builder_->merge(col, c.distinct[col].data(), c.distinct_count[col].data(), c.distinct[col].size());
+    });
+    return true;
+  }, true, nullptr, opts_.unseen, row_limit);
+  {
+    std::lock_guard<std::mutex> g(vocab_mu_);
+    vocab_ = builder_->finish();
+    builder_.reset();
+  }
+  std::vector<std::string> paths;
+  for (size_t f = 0; f < blocks.files(); ++f) paths.push_back(blocks.path(f));
+  BlockReader again(paths, blocks.block_bytes(), blocks.maps_files());
+  return pass(again, [&](ParsedChunk& c) { return sink(view_of(c, false)); }, false, &vocab_,
+              Vocabulary::Unseen::kZero, row_limit);
+}
+
+Vocabulary CpuEngine::take_vocabulary() {
+  std::lock_guard<std::mutex> g(vocab_mu_);
+  if (builder_) {
+    vocab_ = builder_->finish();
+    builder_.reset();
+  }
+  return std::move(vocab_);
 }
 
 }  // namespace sluice

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "engine/cpu/structural.hpp"
-#include "sluice/engine.hpp"
+#include "engine/cpu/cpu_engine.hpp"
 
 namespace sluice::detail {
 

@@ -24,41 +24,25 @@
 #include "sluice/engine.hpp"
 #include "sluice/io.hpp"
 #include "sluice/vocab.hpp"
+#include "source/blocks.hpp"
+#include "util/mapped_file.hpp"
+#include "dataset/ring.hpp"
 
 namespace fs = std::filesystem;
 
 namespace sluice {
 
+using dataset_detail::RingStream;
+using dataset_detail::StopProducing;
+
+// What the train and test streams of one raw dataset share: the engine (which keeps the first-seen
+// ids as they are assigned) and a loaded vocabulary.
 struct OnlineState {
-  std::unique_ptr<OnlineVocab> first_seen;
+  std::unique_ptr<Engine> engine;
   std::shared_ptr<Vocabulary> vocab;  // kVocabFromPrep
 };
 
 namespace {
-
-class Mapped {
- public:
-  explicit Mapped(const std::string& path) : path_(path) {
-    const int fd = ::open(path.c_str(), O_RDONLY);
-    if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
-    struct stat st;
-    fstat(fd, &st);
-    size_ = size_t(st.st_size);
-    if (size_) {
-      data_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (data_ == MAP_FAILED) { data_ = nullptr; ::close(fd); throw Error(path + ": cannot map"); }
-    }
-    ::close(fd);
-  }
-  ~Mapped() { if (data_) ::munmap(data_, size_); }
-  const char* data() const { return static_cast<const char*>(data_); }
-  size_t size() const { return size_; }
-
- private:
-  std::string path_;
-  void* data_ = nullptr;
-  size_t size_ = 0;
-};
 
 // Counts the lines of a (possibly gzip) file: '\n's plus one for a last line without '\n'.
 int64_t count_lines(const std::string& path) {
@@ -90,155 +74,6 @@ bool parse_day_name(const std::string& name, long* day) {
   *day = std::stol(name.substr(i, j - i));
   return true;
 }
-
-struct StopProducing {};  // the consumer went away
-struct RangeDone {};      // a file's rows for this split are all delivered
-
-// The ring: `depth` slots of `batch` rows; the producer fills them in order, the consumer leases
-// them in order and gives them back.
-class RingStream : public BatchStream {
- public:
-  RingStream(int64_t batch, int depth, const StreamOptions& o) : batch_(batch), o_(o) {
-    if (batch <= 0) throw Error("batch size must be positive");
-    depth = std::max(2, depth);
-    slots_.resize(size_t(depth));
-    for (auto& s : slots_) {
-      s.dense = static_cast<float*>(alloc(size_t(batch) * kNumDense * 4));
-      s.sparse = static_cast<int32_t*>(alloc(size_t(batch) * kNumSparse * 4));
-      s.labels = static_cast<float*>(alloc(size_t(batch) * 4));
-    }
-    for (size_t i = 0; i < slots_.size(); ++i) free_.push_back(i);
-  }
-  ~RingStream() override {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    if (producer_.joinable()) producer_.join();
-    for (auto& s : slots_) {
-      release_mem(s.dense);
-      release_mem(s.sparse);
-      release_mem(s.labels);
-    }
-  }
-
-  void start(std::function<void(RingStream&)> produce) {
-    producer_ = std::thread([this, produce] {
-      try {
-        produce(*this);
-        flush();
-      } catch (const StopProducing&) {
-      } catch (...) {
-        std::lock_guard<std::mutex> lk(mu_);
-        error_ = std::current_exception();
-      }
-      std::lock_guard<std::mutex> lk(mu_);
-      done_ = true;
-      cv_.notify_all();
-    });
-  }
-
-  Lease next() override {
-    const auto t0 = std::chrono::steady_clock::now();
-    std::unique_lock<std::mutex> lk(mu_);
-    cv_.wait(lk, [&] { return !ready_.empty() || done_; });
-    wait_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (ready_.empty()) {
-      if (error_) std::rethrow_exception(error_);
-      return Lease();
-    }
-    const size_t i = ready_.front();
-    ready_.pop_front();
-    Slot& s = slots_[i];
-    BatchView v;
-    v.rows = s.rows;
-    v.dense = s.dense;
-    v.sparse = s.sparse;
-    v.labels = s.labels;
-    v.memory = o_.host_alloc ? MemoryKind::kPinnedHost : MemoryKind::kHost;
-    v.first_row = s.first_row;
-    return Lease(v, [this, i] {
-      std::lock_guard<std::mutex> g(mu_);
-      free_.push_back(i);
-      cv_.notify_all();
-    });
-  }
-  double wait_seconds() const override {
-    std::lock_guard<std::mutex> lk(mu_);
-    return wait_;
-  }
-
-  // Producer side: append rows (ids already final, as uint32).
-  void add(const float* dense, const uint32_t* sparse, const int32_t* labels, int64_t n) {
-    int64_t done = 0;
-    while (done < n) {
-      if (cur_ < 0) acquire();
-      Slot& s = slots_[size_t(cur_)];
-      const int64_t k = std::min(n - done, batch_ - s.rows);
-      std::memcpy(s.dense + s.rows * kNumDense, dense + done * kNumDense, size_t(k) * kNumDense * 4);
-      std::memcpy(s.sparse + s.rows * kNumSparse, sparse + done * kNumSparse, size_t(k) * kNumSparse * 4);
-      for (int64_t r = 0; r < k; ++r) s.labels[s.rows + r] = float(labels[done + r]);
-      s.rows += k;
-      done += k;
-      if (s.rows == batch_) publish();
-    }
-  }
-  // Rows are row-major int32 ids already; label conversion included.
-  void flush() {
-    if (cur_ >= 0 && slots_[size_t(cur_)].rows > 0) publish();
-  }
-  uint64_t next_row() const { return row_; }
-  const StreamOptions& options() const { return o_; }
-
- private:
-  struct Slot {
-    float* dense = nullptr;
-    int32_t* sparse = nullptr;
-    float* labels = nullptr;
-    int64_t rows = 0;
-    uint64_t first_row = 0;
-  };
-  void* alloc(size_t n) {
-    void* p = o_.host_alloc ? o_.host_alloc(n) : ::operator new(n);
-    if (!p) throw Error("cannot allocate batch buffers");
-    return p;
-  }
-  void release_mem(void* p) {
-    if (!p) return;
-    if (o_.host_free) o_.host_free(p);
-    else ::operator delete(p);
-  }
-  void acquire() {
-    std::unique_lock<std::mutex> lk(mu_);
-    cv_.wait(lk, [&] { return !free_.empty() || stop_; });
-    if (stop_) throw StopProducing{};
-    cur_ = int64_t(free_.front());
-    free_.pop_front();
-    slots_[size_t(cur_)].rows = 0;
-    slots_[size_t(cur_)].first_row = row_;
-  }
-  void publish() {
-    row_ += uint64_t(slots_[size_t(cur_)].rows);
-    std::lock_guard<std::mutex> lk(mu_);
-    ready_.push_back(size_t(cur_));
-    cur_ = -1;
-    cv_.notify_all();
-  }
-
-  int64_t batch_;
-  StreamOptions o_;
-  std::vector<Slot> slots_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<size_t> free_, ready_;
-  int64_t cur_ = -1;
-  uint64_t row_ = 0;
-  bool stop_ = false, done_ = false;
-  std::exception_ptr error_;
-  double wait_ = 0;
-  std::thread producer_;
-};
 
 // Row range [begin, end) of each part that a split covers.
 struct Range {
@@ -371,11 +206,26 @@ std::vector<int64_t> table_sizes_for(const DatasetInfo& info, const StreamOption
 std::shared_ptr<OnlineState> make_online_state(const DatasetInfo& info, const StreamOptions& o) {
   auto st = std::make_shared<OnlineState>();
   if (info.kind != DatasetKind::kRawDays) return st;
+  EngineOptions eo;
+  eo.max_ind_range = o.ids == OnlineIds::kModulo ? o.max_ind_range : 0;
+  eo.threads = o.threads;
+  eo.dense = DenseOut::kLog;
   if (o.ids == OnlineIds::kFirstSeen) {
-    st->first_seen = std::make_unique<OnlineVocab>(o.first_seen_capacity > 0 ? o.first_seen_capacity : 1'000'000);
+    eo.ids = IdMode::kFirstSeen;
+    eo.id_capacity = o.first_seen_capacity > 0 ? o.first_seen_capacity : 1'000'000;
   } else if (o.ids == OnlineIds::kVocabFromPrep) {
     if (o.vocab_dir.empty()) throw Error("vocabulary ids need a vocabulary directory (a sluice prep output)");
     st->vocab = std::make_shared<Vocabulary>(Vocabulary::load(o.vocab_dir));
+    eo.ids = IdMode::kVocab;
+    eo.vocab = st->vocab.get();
+    eo.unseen = Vocabulary::Unseen::kExtraId;
+  }
+  st->engine = make_engine(o.engine.empty() ? "cpu" : o.engine, eo);
+  // Training on a GPU with the cuda engine: batches are born in that GPU's memory.
+  if (std::string(st->engine->name()) == "cuda" && o.device >= 0) {
+    eo.output = MemoryKind::kDevice;
+    eo.device = o.device;
+    st->engine = make_engine("cuda", eo);
   }
   return st;
 }
@@ -383,7 +233,10 @@ std::shared_ptr<OnlineState> make_online_state(const DatasetInfo& info, const St
 std::unique_ptr<BatchStream> open_batch_stream(const DatasetInfo& info, const StreamOptions& o,
                                                std::shared_ptr<OnlineState> state) {
   auto ranges = split_ranges(info, o.split, o.start_row);
-  auto ring = std::make_unique<RingStream>(o.batch_size, o.ring_depth, o);
+  if (info.kind == DatasetKind::kRawDays && !state) state = make_online_state(info, o);
+  const int ring_device =
+      state && state->engine && state->engine->options().output == MemoryKind::kDevice ? state->engine->options().device : -1;
+  auto ring = std::make_unique<RingStream>(o.batch_size, o.ring_depth, o, ring_device);
   if (info.kind == DatasetKind::kPreparedNpy) {
     ring->start([info, ranges](RingStream& r) {
       for (const auto& g : ranges) {
@@ -395,7 +248,7 @@ std::unique_ptr<BatchStream> open_batch_stream(const DatasetInfo& info, const St
         if (hd.type != NpyType::kFloat32 || hs.type != NpyType::kInt32 || hl.type != NpyType::kInt32 ||
             hd.shape.size() != 2 || hd.shape[0] < g.end || hs.shape[0] < g.end || hl.shape[0] < g.end)
           throw Error(base + "_*.npy: unexpected dtype or shape");
-        Mapped md(base + "_dense.npy"), ms(base + "_sparse.npy"), ml(base + "_labels.npy");
+        MappedFile md(base + "_dense.npy"), ms(base + "_sparse.npy"), ml(base + "_labels.npy");
         const float* dense = reinterpret_cast<const float*>(md.data() + hd.data_offset);
         const uint32_t* sparse = reinterpret_cast<const uint32_t*>(ms.data() + hs.data_offset);
         const int32_t* labels = reinterpret_cast<const int32_t*>(ml.data() + hl.data_offset);
@@ -414,7 +267,7 @@ std::unique_ptr<BatchStream> open_batch_stream(const DatasetInfo& info, const St
       for (const auto& g : ranges) {
         if (g.begin >= g.end) continue;
         const std::string path = info.dir + "/" + info.parts[g.part] + ".bin";
-        Mapped m(path);
+        MappedFile m(path);
         if (m.size() < size_t(g.end) * kDlrmBinRowBytes) throw Error(path + ": shorter than the manifest says");
         for (int64_t b = g.begin; b < g.end; b += 65536) {
           const int64_t n = std::min<int64_t>(65536, g.end - b);
@@ -433,38 +286,24 @@ std::unique_ptr<BatchStream> open_batch_stream(const DatasetInfo& info, const St
       }
     });
   } else {
-    if (!state) state = make_online_state(info, o);
     if (o.ids == OnlineIds::kModulo) (void)table_sizes_for(info, o);  // validates the bound
     ring->start([info, ranges, state, o](RingStream& r) {
-      EngineOptions eo;
-      eo.max_ind_range = o.ids == OnlineIds::kModulo ? o.max_ind_range : 0;
-      eo.threads = o.threads;
-      eo.dense = DenseOut::kLog;
-      if (o.ids == OnlineIds::kVocabFromPrep) {
-        eo.vocab = state->vocab.get();
-      }
-      CpuEngine engine(eo);
+      Engine& engine = *state->engine;
       for (const auto& g : ranges) {
+        // First-seen ids must see every row in order, skipped (resumed) ones too.
         if (g.begin >= g.end && o.ids != OnlineIds::kFirstSeen) continue;
         int64_t pos = 0;  // row index within this file
-        try {
-          engine.run({info.files[g.part]}, [&](ParsedChunk& c) {
-            int64_t lo = std::max<int64_t>(pos, 0), hi = pos + c.rows;
-            pos = hi;
-            // First-seen ids must see every row in order, skipped (resumed) ones too.
-            if (o.ids == OnlineIds::kFirstSeen) {
-              const int64_t take = std::min(hi, g.end) - lo;
-              if (take > 0) state->first_seen->map(c.sparse.data(), size_t(take));
-            }
-            const int64_t b = std::max(lo, g.begin), e = std::min(hi, g.end);
-            if (e > b) {
-              r.add(c.dense.data() + (b - lo) * kNumDense, c.sparse.data() + (b - lo) * kNumSparse,
-                    c.labels.data() + (b - lo), e - b);
-            }
-            if (hi >= g.end) throw RangeDone{};
-          });
-        } catch (const RangeDone&) {
-        }
+        BlockReader blocks({info.files[g.part]}, engine.options().block_bytes);
+        engine.run(blocks, [&](const ChunkView& c) {
+          const int64_t lo = pos, hi = pos + c.rows;
+          pos = hi;
+          const int64_t b = std::max(lo, g.begin), e = std::min(hi, g.end);
+          if (e > b) {
+            if (c.memory == MemoryKind::kDevice) r.add_device(c, b - lo, e - b);
+            else r.add(c.dense + (b - lo) * kNumDense, c.sparse + (b - lo) * kNumSparse, c.labels + (b - lo), e - b);
+          }
+          return true;
+        }, uint64_t(g.end));  // the engine stops at the split's end: later rows get no ids
       }
     });
   }

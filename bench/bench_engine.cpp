@@ -1,0 +1,226 @@
+// Engines side by side on one file in the page cache, first-seen vocabularies applied:
+//   copy      the file to the GPU (registered mapping, page-locked copies): the PCIe ceiling
+//   cpu       the cpu engine on every core, columns in host memory
+//   cuda      the cuda engine, raw bytes -> columns in GPU memory (what training consumes)
+//   cuda-host the cuda engine with columns copied back to host memory (what prep writes)
+//   kernels   the cuda engine's kernels alone, the bytes already in GPU memory
+// Every rate is bytes of text per second; "x cpu" is against the cpu engine of the same run.
+//
+//   build/bench_engine --data FILE [--repeat R] [--block-mb M] [--modulo N]
+//   build/bench_engine --rows N [--cardinality-scale F]        (generates the file first)
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sluice/engine.hpp"
+#include "sluice/gen.hpp"
+#include "source/blocks.hpp"
+#include "util/fs_ops.hpp"
+
+#if defined(SLUICE_HAVE_CUDA)
+#include <cuda_runtime.h>
+
+#include "engine/cuda/detail/block_pipeline.hpp"
+#include "engine/cuda/detail/check.hpp"
+#include "engine/cuda/detail/vocab_tables.hpp"
+#endif
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double secs_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+struct Result {
+  std::string name;
+  double seconds = 0;
+  uint64_t rows = 0;
+};
+
+// Best of `repeat` runs of an engine over the file.
+Result time_engine(const std::string& label, const std::string& engine, sluice::EngineOptions o,
+                   const std::string& file, int repeat) {
+  Result r{label, 1e30, 0};
+  for (int k = 0; k < repeat; ++k) {
+    auto e = sluice::make_engine(engine, o);  // fresh vocabulary each time
+    uint64_t rows = 0;
+    const auto t0 = Clock::now();
+    sluice::BlockReader blocks({file}, o.block_bytes);
+    e->run(blocks, [&](const sluice::ChunkView& c) {
+      rows += uint64_t(c.rows);
+      return true;
+    });
+    const double s = secs_since(t0);
+    if (s < r.seconds) r.seconds = s;
+    r.rows = rows;
+  }
+  return r;
+}
+
+#if defined(SLUICE_HAVE_CUDA)
+// The pinned copy ceiling: the whole file from its registered mapping to the GPU.
+Result time_copy(const std::string& file, int repeat) {
+  sluice::MappedFile m(file);
+  void* dev = nullptr;
+  SLUICE_CUDA(cudaMalloc(&dev, m.size()));
+  const bool registered =
+      cudaHostRegister(const_cast<char*>(m.data()), m.size(), cudaHostRegisterReadOnly) == cudaSuccess;
+  if (!registered) cudaGetLastError();
+  Result r{registered ? "copy (registered mapping)" : "copy (pageable)", 1e30, 0};
+  for (int k = 0; k < repeat; ++k) {
+    const auto t0 = Clock::now();
+    SLUICE_CUDA(cudaMemcpy(dev, m.data(), m.size(), cudaMemcpyHostToDevice));
+    r.seconds = std::min(r.seconds, secs_since(t0));
+  }
+  if (registered) cudaHostUnregister(const_cast<char*>(m.data()));
+  cudaFree(dev);
+  return r;
+}
+
+// The kernels alone: blocks already in GPU memory, one compute stream, first-seen ids.
+Result time_kernels(const std::string& file, size_t block_bytes, uint64_t modulo, int repeat) {
+  using namespace sluice::cuda_detail;
+  sluice::MappedFile m(file);
+  std::vector<std::pair<size_t, size_t>> blocks;  // offset, size
+  {
+    sluice::BlockReader reader({file}, block_bytes);
+    sluice::BlockBuffer buf;
+    sluice::Block b;
+    while (reader.next(&b, &buf)) {
+      if (!b.mapped) throw sluice::Error("kernel benchmark needs a regular file");
+      blocks.push_back({size_t(b.data - reader.mapping(0)->data()), b.size});
+    }
+  }
+  char* dev = nullptr;
+  SLUICE_CUDA(cudaMalloc(&dev, m.size() + 16));
+  SLUICE_CUDA(cudaMemcpy(dev, m.data(), m.size(), cudaMemcpyHostToDevice));
+  size_t largest = block_bytes;
+  for (auto& b : blocks) largest = std::max(largest, b.second);
+  cudaStream_t s;
+  SLUICE_CUDA(cudaStreamCreate(&s));
+  Result r{"kernels (bytes on the GPU)", 1e30, 0};
+  for (int k = 0; k < repeat; ++k) {
+    BlockPipeline pipe(largest, false, modulo);
+    VocabTables vocab(0, modulo);
+    BlockCounts total{};
+    uint64_t rows = 0;
+    BlockCounts* counts = nullptr;
+    SLUICE_CUDA(cudaMallocHost(&counts, sizeof(BlockCounts) * blocks.size()));
+    SLUICE_CUDA(cudaStreamSynchronize(s));
+    const auto t0 = Clock::now();
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      pipe.enqueue(dev + blocks[i].first, blocks[i].second, sluice::InputFormat::kTsv, s);
+      vocab.assign_first_seen(pipe.out().sparse, pipe.device_good(), pipe.max_rows(),
+                              blocks[i].second / (sluice::kNumFields - 1) + 2, s);
+      SLUICE_CUDA(cudaMemcpyAsync(&counts[i], pipe.device_counts(), sizeof(BlockCounts), cudaMemcpyDeviceToHost, s));
+    }
+    SLUICE_CUDA(cudaStreamSynchronize(s));
+    const double secs = secs_since(t0);
+    for (size_t i = 0; i < blocks.size(); ++i) rows += counts[i].good;
+    (void)total;
+    cudaFreeHost(counts);
+    if (secs < r.seconds) r.seconds = secs;
+    r.rows = rows;
+  }
+  cudaStreamDestroy(s);
+  cudaFree(dev);
+  return r;
+}
+#endif
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string data;
+  uint64_t rows = 4'000'000;
+  double scale = 1.0;
+  int repeat = 3;
+  size_t block_mb = 0;
+  uint64_t modulo = 0;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto val = [&] {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "%s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      return std::string(argv[++i]);
+    };
+    if (a == "--data") data = val();
+    else if (a == "--rows") rows = std::stoull(val());
+    else if (a == "--cardinality-scale") scale = std::stod(val());
+    else if (a == "--repeat") repeat = std::stoi(val());
+    else if (a == "--block-mb") block_mb = std::stoull(val());
+    else if (a == "--modulo") modulo = std::stoull(val());
+    else {
+      std::fprintf(stderr, "usage: bench_engine [--data FILE | --rows N [--cardinality-scale F]] [--repeat R] [--block-mb M] [--modulo N]\n");
+      return 2;
+    }
+  }
+  try {
+    std::string tmp;
+    if (data.empty()) {
+      tmp = (std::filesystem::temp_directory_path() / ("sluice-bench-engine-" + std::to_string(::getpid()))).string();
+      sluice::GenOptions g;
+      g.rows = rows;
+      g.seed = 7;
+      g.cardinality_scale = scale;
+      g.out = tmp;
+      g.sync = false;
+      sluice::generate(g);
+      data = tmp + "/day_0.tsv";
+    }
+    const double gb = double(std::filesystem::file_size(data)) / 1e9;
+    sluice::EngineOptions o;
+    o.ids = sluice::IdMode::kFirstSeen;
+    o.max_ind_range = modulo;
+    std::vector<Result> results;
+    // Warm the page cache (and the GPU) first.
+    {
+      sluice::MappedFile m(data);
+      uint64_t sum = 0;
+      for (size_t i = 0; i < m.size(); i += 4096) sum += uint8_t(m.data()[i]);
+      if (sum == 1) std::fprintf(stderr, " ");  // keeps the reads
+    }
+    sluice::EngineOptions cpu = o;
+    cpu.block_bytes = (block_mb ? block_mb : 4) << 20;
+    results.push_back(time_engine("cpu engine, " + std::to_string(std::thread::hardware_concurrency()) + " threads", "cpu",
+                                  cpu, data, repeat));
+#if defined(SLUICE_HAVE_CUDA)
+    std::string why;
+    if (sluice::cuda_device_available(&why)) {
+      results.push_back(time_copy(data, repeat));
+      sluice::EngineOptions g = o;
+      g.block_bytes = (block_mb ? block_mb : 64) << 20;
+      g.output = sluice::MemoryKind::kDevice;
+      results.push_back(time_engine("cuda engine -> GPU memory", "cuda", g, data, repeat));
+      g.output = sluice::MemoryKind::kHost;
+      results.push_back(time_engine("cuda engine -> host memory", "cuda", g, data, repeat));
+      results.push_back(time_kernels(data, g.block_bytes, modulo, repeat));
+    } else {
+      std::fprintf(stderr, "cuda: %s\n", why.c_str());
+    }
+#endif
+    const double cpu_rate = gb / results[0].seconds;
+    std::printf("input: %s, %.3f GB, %llu rows; first-seen vocabularies%s\n", data.c_str(), gb,
+                (unsigned long long)results[0].rows, modulo ? (", modulo " + std::to_string(modulo)).c_str() : "");
+    std::printf("%-34s %10s %10s %10s\n", "", "GB/s", "M rows/s", "x cpu");
+    for (const auto& r : results) {
+      const double rate = gb / r.seconds;
+      std::printf("%-34s %10.2f %10.2f %10.2f\n", r.name.c_str(), rate,
+                  r.rows ? double(r.rows) / r.seconds / 1e6 : 0.0, rate / cpu_rate);
+    }
+    if (!tmp.empty()) sluice::fsops::remove_tree(tmp);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_engine: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

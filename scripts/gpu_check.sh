@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Correctness on the GPU machine, in one call: builds sluice there the way its binary is built for
+# users (the machine's g++, PyTorch's libtorch), runs the whole test suite (core, trainer and GPU
+# tests), then the core suite again under AddressSanitizer + UndefinedBehaviorSanitizer. Bring .deps/
+# (scripts/bundle_deps.sh). Prints a short table last; logs go to $OUT (or build-check/logs).
+#   STAGES="build test asan" bash scripts/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-build-gpu/logs}
+mkdir -p "$OUT"
+STAGES=${STAGES:-"build test asan"}
+JOBS=$(nproc)
+TABLE="$OUT/check_table.txt"
+: > "$TABLE"
+row() { printf '%-44s %s\n' "$1" "$2" | tee -a "$TABLE"; }
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+source scripts/gpu_configure.sh
+
+GPU=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
+row "machine" "${GPU:-no GPU}, $JOBS cores, $(g++ --version | head -1)"
+row "torch" "$(python3 -c 'import torch; print(torch.__version__)' 2>/dev/null || echo none)"
+
+# ctest's summary -> "passed/total (failed: names)".
+summarise() {
+  local log=$1
+  local line failed
+  line=$(grep -E "tests passed, [0-9]+ tests failed out of" "$log" | tail -1)
+  failed=$(sed -n '/The following tests FAILED/,$p' "$log" | grep -E "^\s+[0-9]+ - " | sed -E 's/^\s+[0-9]+ - //' | tr '\n' ' ')
+  local skipped
+  skipped=$(grep -cE "\*\*\*Skipped| Skipped " "$log" || true)
+  echo "${line:-no summary} (skipped: $skipped)${failed:+ FAILED: $failed}"
+}
+
+if has build; then
+  t0=$(date +%s)
+  gpu_configure build-gpu > "$OUT/check_configure.log" 2>&1 || { tail -30 "$OUT/check_configure.log"; row "configure" "FAILED"; exit 1; }
+  if cmake --build build-gpu -j"$JOBS" > "$OUT/check_build.log" 2>&1; then
+    row "build (s)" "$(( $(date +%s) - t0 ))"
+  else
+    grep -E "error" "$OUT/check_build.log" | head -30
+    row "build" "FAILED (see check_build.log)"
+    exit 1
+  fi
+fi
+
+if has test; then
+  (cd build-gpu && ctest -j"$JOBS" --output-on-failure --timeout 900) > "$OUT/check_ctest.log" 2>&1
+  row "test suite (g++, PyTorch libtorch)" "$(summarise "$OUT/check_ctest.log")"
+fi
+
+if has asan; then
+  t0=$(date +%s)
+  gpu_configure build-gpu-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_SANITIZE=ON -DSLUICE_WITH_TORCH=OFF \
+      -DSLUICE_WITH_CUDA=OFF -DSLUICE_BUILD_BENCH=OFF > "$OUT/asan_configure.log" 2>&1
+  if cmake --build build-gpu-asan -j"$JOBS" --target sluice_tests sluice > "$OUT/asan_build.log" 2>&1; then
+    (cd build-gpu-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+        ctest -j"$JOBS" --output-on-failure --timeout 900) > "$OUT/asan_ctest.log" 2>&1
+    row "core suite under ASan/UBSan ($(( $(date +%s) - t0 )) s)" "$(summarise "$OUT/asan_ctest.log")"
+  else
+    grep -E "error" "$OUT/asan_build.log" | head -30
+    row "ASan build" "FAILED (see asan_build.log)"
+  fi
+fi
+
+echo
+echo "== gpu_check"
+cat "$TABLE"

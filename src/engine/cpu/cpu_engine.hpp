@@ -1,0 +1,64 @@
+// The cpu engine: a reader thread cuts the inputs into blocks, worker threads parse blocks in
+// parallel (structural pass, then value pass), and the calling thread receives the chunks in input
+// order. Private to the engine layer; everyone else uses include/sluice/engine.hpp.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "sluice/engine.hpp"
+#include "sluice/vocab.hpp"
+
+namespace sluice {
+
+// One parsed block: host vectors, reused from block to block. Columns are row-major.
+struct ParsedChunk {
+  size_t file_index = 0;
+  uint64_t seq = 0;             // chunk number over the whole run
+  uint64_t first_row = 0;       // index of the first good row over the whole run
+  int64_t rows = 0;             // good rows
+  uint64_t bytes = 0;           // input bytes the chunk covered
+  std::vector<int32_t> labels;
+  std::vector<float> dense;             // DenseOut::kLog
+  std::vector<int32_t> dense_int;       // DenseOut::kClampedInt
+  std::vector<uint32_t> sparse;         // after modulo; ids once a vocabulary is applied
+  // IdMode::kDistinct / kFirstSeen: per column, the chunk's distinct values in order of first
+  // appearance, and how often each occurs in the chunk.
+  std::vector<uint32_t> distinct[kNumSparse];
+  std::vector<uint32_t> distinct_count[kNumSparse];
+  // Internal bookkeeping (line numbers of bad rows are chunk-relative until delivery).
+  uint64_t lines = 0;                   // lines (or binary rows) the chunk covered
+  struct LocalBad { uint64_t line; RowError err; int field; };
+  std::vector<LocalBad> bad;
+};
+
+class CpuEngine final : public Engine {
+ public:
+  explicit CpuEngine(EngineOptions opts);
+  const char* name() const override { return "cpu"; }
+  bool supports(IdMode) const override { return true; }
+  const EngineOptions& options() const override { return opts_; }
+  int threads() const { return threads_; }
+
+  EngineStats run(BlockReader& blocks, const ChunkSink& sink, uint64_t row_limit = kNoRowLimit) override;
+  Vocabulary take_vocabulary() override;
+
+  // Parses one in-memory buffer of whole lines (tests, benchmarks, the fuzzer): with kDistinct or
+  // kFirstSeen the chunk's distinct values are collected, with kVocab the ids applied. Bad rows are
+  // recorded in chunk.bad with chunk-relative 1-based line numbers and never thrown.
+  void parse_buffer(const char* data, size_t size, InputFormat format, ParsedChunk* chunk) const;
+
+ private:
+  // One pass over the blocks, chunks in input order to `deliver` (false: stop).
+  EngineStats pass(BlockReader& blocks, const std::function<bool(ParsedChunk&)>& deliver, bool distinct,
+                   const Vocabulary* vocab, Vocabulary::Unseen unseen, uint64_t row_limit);
+  EngineOptions opts_;
+  int threads_;
+  std::mutex vocab_mu_;  // kFirstSeen state, shared by concurrent runs (train and test streams)
+  std::unique_ptr<VocabBuilder> builder_;
+  Vocabulary vocab_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,486 @@
+// The cuda engine's host side. A reader thread cuts the inputs into blocks (page-locked staging
+// buffers for streams and gzip; regular files are mapped and registered with the GPU, so their
+// bytes are copied from the page cache without passing through a core). The calling thread keeps a
+// few blocks in flight: for each, a copy to the GPU on the copy stream, then the block pipeline and
+// the vocabulary step on the compute stream. Chunks are handed out in input order once their event
+// has completed; the GPU meanwhile works on the next blocks.
+#include "engine/cuda/cuda_engine.hpp"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "engine/cuda/detail/block_pipeline.hpp"
+#include "engine/cuda/detail/check.hpp"
+#include "engine/cuda/detail/vocab_tables.hpp"
+#include "sluice/interrupt.hpp"
+#include "source/blocks.hpp"
+
+namespace sluice {
+
+using cuda_detail::BadLine;
+using cuda_detail::BlockCounts;
+using cuda_detail::BlockPipeline;
+using cuda_detail::VocabTables;
+
+bool cuda_probe_device(std::string* why) {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    if (why) *why = std::string("no CUDA GPU is usable (") + cudaGetErrorString(e) + ")";
+    return false;
+  }
+  if (n == 0) {
+    if (why) *why = "no CUDA GPU is visible";
+    return false;
+  }
+  return true;
+}
+
+namespace {
+
+constexpr int kSlots = 3;            // blocks in flight on the GPU
+constexpr size_t kMinBlock = 1024;
+
+void* pinned_alloc(size_t n) {
+  void* p = nullptr;
+  if (cudaHostAlloc(&p, std::max<size_t>(n, 1), cudaHostAllocPortable) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  return p;
+}
+void pinned_free(void* p) {
+  if (p) cudaFreeHost(p);
+}
+BlockBuffer::Allocator pinned_allocator() { return {pinned_alloc, pinned_free}; }
+
+template <class T>
+T* pinned_array(size_t n, const char* what) {
+  void* p = pinned_alloc(n * sizeof(T));
+  if (!p) throw Error(std::string("out of page-locked host memory allocating ") + what + " (" +
+                      std::to_string(n * sizeof(T)) + " bytes)");
+  return static_cast<T*>(p);
+}
+
+// Rows a block of n bytes can hold at most.
+uint64_t rows_bound(uint64_t n, InputFormat f) {
+  return f == InputFormat::kDlrmBin ? n / kDlrmBinRowBytes + 1 : n / (kNumFields - 1) + 2;
+}
+
+// A block read by the reader thread, waiting for its turn on the GPU.
+struct Staged {
+  Block block;
+  BlockBuffer* buffer = nullptr;  // the staging buffer holding it (unless mapped)
+  bool end = false;               // no more blocks
+  std::exception_ptr error;
+};
+
+}  // namespace
+
+class CudaEngine final : public Engine {
+ public:
+  explicit CudaEngine(EngineOptions opts) : opts_(opts) {
+    if (opts_.ids == IdMode::kDistinct) throw Error("internal: the cuda engine keeps its vocabularies on the GPU");
+    if (opts_.ids == IdMode::kVocab && !opts_.vocab) throw Error("internal: IdMode::kVocab without a vocabulary");
+    if (opts_.block_bytes < kMinBlock) opts_.block_bytes = kMinBlock;
+    SLUICE_CUDA(cudaSetDevice(opts_.device));
+    SLUICE_CUDA(cudaStreamCreateWithFlags(&vocab_stream_, cudaStreamNonBlocking));
+    if (opts_.ids == IdMode::kFirstSeen) {
+      vocab_ = std::make_unique<VocabTables>(opts_.id_capacity, opts_.max_ind_range);
+    } else if (opts_.ids == IdMode::kVocab) {
+      vocab_ = std::make_unique<VocabTables>(0, 0);
+      vocab_->load(*opts_.vocab, opts_.unseen, vocab_stream_);
+    }
+  }
+
+  ~CudaEngine() override {
+    cudaSetDevice(opts_.device);
+    cudaStreamSynchronize(vocab_stream_);
+    if (last_vocab_) cudaEventDestroy(last_vocab_);
+    vocab_.reset();
+    cudaStreamDestroy(vocab_stream_);
+  }
+
+  const char* name() const override { return "cuda"; }
+  bool supports(IdMode m) const override { return m != IdMode::kDistinct; }
+  const EngineOptions& options() const override { return opts_; }
+
+  EngineStats run(BlockReader& blocks, const ChunkSink& sink, uint64_t row_limit) override;
+
+  Vocabulary take_vocabulary() override {
+    std::lock_guard<std::mutex> g(vocab_mu_);
+    if (final_vocab_) return std::move(*final_vocab_);
+    if (!vocab_ || opts_.ids != IdMode::kFirstSeen) throw Error("internal: the cuda engine built no vocabulary");
+    SLUICE_CUDA(cudaSetDevice(opts_.device));
+    if (last_vocab_) SLUICE_CUDA(cudaStreamWaitEvent(vocab_stream_, last_vocab_, 0));
+    return vocab_->export_vocabulary(opts_.min_freq, vocab_stream_);
+  }
+
+ private:
+  EngineStats pass(BlockReader& blocks, const ChunkSink& sink, uint64_t row_limit, bool first_seen, bool apply);
+
+  EngineOptions opts_;
+  cudaStream_t vocab_stream_ = nullptr;  // loads and exports of the vocabulary
+  std::mutex vocab_mu_;                  // the vocabulary is shared by concurrent runs
+  cudaEvent_t last_vocab_ = nullptr;     // the last vocabulary step enqueued (any run)
+  std::unique_ptr<VocabTables> vocab_;
+  std::unique_ptr<Vocabulary> final_vocab_;  // min_freq > 1: built after the first pass
+};
+
+EngineStats CudaEngine::run(BlockReader& blocks, const ChunkSink& sink, uint64_t row_limit) {
+  SLUICE_CUDA(cudaSetDevice(opts_.device));
+  if (opts_.ids != IdMode::kFirstSeen || opts_.min_freq <= 1) {
+    return pass(blocks, sink, row_limit, opts_.ids == IdMode::kFirstSeen, opts_.ids == IdMode::kVocab);
+  }
+  {
+    std::lock_guard<std::mutex> g(vocab_mu_);
+    if (final_vocab_) {
+      // The vocabulary was built by an earlier run: apply it.
+      return pass(blocks, sink, row_limit, false, true);
+    }
+  }
+  // min_freq > 1: the counts decide which values get ids, so the first pass only counts (first-seen
+  // order), then the vocabulary is applied in a second pass.
+  for (size_t f = 0; f < blocks.files(); ++f) {
+    if (is_stdin_path(blocks.path(f))) throw Error("--min-freq reads the inputs twice: standard input cannot be read twice");
+  }
+  pass(blocks, [](const ChunkView&) { return true; }, row_limit, true, false);
+  Vocabulary v;
+  {
+    std::lock_guard<std::mutex> g(vocab_mu_);
+    if (last_vocab_) SLUICE_CUDA(cudaStreamWaitEvent(vocab_stream_, last_vocab_, 0));
+    v = vocab_->export_vocabulary(opts_.min_freq, vocab_stream_);
+    auto tables = std::make_unique<VocabTables>(0, 0);
+    tables->load(v, Vocabulary::Unseen::kZero, vocab_stream_);
+    vocab_ = std::move(tables);
+    final_vocab_ = std::make_unique<Vocabulary>(std::move(v));
+  }
+  std::vector<std::string> paths;
+  for (size_t f = 0; f < blocks.files(); ++f) paths.push_back(blocks.path(f));
+  BlockReader again(paths, blocks.block_bytes(), blocks.maps_files());
+  return pass(again, sink, row_limit, false, true);
+}
+
+EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_t row_limit, bool first_seen,
+                             bool apply) {
+  EngineStats stats;
+  stats.rows_per_file.assign(blocks.files(), 0);
+  const bool clamped = opts_.dense == DenseOut::kClampedInt;
+  const bool host_out = opts_.output != MemoryKind::kDevice;
+  const size_t block_bytes = std::max(opts_.block_bytes, kMinBlock);
+
+  // ---- streams, slots, staging -------------------------------------------------------------------
+  struct Slot {
+    std::unique_ptr<BlockPipeline> pipe;
+    cudaEvent_t done = nullptr;
+    BlockCounts* counts = nullptr;        // pinned
+    BadLine* bad = nullptr;               // pinned
+    unsigned long long* entries = nullptr;  // pinned: vocabulary sizes after this block
+    uint64_t vocab_step = 0;              // the vocabulary step of this block
+    int32_t* labels = nullptr;            // pinned host output
+    float* dense = nullptr;
+    int32_t* dense_int = nullptr;
+    uint32_t* sparse = nullptr;
+    size_t host_rows = 0;                 // capacity of the host output
+    Staged staged;
+    uint64_t rows_bound = 0;
+  };
+  cudaStream_t copy = nullptr, compute = nullptr;
+  SLUICE_CUDA(cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking));
+  SLUICE_CUDA(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
+  std::vector<Slot> slots(kSlots);
+  std::vector<cudaEvent_t> copied(kSlots, nullptr);
+  unsigned long long* d_rows_before = nullptr;  // rows handed out so far (row_limit)
+  std::unordered_map<size_t, void*> registered;  // file -> registered mapping
+  std::deque<BlockBuffer> staging;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Staged> ready;
+  std::deque<BlockBuffer*> free_staging;
+  bool stop = false;
+  std::thread reader;
+
+  auto cleanup = [&] {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      stop = true;
+    }
+    blocks.cancel();
+    cv.notify_all();
+    if (reader.joinable()) reader.join();
+    cudaStreamSynchronize(copy);
+    cudaStreamSynchronize(compute);
+    for (auto& s : slots) {
+      if (s.done) cudaEventDestroy(s.done);
+      for (void* p : {static_cast<void*>(s.counts), static_cast<void*>(s.bad), static_cast<void*>(s.entries),
+                      static_cast<void*>(s.labels), static_cast<void*>(s.dense), static_cast<void*>(s.dense_int),
+                      static_cast<void*>(s.sparse)})
+        pinned_free(p);
+      s.pipe.reset();
+    }
+    for (auto e : copied)
+      if (e) cudaEventDestroy(e);
+    for (auto& r : registered) cudaHostUnregister(r.second);
+    if (d_rows_before) cudaFree(d_rows_before);
+    cudaStreamDestroy(copy);
+    cudaStreamDestroy(compute);
+  };
+
+  try {
+    for (int i = 0; i < kSlots; ++i) {
+      Slot& s = slots[size_t(i)];
+      SLUICE_CUDA(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+      SLUICE_CUDA(cudaEventCreateWithFlags(&copied[size_t(i)], cudaEventDisableTiming));
+      s.counts = pinned_array<BlockCounts>(1, "block counts");
+      s.bad = pinned_array<BadLine>(cuda_detail::kMaxBadKept, "bad-line descriptions");
+      s.entries = pinned_array<unsigned long long>(VocabTables::kEntriesWords, "vocabulary sizes");
+    }
+    SLUICE_CUDA(cudaMalloc(&d_rows_before, sizeof(unsigned long long)));
+    SLUICE_CUDA(cudaMemset(d_rows_before, 0, sizeof(unsigned long long)));
+    for (int i = 0; i < kSlots + 1; ++i) {
+      staging.emplace_back(pinned_allocator());
+      free_staging.push_back(&staging.back());
+    }
+
+    // ---- reader thread: blocks into staging buffers (or views of registered mappings) ---------------
+    reader = std::thread([&] {
+      for (;;) {
+        BlockBuffer* buf = nullptr;
+        {
+          std::unique_lock<std::mutex> lk(mu);
+          cv.wait(lk, [&] { return !free_staging.empty() || stop; });
+          if (stop) return;
+          buf = free_staging.front();
+          free_staging.pop_front();
+        }
+        Staged st;
+        st.buffer = buf;
+        try {
+          if (!blocks.next(&st.block, buf)) st.end = true;
+        } catch (...) {
+          st.error = std::current_exception();
+          st.end = true;
+        }
+        const bool end = st.end;
+        {
+          std::lock_guard<std::mutex> lk(mu);
+          ready.push_back(std::move(st));
+        }
+        cv.notify_all();
+        if (end) return;
+      }
+    });
+
+    // ---- the pipeline ----------------------------------------------------------------------------
+    std::vector<uint64_t> line_base(blocks.files(), 0);
+    std::deque<int> in_flight;  // slot indices, oldest first
+    int next_slot = 0;
+    bool input_done = false;
+    std::exception_ptr read_error;
+    uint64_t rows = 0;
+    bool stopped = false;
+
+    auto take_staged = [&](Staged* out) {
+      std::unique_lock<std::mutex> lk(mu);
+      while (!cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return !ready.empty(); })) {
+        if (pending_interrupt()) {
+          lk.unlock();
+          check_interrupt();
+        }
+      }
+      *out = std::move(ready.front());
+      ready.pop_front();
+    };
+    auto give_back_staging = [&](BlockBuffer* b) {
+      if (!b) return;
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        free_staging.push_back(b);
+      }
+      cv.notify_all();
+    };
+
+    auto enqueue = [&](int si, Staged&& st) {
+      Slot& s = slots[size_t(si)];
+      const Block& b = st.block;
+      const size_t need = std::max(block_bytes, b.size);
+      if (!s.pipe || s.pipe->max_bytes() < need) {
+        s.pipe.reset();
+        s.pipe = std::make_unique<BlockPipeline>(need, clamped, opts_.max_ind_range);
+      }
+      if (host_out && s.host_rows < s.pipe->max_rows()) {
+        pinned_free(s.labels);
+        pinned_free(s.dense);
+        pinned_free(s.dense_int);
+        pinned_free(s.sparse);
+        s.labels = nullptr;
+        s.dense = nullptr;
+        s.dense_int = nullptr;
+        s.sparse = nullptr;
+        s.host_rows = s.pipe->max_rows();
+        s.labels = pinned_array<int32_t>(s.host_rows, "labels");
+        if (clamped) s.dense_int = pinned_array<int32_t>(s.host_rows * kNumDense, "dense ints");
+        else s.dense = pinned_array<float>(s.host_rows * kNumDense, "dense values");
+        s.sparse = pinned_array<uint32_t>(s.host_rows * kNumSparse, "categorical values");
+      }
+      // Bytes to the GPU: straight from a registered mapping, or from the staging buffer.
+      if (b.size > 0) {
+        if (b.mapped && !registered.count(b.file)) {
+          const MappedFile* m = blocks.mapping(b.file);
+          void* base = const_cast<char*>(m->data());
+          if (cudaHostRegister(base, m->size(), cudaHostRegisterReadOnly) == cudaSuccess) {
+            registered[b.file] = base;
+          } else {
+            cudaGetLastError();  // not registrable: copied as pageable memory below
+            registered[b.file] = nullptr;
+          }
+        }
+        SLUICE_CUDA(cudaMemcpyAsync(s.pipe->device_bytes(), b.data, b.size, cudaMemcpyHostToDevice, copy));
+      }
+      SLUICE_CUDA(cudaEventRecord(copied[size_t(si)], copy));
+      SLUICE_CUDA(cudaStreamWaitEvent(compute, copied[size_t(si)], 0));
+      s.pipe->enqueue(s.pipe->device_bytes(), b.size, b.format, compute);
+      s.rows_bound = rows_bound(b.size, b.format);
+      if (row_limit != kNoRowLimit) s.pipe->limit_rows(d_rows_before, row_limit, compute);
+      if (first_seen || apply) {
+        std::lock_guard<std::mutex> g(vocab_mu_);
+        if (last_vocab_) SLUICE_CUDA(cudaStreamWaitEvent(compute, last_vocab_, 0));
+        if (first_seen) {
+          s.vocab_step = vocab_->assign_first_seen(s.pipe->out().sparse, s.pipe->device_good(), s.pipe->max_rows(),
+                                                   s.rows_bound, compute);
+        } else {
+          vocab_->apply_loaded(s.pipe->out().sparse, s.pipe->device_good(), s.pipe->max_rows(), compute);
+        }
+        if (!last_vocab_) SLUICE_CUDA(cudaEventCreateWithFlags(&last_vocab_, cudaEventDisableTiming));
+        SLUICE_CUDA(cudaEventRecord(last_vocab_, compute));
+        SLUICE_CUDA(cudaMemcpyAsync(s.entries, vocab_->device_entries(),
+                                    sizeof(unsigned long long) * VocabTables::kEntriesWords, cudaMemcpyDeviceToHost, compute));
+      }
+      SLUICE_CUDA(cudaMemcpyAsync(s.counts, s.pipe->device_counts(), sizeof(BlockCounts), cudaMemcpyDeviceToHost, compute));
+      SLUICE_CUDA(cudaMemcpyAsync(s.bad, s.pipe->device_bad(), sizeof(BadLine) * cuda_detail::kMaxBadKept,
+                                  cudaMemcpyDeviceToHost, compute));
+      SLUICE_CUDA(cudaEventRecord(s.done, compute));
+      s.staged = std::move(st);
+    };
+
+    // Hands out the oldest block in flight; false when the sink (or the row limit) stops the run.
+    auto deliver = [&]() -> bool {
+      const int si = in_flight.front();
+      in_flight.pop_front();
+      Slot& s = slots[size_t(si)];
+      // Wait for the block (the GPU is busy with the next ones meanwhile), polling for Ctrl-C.
+      for (;;) {
+        const cudaError_t q = cudaEventQuery(s.done);
+        if (q == cudaSuccess) break;
+        if (q != cudaErrorNotReady) cuda_detail::fail(q, "the GPU work of a block");
+        check_interrupt();
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+      const Block& b = s.staged.block;
+      give_back_staging(s.staged.buffer);
+      s.staged.buffer = nullptr;
+      const BlockCounts c = *s.counts;
+      if (first_seen) {
+        std::lock_guard<std::mutex> g(vocab_mu_);
+        vocab_->note_entries(s.entries, s.vocab_step);
+      }
+      uint64_t& base = line_base[b.file];
+      if (c.bad > 0) {
+        const std::string file = blocks.display_name(b.file);
+        if (opts_.on_error == OnError::kFail) {
+          const BadLine& x = s.bad[0];
+          throw Error(file + ":" + std::to_string(base + x.line + 1) + ": " +
+                      describe_bad_row(RowError(x.err), x.field));
+        }
+        stats.rows_skipped += c.bad;
+        const uint32_t kept = std::min<uint32_t>(c.bad, uint32_t(cuda_detail::kMaxBadKept));
+        for (uint32_t k = 0; k < kept && stats.bad_rows.size() < opts_.max_bad_rows_kept; ++k) {
+          const BadLine& x = s.bad[k];
+          stats.bad_rows.push_back({file, base + x.line + 1, describe_bad_row(RowError(x.err), x.field)});
+        }
+      }
+      base += c.lines;
+      ChunkView v;
+      v.file_index = b.file;
+      v.seq = b.seq;
+      v.first_row = rows;
+      v.rows = c.good;
+      v.bytes = b.size;
+      const auto& d = s.pipe->out();
+      if (host_out) {
+        const size_t n = c.good;
+        if (n > 0) {
+          SLUICE_CUDA(cudaMemcpyAsync(s.labels, d.labels, n * 4, cudaMemcpyDeviceToHost, compute));
+          if (clamped) SLUICE_CUDA(cudaMemcpyAsync(s.dense_int, d.dense_int, n * kNumDense * 4, cudaMemcpyDeviceToHost, compute));
+          else SLUICE_CUDA(cudaMemcpyAsync(s.dense, d.dense, n * kNumDense * 4, cudaMemcpyDeviceToHost, compute));
+          SLUICE_CUDA(cudaMemcpyAsync(s.sparse, d.sparse, n * kNumSparse * 4, cudaMemcpyDeviceToHost, compute));
+          SLUICE_CUDA(cudaStreamSynchronize(compute));
+        }
+        v.labels = s.labels;
+        v.dense = clamped ? nullptr : s.dense;
+        v.dense_int = clamped ? s.dense_int : nullptr;
+        v.sparse = s.sparse;
+        v.memory = MemoryKind::kPinnedHost;
+      } else {
+        v.labels = d.labels;
+        v.dense = clamped ? nullptr : d.dense;
+        v.dense_int = clamped ? d.dense_int : nullptr;
+        v.sparse = d.sparse;
+        v.memory = MemoryKind::kDevice;
+        v.device = opts_.device;
+        v.stream = compute;
+      }
+      rows += c.good;
+      stats.rows_per_file[b.file] += c.good;
+      if (c.good > 0 && !sink(v)) return false;
+      if (row_limit != kNoRowLimit && rows >= row_limit) return false;
+      return true;
+    };
+
+    while (!stopped) {
+      // Fill the pipeline.
+      while (!input_done && int(in_flight.size()) < kSlots) {
+        Staged st;
+        take_staged(&st);
+        if (st.end) {
+          // A read error ends the input too: the blocks before it are handed out first.
+          read_error = st.error;
+          give_back_staging(st.buffer);
+          input_done = true;
+          break;
+        }
+        const int si = next_slot;
+        next_slot = (next_slot + 1) % kSlots;
+        enqueue(si, std::move(st));
+        in_flight.push_back(si);
+      }
+      if (in_flight.empty()) {
+        if (read_error) std::rethrow_exception(read_error);
+        break;
+      }
+      if (!deliver()) {
+        stopped = true;
+        stats.stopped = true;
+      }
+    }
+    stats.rows = rows;
+    stats.bytes = blocks.bytes_read();
+  } catch (...) {
+    cleanup();
+    throw;
+  }
+  cleanup();
+  return stats;
+}
+
+std::unique_ptr<Engine> make_cuda_engine(const EngineOptions& opts) { return std::make_unique<CudaEngine>(opts); }
+
+}  // namespace sluice

@@ -1,0 +1,107 @@
+// Line-aligned blocks: the unit every engine consumes. CPU workers parse them, the cuda engine
+// copies them to the GPU, the fpga engine DMAs them. A block holds whole lines (TSV) or whole rows
+// (Meta binary rows) of one input file; only the last block of a file may end without '\n' (and
+// for binary rows, with a partial row, which the engine reports as a bad row).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "sluice/source.hpp"
+#include "util/mapped_file.hpp"
+
+namespace sluice {
+
+// A growable byte buffer with a pluggable allocator (page-locked memory for GPU copies).
+class BlockBuffer {
+ public:
+  struct Allocator {
+    std::function<void*(size_t)> alloc;  // returns nullptr on failure
+    std::function<void(void*)> free;
+  };
+  BlockBuffer() = default;
+  explicit BlockBuffer(Allocator a) : alloc_(std::move(a)) {}
+  ~BlockBuffer();
+  BlockBuffer(BlockBuffer&& o) noexcept;
+  BlockBuffer& operator=(BlockBuffer&& o) noexcept;
+  BlockBuffer(const BlockBuffer&) = delete;
+  BlockBuffer& operator=(const BlockBuffer&) = delete;
+
+  char* data() { return data_; }
+  const char* data() const { return data_; }
+  size_t capacity() const { return capacity_; }
+  // Grows to at least n bytes, keeping the first `keep` bytes. Throws sluice::Error when out of memory.
+  void reserve(size_t n, size_t keep);
+
+ private:
+  Allocator alloc_;
+  char* data_ = nullptr;
+  size_t capacity_ = 0;
+};
+
+struct Block {
+  size_t file = 0;            // index of the input file
+  InputFormat format = InputFormat::kTsv;
+  uint64_t seq = 0;           // block number over the whole run
+  bool end_of_file = false;   // the last block of its file
+  const char* data = nullptr; // `size` bytes: in `buffer`, or in a mapping of the file
+  size_t size = 0;
+  bool mapped = false;        // data points into the file's mapping (see BlockReader::mapping)
+};
+
+// Cuts the inputs, in order, into line-aligned blocks of about `block_bytes` (a line longer than a
+// block makes its block longer). Regular uncompressed files are served as views into a read-only
+// mapping (`map_files`, the default: no copy; the cuda engine copies them to the GPU straight from
+// the page cache); everything else (gzip, pipes, standard input) is read into the caller's buffer.
+// Every file yields at least one block (an empty file: one empty block). A mapped file must not be
+// truncated while it is read.
+class BlockReader {
+ public:
+  BlockReader(std::vector<std::string> inputs, size_t block_bytes, bool map_files = true);
+  ~BlockReader();
+  BlockReader(const BlockReader&) = delete;
+  BlockReader& operator=(const BlockReader&) = delete;
+
+  // The next block in input order; returns false at the end of the last file. Data read from a
+  // stream goes into `buf`. Throws sluice::Error on read errors, sluice::Interrupted on Ctrl-C.
+  // Not thread-safe: one reading thread.
+  bool next(Block* out, BlockBuffer* buf);
+  // Gives up a read waiting on a pipe (from another thread); next() then returns false.
+  void cancel();
+
+  size_t files() const { return inputs_.size(); }
+  const std::string& path(size_t f) const { return inputs_[f]; }
+  // How messages name an input: its path, or "stdin" for "-".
+  std::string display_name(size_t f) const;
+  // The mapping of file f when it is served mapped (nullptr otherwise); valid while the reader lives.
+  const MappedFile* mapping(size_t f) const;
+  uint64_t bytes_read() const { return bytes_.load(); }
+  size_t block_bytes() const { return block_bytes_; }
+  bool maps_files() const { return map_files_; }
+
+ private:
+  bool open_next_file();
+  std::vector<std::string> inputs_;
+  size_t block_bytes_;
+  bool map_files_;
+  size_t file_ = 0;         // the file being read (inputs_.size() when done)
+  bool opened_ = false;     // file_ is open
+  bool pushed_any_ = false; // file_ has yielded a block
+  uint64_t seq_ = 0;
+  std::unique_ptr<ByteSource> src_;
+  std::vector<std::unique_ptr<MappedFile>> maps_;
+  size_t map_pos_ = 0;
+  std::string carry_;       // bytes after the last line end of the previous block
+  bool eof_ = false;
+  std::atomic<uint64_t> bytes_{0};
+  std::atomic<bool> cancelled_{false};
+  std::mutex src_mu_;       // guards src_ against cancel() from another thread
+};
+
+}  // namespace sluice
