@@ -221,12 +221,14 @@ std::shared_ptr<OnlineState> make_online_state(const DatasetInfo& info, const St
     eo.unseen = Vocabulary::Unseen::kExtraId;
   }
   st->engine = make_engine(o.engine.empty() ? "cpu" : o.engine, eo);
+  const std::string name = st->engine->name();
+  eo.block_bytes = default_block_bytes(name);
   // Training on a GPU with the cuda engine: batches are born in that GPU's memory.
-  if (std::string(st->engine->name()) == "cuda" && o.device >= 0) {
+  if (name == "cuda" && o.device >= 0) {
     eo.output = MemoryKind::kDevice;
     eo.device = o.device;
-    st->engine = make_engine("cuda", eo);
   }
+  st->engine = make_engine(name, eo);
   return st;
 }
 
@@ -304,6 +306,7 @@ std::unique_ptr<BatchStream> open_batch_stream(const DatasetInfo& info, const St
           }
           return true;
         }, uint64_t(g.end));  // the engine stops at the split's end: later rows get no ids
+        r.stream_ended();
       }
     });
   }

@@ -165,6 +165,9 @@ class RingStream : public BatchStream {
 #endif
   }
   bool on_device() const { return device_ >= 0; }
+  // The engine run whose stream the copies went on has ended (its work is complete and the stream is
+  // gone): a partial batch is published on the default stream from now on.
+  void stream_ended() { stream_ = nullptr; }
 
   // Rows are row-major int32 ids already; label conversion included.
   void flush() {

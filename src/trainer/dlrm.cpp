@@ -4,6 +4,9 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <zlib.h>
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +16,10 @@
 #include "sluice/schema.hpp"
 #include "sluice/source.hpp"
 #include "util/file_writer.hpp"
+
+#if defined(SLUICE_HAVE_CUDA)
+#include "engine/cuda/batch_copy.hpp"
+#endif
 
 namespace sluice::train {
 
@@ -130,6 +137,7 @@ Dlrm::Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision prec
            bytes_text(static_cast<double>(total_rows_) * static_cast<double>(d) * 4.0) + " of float32 on " +
            device_.str() + ")";
   };
+  require_capacity(tables_what, static_cast<double>(total_rows_) * static_cast<double>(d) * 4.0, device_);
   oom_guard(tables_what, [&] {
     if (device_.is_cpu()) {
       emb = torch::empty({total_rows_, d}, torch::kFloat32);
@@ -151,15 +159,43 @@ Dlrm::Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision prec
   for (const auto* widths : {&arch_.bot_mlp, &arch_.top_mlp})
     for (size_t l = 0; l + 1 < widths->size(); ++l)
       mlp_params += static_cast<double>((*widths)[l] + 1) * static_cast<double>((*widths)[l + 1]);
+  const auto mlp_what = [&] {
+    return "allocating the MLP weights (" + count_text(mlp_params) + " parameters = " + bytes_text(mlp_params * 4.0) +
+           " of float32 on " + device_.str() + ")";
+  };
+  require_capacity(mlp_what, mlp_params * 4.0, device_);
   oom_guard(
-      [&] {
-        return "allocating the MLP weights (" + count_text(mlp_params) + " parameters = " +
-               bytes_text(mlp_params * 4.0) + " of float32 on " + device_.str() + ")";
-      },
+      mlp_what,
       [&] {
         make_layers(arch_.bot_mlp, bot_w, bot_b);
         make_layers(arch_.top_mlp, top_w, top_b);
       });
+}
+
+double device_capacity_bytes(const torch::Device& device) {
+  if (device.is_cuda()) {
+#if defined(SLUICE_HAVE_CUDA)
+    size_t free_b = 0, total_b = 0;
+    if (cuda_batch::device_memory(device.index() < 0 ? 0 : device.index(), &free_b, &total_b))
+      return static_cast<double>(total_b);
+#endif
+    return 0;
+  }
+  // Physical memory and swap, and the address-space limit when one is set.
+  double total = 0;
+  if (FILE* f = std::fopen("/proc/meminfo", "r")) {
+    char key[64];
+    unsigned long long kb = 0;
+    while (std::fscanf(f, "%63s %llu kB", key, &kb) == 2) {
+      if (std::strcmp(key, "MemTotal:") == 0 || std::strcmp(key, "SwapTotal:") == 0) total += double(kb) * 1024.0;
+    }
+    std::fclose(f);
+  }
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    total = total > 0 ? std::min(total, double(rl.rlim_cur)) : double(rl.rlim_cur);
+  }
+  return total;
 }
 
 torch::Tensor Dlrm::flat_ids(const torch::Tensor& sparse, uint64_t id_modulo) const {
@@ -235,11 +271,13 @@ Optimizer::Optimizer(OptimizerKind kind, const Dlrm& model) : kind_(kind) {
     torch::NoGradGuard no_grad;
     double elems = static_cast<double>(model.total_rows());
     for (const auto& p : model.mlp_params()) elems += static_cast<double>(p.numel());
+    const auto state_what = [&] {
+      return "allocating the Adagrad state (" + count_text(elems) + " values = " + bytes_text(elems * 4.0) +
+             " of float32 on " + model.device().str() + ")";
+    };
+    require_capacity(state_what, elems * 4.0, model.device());
     oom_guard(
-        [&] {
-          return "allocating the Adagrad state (" + count_text(elems) + " values = " + bytes_text(elems * 4.0) +
-                 " of float32 on " + model.device().str() + ")";
-        },
+        state_what,
         [&] {
           for (const auto& p : model.mlp_params()) mlp_state.push_back(torch::zeros_like(p));
           emb_state = torch::zeros({model.total_rows()}, model.emb.options());

@@ -50,6 +50,20 @@ decltype(auto) oom_guard(const What& what, F&& f) {
   }
 }
 
+// Before a large allocation: throws sluice::Error("out of memory " + what()) when `bytes` can never
+// fit on `device`: more than the machine's memory and swap (or the address-space limit) for the CPU,
+// more than the GPU's memory for a GPU. Machines that overcommit memory would otherwise accept the
+// allocation and fail much later, or have the process killed, while the memory is first touched.
+template <class What>
+void require_capacity(const What& what, double bytes, const torch::Device& device);
+double device_capacity_bytes(const torch::Device& device);
+
+template <class What>
+void require_capacity(const What& what, double bytes, const torch::Device& device) {
+  const double cap = device_capacity_bytes(device);
+  if (cap > 0 && bytes > cap) throw Error("out of memory " + what());
+}
+
 class Dlrm {
  public:
   // Meta's initialisation, seeded: Linear W ~ N(0, sqrt(2/(fan_in+fan_out))), b ~ N(0, sqrt(1/fan_out));

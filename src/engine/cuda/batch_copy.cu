@@ -49,6 +49,18 @@ void copy_rows(const ChunkView& c, int64_t from, int64_t n, float* dense, int32_
   SLUICE_CUDA_LAUNCHED("label conversion");
 }
 
+bool device_memory(int device, size_t* free_bytes, size_t* total_bytes) {
+  int current = 0;
+  if (cudaGetDevice(&current) != cudaSuccess || cudaSetDevice(device) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  const bool ok = cudaMemGetInfo(free_bytes, total_bytes) == cudaSuccess;
+  if (!ok) cudaGetLastError();
+  cudaSetDevice(current);
+  return ok;
+}
+
 void copy_to_host(void* dst, const void* src, size_t bytes, void* stream) {
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
   SLUICE_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));

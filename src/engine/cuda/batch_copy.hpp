@@ -19,6 +19,9 @@ void device_free(void* p);
 // slot at row `at`: dense float32 [*, 13], sparse int32 [*, 26], labels float32 [*].
 void copy_rows(const ChunkView& c, int64_t from, int64_t n, float* dense, int32_t* sparse, float* labels, int64_t at);
 
+// The GPU's free and total memory; false when it cannot be asked.
+bool device_memory(int device, size_t* free_bytes, size_t* total_bytes);
+
 // Copies device memory to the host, ordered after the work on `stream`, and waits for it.
 void copy_to_host(void* dst, const void* src, size_t bytes, void* stream);
 
