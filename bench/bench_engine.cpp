@@ -84,8 +84,10 @@ Result time_copy(const std::string& file, int repeat) {
   return r;
 }
 
-// The kernels alone: blocks already in GPU memory, one compute stream, first-seen ids.
-Result time_kernels(const std::string& file, size_t block_bytes, uint64_t modulo, int repeat) {
+// The kernels alone: blocks already in GPU memory, one stream, first-seen ids; each stage timed with
+// events. A host round trip per block reads its row count for the vocabulary step (as the engine does).
+Result time_kernels(const std::string& file, size_t block_bytes, uint64_t modulo, int repeat,
+                    std::vector<std::pair<std::string, double>>* stage_ms) {
   using namespace sluice::cuda_detail;
   sluice::MappedFile m(file);
   std::vector<std::pair<size_t, size_t>> blocks;  // offset, size
@@ -105,30 +107,55 @@ Result time_kernels(const std::string& file, size_t block_bytes, uint64_t modulo
   for (auto& b : blocks) largest = std::max(largest, b.second);
   cudaStream_t s;
   SLUICE_CUDA(cudaStreamCreate(&s));
+  cudaEvent_t ev[6];
+  for (auto& e : ev) SLUICE_CUDA(cudaEventCreate(&e));
+  const char* names[5] = {"structural pass", "line pass", "value pass", "compaction", "vocabulary"};
   Result r{"kernels (bytes on the GPU)", 1e30, 0};
+  BlockPipeline pipe(largest, false, modulo);
+  BlockCounts* counts = nullptr;
+  unsigned long long* entries = nullptr;
+  SLUICE_CUDA(cudaMallocHost(&counts, sizeof(BlockCounts)));
+  SLUICE_CUDA(cudaMallocHost(&entries, sizeof(unsigned long long) * VocabTables::kEntriesWords));
   for (int k = 0; k < repeat; ++k) {
-    BlockPipeline pipe(largest, false, modulo);
     VocabTables vocab(0, modulo);
-    BlockCounts total{};
+    double stage[5] = {0, 0, 0, 0, 0};
     uint64_t rows = 0;
-    BlockCounts* counts = nullptr;
-    SLUICE_CUDA(cudaMallocHost(&counts, sizeof(BlockCounts) * blocks.size()));
-    SLUICE_CUDA(cudaStreamSynchronize(s));
-    const auto t0 = Clock::now();
+    double total = 0;
     for (size_t i = 0; i < blocks.size(); ++i) {
-      pipe.enqueue(dev + blocks[i].first, blocks[i].second, sluice::InputFormat::kTsv, s);
-      vocab.assign_first_seen(pipe.out().sparse, pipe.device_good(), pipe.max_rows(),
-                              blocks[i].second / (sluice::kNumFields - 1) + 2, s);
-      SLUICE_CUDA(cudaMemcpyAsync(&counts[i], pipe.device_counts(), sizeof(BlockCounts), cudaMemcpyDeviceToHost, s));
+      SLUICE_CUDA(cudaEventRecord(ev[0], s));
+      pipe.enqueue(dev + blocks[i].first, blocks[i].second, sluice::InputFormat::kTsv, s, ev + 1);
+      SLUICE_CUDA(cudaMemcpyAsync(counts, pipe.device_counts(), sizeof(BlockCounts), cudaMemcpyDeviceToHost, s));
+      SLUICE_CUDA(cudaStreamSynchronize(s));
+      const uint32_t good = counts->good;
+      SLUICE_CUDA(cudaEventRecord(ev[4], s));
+      const uint64_t step = vocab.assign_first_seen(pipe.out().sparse, pipe.device_good(), good, good, s);
+      SLUICE_CUDA(cudaEventRecord(ev[5], s));
+      SLUICE_CUDA(cudaMemcpyAsync(entries, vocab.device_entries(), sizeof(unsigned long long) * VocabTables::kEntriesWords,
+                                  cudaMemcpyDeviceToHost, s));
+      SLUICE_CUDA(cudaStreamSynchronize(s));
+      vocab.note_entries(entries, step);
+      rows += good;
+      float ms = 0;
+      for (int st = 0; st < 4; ++st) {
+        SLUICE_CUDA(cudaEventElapsedTime(&ms, ev[st], ev[st + 1]));
+        stage[st] += ms;
+        total += ms;
+      }
+      SLUICE_CUDA(cudaEventElapsedTime(&ms, ev[4], ev[5]));
+      stage[4] += ms;
+      total += ms;
     }
-    SLUICE_CUDA(cudaStreamSynchronize(s));
-    const double secs = secs_since(t0);
-    for (size_t i = 0; i < blocks.size(); ++i) rows += counts[i].good;
-    (void)total;
-    cudaFreeHost(counts);
-    if (secs < r.seconds) r.seconds = secs;
-    r.rows = rows;
+    const double secs = total / 1e3;  // GPU time of the stages (host round trips left out)
+    if (secs < r.seconds) {
+      r.seconds = secs;
+      r.rows = rows;
+      stage_ms->clear();
+      for (int st = 0; st < 5; ++st) stage_ms->push_back({names[st], stage[st]});
+    }
   }
+  cudaFreeHost(counts);
+  cudaFreeHost(entries);
+  for (auto& e : ev) cudaEventDestroy(e);
   cudaStreamDestroy(s);
   cudaFree(dev);
   return r;
@@ -182,6 +209,7 @@ int main(int argc, char** argv) {
     o.ids = sluice::IdMode::kFirstSeen;
     o.max_ind_range = modulo;
     std::vector<Result> results;
+    std::vector<std::pair<std::string, double>> stages;
     // Warm the page cache (and the GPU) first.
     {
       sluice::MappedFile m(data);
@@ -203,7 +231,7 @@ int main(int argc, char** argv) {
       results.push_back(time_engine("cuda engine -> GPU memory", "cuda", g, data, repeat));
       g.output = sluice::MemoryKind::kHost;
       results.push_back(time_engine("cuda engine -> host memory", "cuda", g, data, repeat));
-      results.push_back(time_kernels(data, g.block_bytes, modulo, repeat));
+      results.push_back(time_kernels(data, g.block_bytes, modulo, repeat, &stages));
     } else {
       std::fprintf(stderr, "cuda: %s\n", why.c_str());
     }
@@ -217,6 +245,8 @@ int main(int argc, char** argv) {
       std::printf("%-34s %10.2f %10.2f %10.2f\n", r.name.c_str(), rate,
                   r.rows ? double(r.rows) / r.seconds / 1e6 : 0.0, rate / cpu_rate);
     }
+    for (const auto& st : stages)
+      std::printf("  kernel stage %-22s %8.1f ms (%.2f GB/s)\n", st.first.c_str(), st.second, gb / (st.second / 1e3));
     if (!tmp.empty()) sluice::fsops::remove_tree(tmp);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_engine: %s\n", e.what());

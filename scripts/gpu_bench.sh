@@ -88,7 +88,7 @@ if has e2e; then
   # Raw day files -> GPU training at batch 16384: the cpu engine feeding a pinned host ring, then the
   # cuda engine making batches in GPU memory; training alone on the same model for reference.
   D="$DATA/e2e"
-  [ -f "$D/raw/truth.json" ] || { rm -rf "$D"; $S gen --rows "${E2E_ROWS:-8000000}" --days 4 --seed 3 --cardinality-scale 0.05 \
+  [ -f "$D/raw/truth.json" ] || { rm -rf "$D"; $S gen --rows "${E2E_ROWS:-24000000}" --days 4 --seed 3 --cardinality-scale 0.05 \
       --out "$D/raw" > "$OUT/e2e_gen.txt" 2>&1; }
   common=(--data "$D/raw" --device cuda --epochs 1 --batch-size 16384 --online-ids first-seen --max-ind-range 1000000)
   $S train "${common[@]}" --engine cpu > "$OUT/e2e_cpu.txt" 2>&1

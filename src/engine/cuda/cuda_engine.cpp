@@ -70,11 +70,6 @@ T* pinned_array(size_t n, const char* what) {
   return static_cast<T*>(p);
 }
 
-// Rows a block of n bytes can hold at most.
-uint64_t rows_bound(uint64_t n, InputFormat f) {
-  return f == InputFormat::kDlrmBin ? n / kDlrmBinRowBytes + 1 : n / (kNumFields - 1) + 2;
-}
-
 // A block read by the reader thread, waiting for its turn on the GPU.
 struct Staged {
   Block block;
@@ -83,7 +78,75 @@ struct Staged {
   std::exception_ptr error;
 };
 
-}  // namespace
+// Waits for an event, polling for Ctrl-C (the GPU works on later blocks meanwhile).
+void wait_event(cudaEvent_t e, const char* what) {
+  for (;;) {
+    const cudaError_t q = cudaEventQuery(e);
+    if (q == cudaSuccess) return;
+    if (q != cudaErrorNotReady) cuda_detail::fail(q, what);
+    check_interrupt();
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+}
+
+// One block in flight: its GPU buffers, page-locked copies of what the host reads back, events.
+struct Slot {
+  std::unique_ptr<BlockPipeline> pipe;
+  cudaEvent_t copied = nullptr, parsed = nullptr, done = nullptr;
+  BlockCounts* counts = nullptr;          // pinned
+  BadLine* bad = nullptr;                 // pinned
+  unsigned long long* entries = nullptr;  // pinned: vocabulary sizes after this block
+  int32_t* labels = nullptr;              // pinned host output
+  float* dense = nullptr;
+  int32_t* dense_int = nullptr;
+  uint32_t* sparse = nullptr;
+  size_t host_rows = 0;                   // capacity of the host output
+  // per use
+  Staged staged;
+  uint64_t vocab_step = 0;
+  bool vocab_enqueued = false;
+
+  ~Slot() {
+    for (cudaEvent_t e : {copied, parsed, done})
+      if (e) cudaEventDestroy(e);
+    for (void* p : {static_cast<void*>(counts), static_cast<void*>(bad), static_cast<void*>(entries),
+                    static_cast<void*>(labels), static_cast<void*>(dense), static_cast<void*>(dense_int),
+                    static_cast<void*>(sparse)})
+      pinned_free(p);
+  }
+};
+
+// Everything a run needs on the GPU and in page-locked memory. Kept by the engine between runs (a
+// dataset runs the engine once per file and epoch): allocating and freeing GPU memory synchronises the
+// whole device, which would stall the training that runs beside the engine.
+struct CudaRunResources {
+  cudaStream_t copy = nullptr, compute = nullptr;
+  Slot slots[kSlots];
+  std::deque<BlockBuffer> staging;
+  unsigned long long* d_rows_before = nullptr;  // rows handed out so far (row_limit)
+
+  CudaRunResources() {
+    SLUICE_CUDA(cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking));
+    SLUICE_CUDA(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
+    for (Slot& s : slots) {
+      SLUICE_CUDA(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming));
+      SLUICE_CUDA(cudaEventCreateWithFlags(&s.parsed, cudaEventDisableTiming));
+      SLUICE_CUDA(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+      s.counts = pinned_array<BlockCounts>(1, "block counts");
+      s.bad = pinned_array<BadLine>(cuda_detail::kMaxBadKept, "bad-line descriptions");
+      s.entries = pinned_array<unsigned long long>(VocabTables::kEntriesWords, "vocabulary sizes");
+    }
+    for (int i = 0; i < kSlots + 1; ++i) staging.emplace_back(pinned_allocator());
+    SLUICE_CUDA(cudaMalloc(&d_rows_before, sizeof(unsigned long long)));
+  }
+  ~CudaRunResources() {
+    cudaStreamSynchronize(copy);
+    cudaStreamSynchronize(compute);
+    if (d_rows_before) cudaFree(d_rows_before);
+    cudaStreamDestroy(copy);
+    cudaStreamDestroy(compute);
+  }
+};
 
 class CudaEngine final : public Engine {
  public:
@@ -103,6 +166,7 @@ class CudaEngine final : public Engine {
 
   ~CudaEngine() override {
     cudaSetDevice(opts_.device);
+    pool_.clear();
     cudaStreamSynchronize(vocab_stream_);
     if (last_vocab_) cudaEventDestroy(last_vocab_);
     vocab_.reset();
@@ -126,6 +190,21 @@ class CudaEngine final : public Engine {
 
  private:
   EngineStats pass(BlockReader& blocks, const ChunkSink& sink, uint64_t row_limit, bool first_seen, bool apply);
+  std::unique_ptr<CudaRunResources> acquire() {
+    {
+      std::lock_guard<std::mutex> g(pool_mu_);
+      if (!pool_.empty()) {
+        auto r = std::move(pool_.back());
+        pool_.pop_back();
+        return r;
+      }
+    }
+    return std::make_unique<CudaRunResources>();
+  }
+  void release(std::unique_ptr<CudaRunResources> r) {
+    std::lock_guard<std::mutex> g(pool_mu_);
+    pool_.push_back(std::move(r));
+  }
 
   EngineOptions opts_;
   cudaStream_t vocab_stream_ = nullptr;  // loads and exports of the vocabulary
@@ -133,6 +212,8 @@ class CudaEngine final : public Engine {
   cudaEvent_t last_vocab_ = nullptr;     // the last vocabulary step enqueued (any run)
   std::unique_ptr<VocabTables> vocab_;
   std::unique_ptr<Vocabulary> final_vocab_;  // min_freq > 1: built after the first pass
+  std::mutex pool_mu_;
+  std::vector<std::unique_ptr<CudaRunResources>> pool_;
 };
 
 EngineStats CudaEngine::run(BlockReader& blocks, const ChunkSink& sink, uint64_t row_limit) {
@@ -176,35 +257,16 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
   const bool clamped = opts_.dense == DenseOut::kClampedInt;
   const bool host_out = opts_.output != MemoryKind::kDevice;
   const size_t block_bytes = std::max(opts_.block_bytes, kMinBlock);
+  std::unique_ptr<CudaRunResources> res = acquire();
+  CudaRunResources& R = *res;
+  const cudaStream_t copy = R.copy, compute = R.compute;
 
-  // ---- streams, slots, staging -------------------------------------------------------------------
-  struct Slot {
-    std::unique_ptr<BlockPipeline> pipe;
-    cudaEvent_t done = nullptr;
-    BlockCounts* counts = nullptr;        // pinned
-    BadLine* bad = nullptr;               // pinned
-    unsigned long long* entries = nullptr;  // pinned: vocabulary sizes after this block
-    uint64_t vocab_step = 0;              // the vocabulary step of this block
-    int32_t* labels = nullptr;            // pinned host output
-    float* dense = nullptr;
-    int32_t* dense_int = nullptr;
-    uint32_t* sparse = nullptr;
-    size_t host_rows = 0;                 // capacity of the host output
-    Staged staged;
-    uint64_t rows_bound = 0;
-  };
-  cudaStream_t copy = nullptr, compute = nullptr;
-  SLUICE_CUDA(cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking));
-  SLUICE_CUDA(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
-  std::vector<Slot> slots(kSlots);
-  std::vector<cudaEvent_t> copied(kSlots, nullptr);
-  unsigned long long* d_rows_before = nullptr;  // rows handed out so far (row_limit)
   std::unordered_map<size_t, void*> registered;  // file -> registered mapping
-  std::deque<BlockBuffer> staging;
   std::mutex mu;
   std::condition_variable cv;
   std::deque<Staged> ready;
   std::deque<BlockBuffer*> free_staging;
+  for (auto& b : R.staging) free_staging.push_back(&b);
   bool stop = false;
   std::thread reader;
 
@@ -218,39 +280,19 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
     if (reader.joinable()) reader.join();
     cudaStreamSynchronize(copy);
     cudaStreamSynchronize(compute);
-    for (auto& s : slots) {
-      if (s.done) cudaEventDestroy(s.done);
-      for (void* p : {static_cast<void*>(s.counts), static_cast<void*>(s.bad), static_cast<void*>(s.entries),
-                      static_cast<void*>(s.labels), static_cast<void*>(s.dense), static_cast<void*>(s.dense_int),
-                      static_cast<void*>(s.sparse)})
-        pinned_free(p);
-      s.pipe.reset();
+    cudaGetLastError();
+    for (auto& r : registered)
+      if (r.second) cudaHostUnregister(r.second);
+    for (Slot& s : R.slots) {
+      s.staged = Staged();
+      s.vocab_enqueued = false;
     }
-    for (auto e : copied)
-      if (e) cudaEventDestroy(e);
-    for (auto& r : registered) cudaHostUnregister(r.second);
-    if (d_rows_before) cudaFree(d_rows_before);
-    cudaStreamDestroy(copy);
-    cudaStreamDestroy(compute);
   };
 
   try {
-    for (int i = 0; i < kSlots; ++i) {
-      Slot& s = slots[size_t(i)];
-      SLUICE_CUDA(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
-      SLUICE_CUDA(cudaEventCreateWithFlags(&copied[size_t(i)], cudaEventDisableTiming));
-      s.counts = pinned_array<BlockCounts>(1, "block counts");
-      s.bad = pinned_array<BadLine>(cuda_detail::kMaxBadKept, "bad-line descriptions");
-      s.entries = pinned_array<unsigned long long>(VocabTables::kEntriesWords, "vocabulary sizes");
-    }
-    SLUICE_CUDA(cudaMalloc(&d_rows_before, sizeof(unsigned long long)));
-    SLUICE_CUDA(cudaMemset(d_rows_before, 0, sizeof(unsigned long long)));
-    for (int i = 0; i < kSlots + 1; ++i) {
-      staging.emplace_back(pinned_allocator());
-      free_staging.push_back(&staging.back());
-    }
+    SLUICE_CUDA(cudaMemsetAsync(R.d_rows_before, 0, sizeof(unsigned long long), compute));
 
-    // ---- reader thread: blocks into staging buffers (or views of registered mappings) ---------------
+    // ---- reader thread: blocks into staging buffers (or views of mapped files) --------------------
     reader = std::thread([&] {
       for (;;) {
         BlockBuffer* buf = nullptr;
@@ -279,7 +321,6 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
       }
     });
 
-    // ---- the pipeline ----------------------------------------------------------------------------
     std::vector<uint64_t> line_base(blocks.files(), 0);
     std::deque<int> in_flight;  // slot indices, oldest first
     int next_slot = 0;
@@ -308,27 +349,27 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
       cv.notify_all();
     };
 
-    auto enqueue = [&](int si, Staged&& st) {
-      Slot& s = slots[size_t(si)];
+    // Stage 1: bytes to the GPU, the block pipeline, the row limit; the counts copied back.
+    auto enqueue_parse = [&](int si, Staged&& st) {
+      Slot& s = R.slots[si];
       const Block& b = st.block;
       const size_t need = std::max(block_bytes, b.size);
-      if (!s.pipe || s.pipe->max_bytes() < need) {
+      if (!s.pipe || s.pipe->max_bytes() < need || s.pipe->clamped() != clamped || s.pipe->modulo() != opts_.max_ind_range) {
         s.pipe.reset();
         s.pipe = std::make_unique<BlockPipeline>(need, clamped, opts_.max_ind_range);
       }
       if (host_out && s.host_rows < s.pipe->max_rows()) {
-        pinned_free(s.labels);
-        pinned_free(s.dense);
-        pinned_free(s.dense_int);
-        pinned_free(s.sparse);
+        for (void* p : {static_cast<void*>(s.labels), static_cast<void*>(s.dense), static_cast<void*>(s.dense_int),
+                        static_cast<void*>(s.sparse)})
+          pinned_free(p);
         s.labels = nullptr;
         s.dense = nullptr;
         s.dense_int = nullptr;
         s.sparse = nullptr;
         s.host_rows = s.pipe->max_rows();
         s.labels = pinned_array<int32_t>(s.host_rows, "labels");
-        if (clamped) s.dense_int = pinned_array<int32_t>(s.host_rows * kNumDense, "dense ints");
-        else s.dense = pinned_array<float>(s.host_rows * kNumDense, "dense values");
+        s.dense = pinned_array<float>(s.host_rows * kNumDense, "dense values");
+        s.dense_int = pinned_array<int32_t>(s.host_rows * kNumDense, "dense ints");
         s.sparse = pinned_array<uint32_t>(s.host_rows * kNumSparse, "categorical values");
       }
       // Bytes to the GPU: straight from a registered mapping, or from the staging buffer.
@@ -345,50 +386,72 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
         }
         SLUICE_CUDA(cudaMemcpyAsync(s.pipe->device_bytes(), b.data, b.size, cudaMemcpyHostToDevice, copy));
       }
-      SLUICE_CUDA(cudaEventRecord(copied[size_t(si)], copy));
-      SLUICE_CUDA(cudaStreamWaitEvent(compute, copied[size_t(si)], 0));
+      SLUICE_CUDA(cudaEventRecord(s.copied, copy));
+      SLUICE_CUDA(cudaStreamWaitEvent(compute, s.copied, 0));
       s.pipe->enqueue(s.pipe->device_bytes(), b.size, b.format, compute);
-      s.rows_bound = rows_bound(b.size, b.format);
-      if (row_limit != kNoRowLimit) s.pipe->limit_rows(d_rows_before, row_limit, compute);
-      if (first_seen || apply) {
+      if (row_limit != kNoRowLimit) s.pipe->limit_rows(R.d_rows_before, row_limit, compute);
+      SLUICE_CUDA(cudaMemcpyAsync(s.counts, s.pipe->device_counts(), sizeof(BlockCounts), cudaMemcpyDeviceToHost, compute));
+      SLUICE_CUDA(cudaMemcpyAsync(s.bad, s.pipe->device_bad(), sizeof(BadLine) * cuda_detail::kMaxBadKept,
+                                  cudaMemcpyDeviceToHost, compute));
+      SLUICE_CUDA(cudaEventRecord(s.parsed, compute));
+      s.staged = std::move(st);
+      s.vocab_enqueued = false;
+    };
+
+    // Stage 2, once the block's row count is known on the host: the vocabulary step with the exact
+    // number of rows (so the tables are sized by rows, not by bytes), and for prep the copy back.
+    auto enqueue_vocab = [&](int si) {
+      Slot& s = R.slots[si];
+      const uint32_t good = s.counts->good;
+      if ((first_seen || apply) && good > 0) {
         std::lock_guard<std::mutex> g(vocab_mu_);
         if (last_vocab_) SLUICE_CUDA(cudaStreamWaitEvent(compute, last_vocab_, 0));
         if (first_seen) {
-          s.vocab_step = vocab_->assign_first_seen(s.pipe->out().sparse, s.pipe->device_good(), s.pipe->max_rows(),
-                                                   s.rows_bound, compute);
+          s.vocab_step = vocab_->assign_first_seen(s.pipe->out().sparse, s.pipe->device_good(), good, good, compute);
         } else {
-          vocab_->apply_loaded(s.pipe->out().sparse, s.pipe->device_good(), s.pipe->max_rows(), compute);
+          vocab_->apply_loaded(s.pipe->out().sparse, s.pipe->device_good(), good, compute);
         }
         if (!last_vocab_) SLUICE_CUDA(cudaEventCreateWithFlags(&last_vocab_, cudaEventDisableTiming));
         SLUICE_CUDA(cudaEventRecord(last_vocab_, compute));
         SLUICE_CUDA(cudaMemcpyAsync(s.entries, vocab_->device_entries(),
                                     sizeof(unsigned long long) * VocabTables::kEntriesWords, cudaMemcpyDeviceToHost, compute));
       }
-      SLUICE_CUDA(cudaMemcpyAsync(s.counts, s.pipe->device_counts(), sizeof(BlockCounts), cudaMemcpyDeviceToHost, compute));
-      SLUICE_CUDA(cudaMemcpyAsync(s.bad, s.pipe->device_bad(), sizeof(BadLine) * cuda_detail::kMaxBadKept,
-                                  cudaMemcpyDeviceToHost, compute));
+      if (host_out && good > 0) {
+        const auto& d = s.pipe->out();
+        SLUICE_CUDA(cudaMemcpyAsync(s.labels, d.labels, size_t(good) * 4, cudaMemcpyDeviceToHost, compute));
+        if (clamped) SLUICE_CUDA(cudaMemcpyAsync(s.dense_int, d.dense_int, size_t(good) * kNumDense * 4, cudaMemcpyDeviceToHost, compute));
+        else SLUICE_CUDA(cudaMemcpyAsync(s.dense, d.dense, size_t(good) * kNumDense * 4, cudaMemcpyDeviceToHost, compute));
+        SLUICE_CUDA(cudaMemcpyAsync(s.sparse, d.sparse, size_t(good) * kNumSparse * 4, cudaMemcpyDeviceToHost, compute));
+      }
       SLUICE_CUDA(cudaEventRecord(s.done, compute));
-      s.staged = std::move(st);
+      s.vocab_enqueued = true;
+    };
+
+    // Moves blocks into stage 2 in order: the oldest waits for its parse, later ones only if done.
+    auto advance = [&]() {
+      bool oldest = true;
+      for (int si : in_flight) {
+        Slot& s = R.slots[si];
+        if (!s.vocab_enqueued) {
+          if (oldest) wait_event(s.parsed, "the GPU work of a block");
+          else if (cudaEventQuery(s.parsed) != cudaSuccess) break;
+          enqueue_vocab(si);
+        }
+        oldest = false;
+      }
     };
 
     // Hands out the oldest block in flight; false when the sink (or the row limit) stops the run.
     auto deliver = [&]() -> bool {
       const int si = in_flight.front();
       in_flight.pop_front();
-      Slot& s = slots[size_t(si)];
-      // Wait for the block (the GPU is busy with the next ones meanwhile), polling for Ctrl-C.
-      for (;;) {
-        const cudaError_t q = cudaEventQuery(s.done);
-        if (q == cudaSuccess) break;
-        if (q != cudaErrorNotReady) cuda_detail::fail(q, "the GPU work of a block");
-        check_interrupt();
-        std::this_thread::sleep_for(std::chrono::microseconds(50));
-      }
-      const Block& b = s.staged.block;
+      Slot& s = R.slots[si];
+      wait_event(s.done, "the GPU work of a block");
+      const Block b = s.staged.block;
       give_back_staging(s.staged.buffer);
       s.staged.buffer = nullptr;
       const BlockCounts c = *s.counts;
-      if (first_seen) {
+      if (first_seen && c.good > 0) {
         std::lock_guard<std::mutex> g(vocab_mu_);
         vocab_->note_entries(s.entries, s.vocab_step);
       }
@@ -416,14 +479,6 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
       v.bytes = b.size;
       const auto& d = s.pipe->out();
       if (host_out) {
-        const size_t n = c.good;
-        if (n > 0) {
-          SLUICE_CUDA(cudaMemcpyAsync(s.labels, d.labels, n * 4, cudaMemcpyDeviceToHost, compute));
-          if (clamped) SLUICE_CUDA(cudaMemcpyAsync(s.dense_int, d.dense_int, n * kNumDense * 4, cudaMemcpyDeviceToHost, compute));
-          else SLUICE_CUDA(cudaMemcpyAsync(s.dense, d.dense, n * kNumDense * 4, cudaMemcpyDeviceToHost, compute));
-          SLUICE_CUDA(cudaMemcpyAsync(s.sparse, d.sparse, n * kNumSparse * 4, cudaMemcpyDeviceToHost, compute));
-          SLUICE_CUDA(cudaStreamSynchronize(compute));
-        }
         v.labels = s.labels;
         v.dense = clamped ? nullptr : s.dense;
         v.dense_int = clamped ? s.dense_int : nullptr;
@@ -459,13 +514,14 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
         }
         const int si = next_slot;
         next_slot = (next_slot + 1) % kSlots;
-        enqueue(si, std::move(st));
+        enqueue_parse(si, std::move(st));
         in_flight.push_back(si);
       }
       if (in_flight.empty()) {
         if (read_error) std::rethrow_exception(read_error);
         break;
       }
+      advance();
       if (!deliver()) {
         stopped = true;
         stats.stopped = true;
@@ -475,11 +531,15 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
     stats.bytes = blocks.bytes_read();
   } catch (...) {
     cleanup();
+    release(std::move(res));
     throw;
   }
   cleanup();
+  release(std::move(res));
   return stats;
 }
+
+}  // namespace
 
 std::unique_ptr<Engine> make_cuda_engine(const EngineOptions& opts) { return std::make_unique<CudaEngine>(opts); }
 

@@ -226,7 +226,7 @@ BlockPipeline::~BlockPipeline() {
   }
 }
 
-void BlockPipeline::enqueue(const char* d_bytes, uint64_t n, InputFormat format, cudaStream_t s) {
+void BlockPipeline::enqueue(const char* d_bytes, uint64_t n, InputFormat format, cudaStream_t s, cudaEvent_t* marks) {
   if (n > max_bytes_) throw Error("internal: block of " + std::to_string(n) + " bytes exceeds the GPU buffers");
   const bool binary = format == InputFormat::kDlrmBin;
   thrust::counting_iterator<uint32_t> it(0);
@@ -239,6 +239,7 @@ void BlockPipeline::enqueue(const char* d_bytes, uint64_t n, InputFormat format,
   }
   count_lines_kernel<<<1, 1, 0, s>>>(d_bytes, n, binary, counts_);
   SLUICE_CUDA_LAUNCHED("count lines");
+  if (marks) SLUICE_CUDA(cudaEventRecord(marks[0], s));
   // 2. line pass
   check_lines_kernel<<<grid_for(n / 64 + 1), kThreads, 0, s>>>(d_bytes, n, binary, line_end_, counts_, line_err_,
                                                                line_field_);
@@ -246,11 +247,13 @@ void BlockPipeline::enqueue(const char* d_bytes, uint64_t n, InputFormat format,
   t = temp_bytes_;
   SLUICE_CUDA(cub::DeviceSelect::If(temp_, t, it, cand_line_, &counts_->candidates, int64_t(n + 1),
                                     IsCandidate{line_err_, counts_}, s));
+  if (marks) SLUICE_CUDA(cudaEventRecord(marks[1], s));
   // 3. value pass
   const uint64_t rows_bound = binary ? n / kDlrmBinRowBytes + 1 : n / (kNumFields - 1) + 2;
   parse_kernel<<<grid_for(rows_bound), kThreads, 0, s>>>(d_bytes, n, binary, clamped_, modulo_, line_end_, cand_line_,
                                                          counts_, cand_err_, line_err_, line_field_, cand_);
   SLUICE_CUDA_LAUNCHED("parse rows");
+  if (marks) SLUICE_CUDA(cudaEventRecord(marks[2], s));
   // 4. compaction: good rows in order, bad lines in order
   t = temp_bytes_;
   SLUICE_CUDA(cub::DeviceSelect::If(temp_, t, it, good_idx_, &counts_->good, int64_t(std::min<uint64_t>(rows_bound, max_rows_)),
@@ -261,6 +264,7 @@ void BlockPipeline::enqueue(const char* d_bytes, uint64_t n, InputFormat format,
   SLUICE_CUDA(cub::DeviceSelect::If(temp_, t, it, bad_line_, &counts_->bad, int64_t(n + 1), IsBadLine{line_err_, counts_}, s));
   bad_info_kernel<<<1, kMaxBadKept, 0, s>>>(bad_line_, counts_, line_err_, line_field_, bad_info_);
   SLUICE_CUDA_LAUNCHED("describe bad lines");
+  if (marks) SLUICE_CUDA(cudaEventRecord(marks[3], s));
 }
 
 }  // namespace sluice::cuda_detail

@@ -53,6 +53,8 @@ class BlockPipeline {
   BlockPipeline& operator=(const BlockPipeline&) = delete;
 
   size_t max_bytes() const { return max_bytes_; }
+  bool clamped() const { return clamped_; }
+  uint64_t modulo() const { return modulo_; }
   // Rows a block can hold at most (a good row has 39 tabs and a line end).
   uint32_t max_rows() const { return max_rows_; }
   // Where the block's bytes go (copied there by the caller, on the same stream or ordered before).
@@ -60,7 +62,9 @@ class BlockPipeline {
 
   // Enqueues steps 1-4 for `n` bytes of `format` at `d_bytes` (device memory: device_bytes(), or
   // any buffer that stays valid until the stream has passed these steps).
-  void enqueue(const char* d_bytes, uint64_t n, InputFormat format, cudaStream_t s);
+  // `marks` (optional, benchmarks): four events recorded after the structural pass, the line pass,
+  // the value pass and the compaction.
+  void enqueue(const char* d_bytes, uint64_t n, InputFormat format, cudaStream_t s, cudaEvent_t* marks = nullptr);
   // The good rows (device), valid after the stream passed enqueue(); `counts()` says how many.
   const DeviceColumns& out() const { return out_; }
   DeviceColumns& out() { return out_; }
