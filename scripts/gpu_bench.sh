@@ -116,8 +116,8 @@ if has kaggle; then
     rm -rf "$K/prep_$e"
     timed "$OUT/kaggle_prep_${e}_s.txt" $S prep --engine $e -o "$K/prep_$e" "$K"/raw/day_*.tsv \
         > "$OUT/kaggle_prep_$e.txt" 2>&1
-    row "kaggle-size prep --engine $e wall (s): read+preprocess / write" \
-        "$(cat "$OUT/kaggle_prep_${e}_s.txt") : $(grep -oE 'preprocess [0-9.]+ s, write [0-9.]+ s' "$OUT/kaggle_prep_$e.txt")"
+    row "kaggle-size prep --engine $e wall (s)" \
+        "$(cat "$OUT/kaggle_prep_${e}_s.txt") ($(grep -E 'engine:' "$OUT/kaggle_prep_$e.txt" | sed -E 's/^ +//'))"
   done
   cmp -s "$K/prep_cuda/day_0_sparse.npy" "$K/prep_cpu/day_0_sparse.npy" && same=yes || same=NO
   row "kaggle-size prep: cuda output == cpu output (day_0 ids)" "$same"

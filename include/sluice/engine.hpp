@@ -47,6 +47,9 @@ struct EngineOptions {
   // kFirstSeen: at most this many ids per column; later new values share the last one (capacity-1).
   // 0 = unbounded.
   int64_t id_capacity = 0;
+  // kFirstSeen: count each value's occurrences (take_vocabulary() reports them; prep writes them).
+  // Online training needs no counts and runs a little faster without.
+  bool keep_counts = true;
   const Vocabulary* vocab = nullptr;                  // kVocab
   Vocabulary::Unseen unseen = Vocabulary::Unseen::kExtraId;  // kVocab
   MemoryKind output = MemoryKind::kHost;  // where chunks are handed out (kDevice: cuda engine only)

@@ -34,8 +34,10 @@ struct PrepResult {
   uint64_t rows_skipped = 0;
   uint64_t bytes = 0;
   double seconds = 0;
-  double read_seconds = 0;   // reading and preprocessing the inputs (the engine), with spilling
-  double write_seconds = 0;  // writing the parts, the vocabulary and the manifest, and committing
+  bool streamed = false;     // parts written while the engine ran (no --days): one pass
+  double read_seconds = 0;   // the engine's run (reading, preprocessing; streamed: writing the parts too)
+  double write_seconds = 0;  // after it: the days cut from the spilled rows (--days), the vocabulary,
+                             // the manifest, committing
   std::string engine;        // the engine that ran ("auto" resolved)
   std::vector<std::string> parts;
   std::vector<uint64_t> part_rows;

@@ -62,8 +62,12 @@ void add_prep_command(CLI::App& app) {
       std::printf("prepared %llu rows (%llu skipped) from %.3f GB in %.2f s (%.2f GB/s) into %s\n",
                   (unsigned long long)r.rows, (unsigned long long)r.rows_skipped, double(r.bytes) / 1e9, r.seconds,
                   r.seconds > 0 ? double(r.bytes) / 1e9 / r.seconds : 0.0, o.out.c_str());
-      std::printf("  %s engine: read and preprocess %.2f s, write %.2f s\n", r.engine.c_str(), r.read_seconds,
-                  r.write_seconds);
+      if (r.streamed)
+        std::printf("  %s engine: read, preprocess and write parts %.2f s; vocabulary, manifest %.2f s\n",
+                    r.engine.c_str(), r.read_seconds, r.write_seconds);
+      else
+        std::printf("  %s engine: read and preprocess %.2f s; write days %.2f s\n", r.engine.c_str(), r.read_seconds,
+                    r.write_seconds);
     }
   });
 }

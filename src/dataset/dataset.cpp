@@ -213,6 +213,7 @@ std::shared_ptr<OnlineState> make_online_state(const DatasetInfo& info, const St
   if (o.ids == OnlineIds::kFirstSeen) {
     eo.ids = IdMode::kFirstSeen;
     eo.id_capacity = o.first_seen_capacity > 0 ? o.first_seen_capacity : 1'000'000;
+    eo.keep_counts = false;
   } else if (o.ids == OnlineIds::kVocabFromPrep) {
     if (o.vocab_dir.empty()) throw Error("vocabulary ids need a vocabulary directory (a sluice prep output)");
     st->vocab = std::make_shared<Vocabulary>(Vocabulary::load(o.vocab_dir));
@@ -238,7 +239,9 @@ std::unique_ptr<BatchStream> open_batch_stream(const DatasetInfo& info, const St
   if (info.kind == DatasetKind::kRawDays && !state) state = make_online_state(info, o);
   const int ring_device =
       state && state->engine && state->engine->options().output == MemoryKind::kDevice ? state->engine->options().device : -1;
-  auto ring = std::make_unique<RingStream>(o.batch_size, o.ring_depth, o, ring_device);
+  // A ring in GPU memory is cheap and absorbs the engine's pauses (a new file, a table growing).
+  const int depth = ring_device >= 0 ? std::max(o.ring_depth, 12) : o.ring_depth;
+  auto ring = std::make_unique<RingStream>(o.batch_size, depth, o, ring_device);
   if (info.kind == DatasetKind::kPreparedNpy) {
     ring->start([info, ranges](RingStream& r) {
       for (const auto& g : ranges) {
@@ -291,23 +294,36 @@ std::unique_ptr<BatchStream> open_batch_stream(const DatasetInfo& info, const St
     if (o.ids == OnlineIds::kModulo) (void)table_sizes_for(info, o);  // validates the bound
     ring->start([info, ranges, state, o](RingStream& r) {
       Engine& engine = *state->engine;
+      // One engine run over every file of the split, so that the engine reads ahead across files
+      // (a run per file would drain its pipeline at each file's end). First-seen ids must see every
+      // row in order, skipped (resumed) ones too; files before a split's first rows are read only
+      // for them.
+      std::vector<std::string> files;
+      std::vector<Range> file_ranges;
+      uint64_t limit = 0;
       for (const auto& g : ranges) {
-        // First-seen ids must see every row in order, skipped (resumed) ones too.
         if (g.begin >= g.end && o.ids != OnlineIds::kFirstSeen) continue;
-        int64_t pos = 0;  // row index within this file
-        BlockReader blocks({info.files[g.part]}, engine.options().block_bytes);
-        engine.run(blocks, [&](const ChunkView& c) {
-          const int64_t lo = pos, hi = pos + c.rows;
-          pos = hi;
-          const int64_t b = std::max(lo, g.begin), e = std::min(hi, g.end);
-          if (e > b) {
-            if (c.memory == MemoryKind::kDevice) r.add_device(c, b - lo, e - b);
-            else r.add(c.dense + (b - lo) * kNumDense, c.sparse + (b - lo) * kNumSparse, c.labels + (b - lo), e - b);
-          }
-          return true;
-        }, uint64_t(g.end));  // the engine stops at the split's end: later rows get no ids
-        r.stream_ended();
+        files.push_back(info.files[g.part]);
+        file_ranges.push_back(g);
       }
+      if (files.empty()) return;
+      // Rows before the last file's range end: the engine stops there (later rows get no ids).
+      for (size_t i = 0; i + 1 < file_ranges.size(); ++i) limit += uint64_t(info.part_rows[file_ranges[i].part]);
+      limit += uint64_t(file_ranges.back().end);
+      std::vector<int64_t> pos(files.size(), 0);  // rows seen so far in each file
+      BlockReader blocks(files, engine.options().block_bytes);
+      engine.run(blocks, [&](const ChunkView& c) {
+        const Range& g = file_ranges[c.file_index];
+        const int64_t lo = pos[c.file_index], hi = lo + c.rows;
+        pos[c.file_index] = hi;
+        const int64_t b = std::max(lo, g.begin), e = std::min(hi, g.end);
+        if (e > b) {
+          if (c.memory == MemoryKind::kDevice) r.add_device(c, b - lo, e - b);
+          else r.add(c.dense + (b - lo) * kNumDense, c.sparse + (b - lo) * kNumSparse, c.labels + (b - lo), e - b);
+        }
+        return true;
+      }, limit);
+      r.stream_ended();
     });
   }
   return ring;

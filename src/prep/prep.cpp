@@ -54,6 +54,60 @@ class SpillFile {
   FileWriter w_;
 };
 
+// One output part being written: npy columns (TorchRec's layout) or Meta's binary rows. Rows arrive
+// with final ids (or, without a vocabulary, values: their per-column maximum is kept).
+class PartWriter {
+ public:
+  PartWriter(const AtomicDir& out, const std::string& name, OutputFormat format, bool wide, bool track_max)
+      : format_(format), wide_(wide), track_max_(track_max) {
+    if (format == OutputFormat::kNpy) {
+      l_ = std::make_unique<NpyWriter>(out.file(name + "_labels.npy"), NpyType::kInt32, 1);
+      d_ = std::make_unique<NpyWriter>(out.file(name + "_dense.npy"), NpyType::kFloat32, kNumDense);
+      s_ = std::make_unique<NpyWriter>(out.file(name + "_sparse.npy"), wide ? NpyType::kInt64 : NpyType::kInt32, kNumSparse);
+    } else {
+      b_ = std::make_unique<DlrmBinWriter>(out.file(name + ".bin"));
+    }
+  }
+  // dense: float32 for npy, clamped int32 for binary rows.
+  void append(const int32_t* labels, const void* dense, const uint32_t* ids, uint64_t rows) {
+    if (track_max_) {
+      for (uint64_t k = 0; k < rows * kNumSparse; ++k) max_[k % kNumSparse] = std::max(max_[k % kNumSparse], ids[k]);
+    }
+    if (b_) {
+      b_->append(labels, static_cast<const int32_t*>(dense), reinterpret_cast<const int32_t*>(ids), int64_t(rows));
+    } else {
+      l_->append(labels, int64_t(rows));
+      d_->append(dense, int64_t(rows));
+      if (wide_) {
+        wide_ids_.assign(ids, ids + rows * kNumSparse);
+        s_->append(wide_ids_.data(), int64_t(rows));
+      } else {
+        s_->append(ids, int64_t(rows));
+      }
+    }
+    rows_ += rows;
+  }
+  void finish() {
+    if (b_) b_->finish();
+    else {
+      l_->finish();
+      d_->finish();
+      s_->finish();
+    }
+  }
+  uint64_t rows() const { return rows_; }
+  const uint32_t* max_values() const { return max_; }
+
+ private:
+  OutputFormat format_;
+  bool wide_, track_max_;
+  std::unique_ptr<NpyWriter> l_, d_, s_;
+  std::unique_ptr<DlrmBinWriter> b_;
+  std::vector<int64_t> wide_ids_;
+  uint32_t max_[kNumSparse] = {};
+  uint64_t rows_ = 0;
+};
+
 void validate(const PrepOptions& o) {
   if (o.inputs.empty()) throw Error("no input files given");
   if (o.out.empty()) throw Error("no output directory given (--out)");
@@ -109,22 +163,31 @@ PrepResult prep(const PrepOptions& o) {
   std::unique_ptr<Engine> engine = make_engine(o.engine, eo);  // resolves "auto"
   const std::string engine_name = engine->name();
   eo.block_bytes = o.chunk_bytes > 0 ? o.chunk_bytes : default_block_bytes(engine_name);
-  // The vocabulary: host engines hand out each chunk's distinct values, merged here and applied in
-  // parallel while writing; engines that keep the vocabulary themselves (the cuda engine, on the GPU)
-  // hand out final ids and the vocabulary at the end.
+  // Parts per input (no --days) are written while the engine runs: ids are final as soon as a chunk
+  // arrives (the engine numbers first-seen values in order; --min-freq makes it read the inputs
+  // twice). Meta's day split (--days) needs the row total first: rows are spilled to scratch files,
+  // then cut into days; host engines then hand out each chunk's distinct values, merged here and
+  // applied in parallel while the days are written.
+  const bool streaming = o.days == 0;
   bool engine_ids = false;
   if (o.vocab == VocabMode::kFirstSeen) {
-    if (engine->supports(IdMode::kDistinct)) {
-      eo.ids = IdMode::kDistinct;
-    } else {
+    if (streaming || !engine->supports(IdMode::kDistinct)) {
       eo.ids = IdMode::kFirstSeen;
       eo.min_freq = o.min_freq;
       engine_ids = true;
+    } else {
+      eo.ids = IdMode::kDistinct;
     }
   }
   engine = make_engine(engine_name, eo);
   const int threads = eo.threads > 0 ? eo.threads : int(std::max(1u, std::thread::hardware_concurrency()));
   detail::ParallelFor pool(threads);
+  const bool wide = o.vocab == VocabMode::kNone && (o.max_ind_range == 0 || o.max_ind_range > (uint64_t(1) << 31));
+  const bool track_max = o.vocab == VocabMode::kNone;
+  uint32_t max_value[kNumSparse] = {};
+  auto note_max = [&](const PartWriter& w) {
+    for (int c = 0; c < kNumSparse; ++c) max_value[c] = std::max(max_value[c], w.max_values()[c]);
+  };
 
   // The ETA needs the total input size: unknown for gzip (the engine counts decompressed bytes) and
   // for streams (standard input, FIFOs, devices), whose size is not asked for at all.
@@ -139,145 +202,137 @@ PrepResult prep(const PrepOptions& o) {
     input_bytes += uint64_t(st.st_size);
     if (input_format_of(in) == InputFormat::kTsv && in.size() > 3 && in.substr(in.size() - 3) == ".gz") sizes_known = false;
   }
+  uint64_t seen_bytes = 0;
+  auto last_report = Clock::now();
+  auto report = [&](const ChunkView& c) {
+    seen_bytes += c.bytes;
+    if (!o.progress && o.progress_every <= 0) return;
+    // A terminal gets a line redrawn twice a second; a log a plain line every progress_every s.
+    const auto now = Clock::now();
+    const auto period = o.progress ? std::chrono::duration<double>(0.5) : std::chrono::duration<double>(o.progress_every);
+    if (now - last_report <= period) return;
+    last_report = now;
+    const double secs = std::chrono::duration<double>(now - t0).count();
+    const uint64_t rows = c.first_row + uint64_t(c.rows);
+    std::string eta = "";
+    if (sizes_known && seen_bytes > 0 && input_bytes > seen_bytes) {
+      char b[48];
+      std::snprintf(b, sizeof b, ", ETA %.0f s", secs * double(input_bytes - seen_bytes) / double(seen_bytes));
+      eta = b;
+    }
+    if (o.progress) {
+      std::fprintf(stderr, "\r  reading: %llu rows, %s%s   ", (unsigned long long)rows,
+                   fmt_rate(double(seen_bytes), secs).c_str(), eta.c_str());
+    } else {
+      std::fprintf(stderr, "prep: %llu rows, %.2f GB read, %s%s\n", (unsigned long long)rows, double(seen_bytes) / 1e9,
+                   fmt_rate(double(seen_bytes), secs).c_str(), eta.c_str());
+    }
+    std::fflush(stderr);
+  };
 
-  // ---- pass 1 ----
-  VocabBuilder builder(o.min_freq);
-  const std::string spill_labels = out.file(".spill_labels"), spill_dense = out.file(".spill_dense"),
-                    spill_sparse = out.file(".spill_sparse");
+  PrepResult res;
   EngineStats stats;
-  {
-    SpillFile fl(spill_labels), fd(spill_dense), fs(spill_sparse);
-    uint64_t seen_bytes = 0;
-    auto last_report = Clock::now();
+  Vocabulary vocab;
+  VocabBuilder builder(o.min_freq);
+  auto t_read = Clock::now();
+  if (streaming) {
+    // ---- one pass: parts written as chunks arrive ----
+    std::vector<std::unique_ptr<PartWriter>> parts(o.inputs.size());
+    size_t next_part = 0;  // parts before this one are finished
+    auto finish_through = [&](size_t f) {  // finish (or create empty) every part before f
+      for (; next_part < f; ++next_part) {
+        if (!parts[next_part])
+          parts[next_part] = std::make_unique<PartWriter>(out, part_stem(o.inputs[next_part]), o.format, wide, track_max);
+        parts[next_part]->finish();
+        note_max(*parts[next_part]);
+        parts[next_part].reset();
+      }
+    };
     BlockReader blocks(o.inputs, eo.block_bytes);
     stats = engine->run(blocks, [&](const ChunkView& c) {
-      if (eo.ids == IdMode::kDistinct) {
-        pool.run(kNumSparse, [&](int col) {
-          builder.merge(col, c.distinct[col].data(), c.distinct_count[col].data(), c.distinct[col].size());
-        });
-      }
-      const size_t n = size_t(c.rows);
-      fl.write(c.labels, n * 4);
-      if (eo.dense == DenseOut::kLog) fd.write(c.dense, n * kNumDense * 4);
-      else fd.write(c.dense_int, n * kNumDense * 4);
-      fs.write(c.sparse, n * kNumSparse * 4);
-      seen_bytes += c.bytes;
-      if (o.progress || o.progress_every > 0) {
-        // A terminal gets a line redrawn twice a second; a log a plain line every progress_every s.
-        const auto now = Clock::now();
-        const auto period = o.progress ? std::chrono::duration<double>(0.5) : std::chrono::duration<double>(o.progress_every);
-        if (now - last_report > period) {
-          last_report = now;
-          const double secs = std::chrono::duration<double>(now - t0).count();
-          const uint64_t rows = c.first_row + uint64_t(c.rows);
-          std::string eta = "";
-          if (sizes_known && seen_bytes > 0 && input_bytes > seen_bytes) {
-            char b[48];
-            std::snprintf(b, sizeof b, ", ETA %.0f s", secs * double(input_bytes - seen_bytes) / double(seen_bytes));
-            eta = b;
-          }
-          if (o.progress) {
-            std::fprintf(stderr, "\r  reading: %llu rows, %s%s   ", (unsigned long long)rows,
-                         fmt_rate(double(seen_bytes), secs).c_str(), eta.c_str());
-          } else {
-            std::fprintf(stderr, "prep: %llu rows, %.2f GB read, %s%s\n", (unsigned long long)rows, double(seen_bytes) / 1e9,
-                         fmt_rate(double(seen_bytes), secs).c_str(), eta.c_str());
-          }
-          std::fflush(stderr);
-        }
-      }
+      check_interrupt();
+      finish_through(c.file_index);
+      auto& w = parts[c.file_index];
+      if (!w) w = std::make_unique<PartWriter>(out, part_stem(o.inputs[c.file_index]), o.format, wide, track_max);
+      w->append(c.labels, eo.dense == DenseOut::kLog ? static_cast<const void*>(c.dense) : c.dense_int, c.sparse,
+                uint64_t(c.rows));
+      report(c);
       return true;
     });
-    fl.close();
-    fd.close();
-    fs.close();
-  }
-  if (o.progress) std::fprintf(stderr, "\r  read %llu rows, %s%20s\n", (unsigned long long)stats.rows,
-                               fmt_rate(double(stats.bytes), std::chrono::duration<double>(Clock::now() - t0).count()).c_str(), "");
-
-  const auto t_read = Clock::now();
-  Vocabulary vocab;
-  if (o.vocab == VocabMode::kFirstSeen) {
-    vocab = engine_ids ? engine->take_vocabulary() : builder.finish();
-    vocab.save(out.path());
-  }
-
-  // ---- parts ----
-  PrepResult res;
-  if (o.days > 0) {
-    res.part_rows = split_days(stats.rows, o.days);
-    for (int d = 0; d < o.days; ++d) res.parts.push_back("day_" + std::to_string(d));
-  } else {
+    finish_through(o.inputs.size());
+    if (o.progress) std::fprintf(stderr, "\n");
+    t_read = Clock::now();
     for (size_t i = 0; i < o.inputs.size(); ++i) {
       res.parts.push_back(part_stem(o.inputs[i]));
       res.part_rows.push_back(stats.rows_per_file[i]);
     }
-  }
-
-  // ---- pass 2 ----
-  const bool wide = o.vocab == VocabMode::kNone && (o.max_ind_range == 0 || o.max_ind_range > (uint64_t(1) << 31));
-  uint32_t max_value[kNumSparse] = {};
-  {
-    MappedFile ml(spill_labels), md(spill_dense), ms(spill_sparse);
-    const int32_t* labels = ml.as<int32_t>();
-    const uint32_t* sparse = ms.as<uint32_t>();
-    uint64_t row = 0;
-    constexpr uint64_t kBlock = 1 << 18;
-    std::vector<uint32_t> ids;
-    std::vector<int64_t> wide_ids;
-    std::vector<int32_t> labels_block;
-    for (size_t p = 0; p < res.parts.size(); ++p) {
-      const uint64_t n = res.part_rows[p];
-      const std::string& name = res.parts[p];
-      if (o.format == OutputFormat::kNpy) {
-        NpyWriter wl(out.file(name + "_labels.npy"), NpyType::kInt32, 1);
-        NpyWriter wd(out.file(name + "_dense.npy"), NpyType::kFloat32, kNumDense);
-        NpyWriter ws(out.file(name + "_sparse.npy"), wide ? NpyType::kInt64 : NpyType::kInt32, kNumSparse);
-        for (uint64_t b = 0; b < n; b += kBlock) {
-          check_interrupt();
-          const uint64_t m = std::min(kBlock, n - b);
-          const uint64_t r0 = row + b;
-          wl.append(labels + r0, int64_t(m));
-          wd.append(md.as<float>() + r0 * kNumDense, int64_t(m));
-          ids.assign(sparse + r0 * kNumSparse, sparse + (r0 + m) * kNumSparse);
-          if (o.vocab == VocabMode::kFirstSeen) {
-            if (!engine_ids) vocab.apply(ids.data(), m, Vocabulary::Unseen::kZero, threads);
-            ws.append(ids.data(), int64_t(m));
-          } else {
-            for (size_t k = 0; k < ids.size(); ++k) max_value[k % kNumSparse] = std::max(max_value[k % kNumSparse], ids[k]);
-            if (wide) {
-              wide_ids.assign(ids.begin(), ids.end());
-              ws.append(wide_ids.data(), int64_t(m));
-            } else {
-              ws.append(ids.data(), int64_t(m));
-            }
-          }
-        }
-        wl.finish();
-        wd.finish();
-        ws.finish();
-      } else {
-        DlrmBinWriter wb(out.file(name + ".bin"));
-        for (uint64_t b = 0; b < n; b += kBlock) {
-          check_interrupt();
-          const uint64_t m = std::min(kBlock, n - b);
-          const uint64_t r0 = row + b;
-          ids.assign(sparse + r0 * kNumSparse, sparse + (r0 + m) * kNumSparse);
-          if (o.vocab == VocabMode::kFirstSeen) {
-            if (!engine_ids) vocab.apply(ids.data(), m, Vocabulary::Unseen::kZero, threads);
-          } else {
-            for (size_t k = 0; k < ids.size(); ++k) max_value[k % kNumSparse] = std::max(max_value[k % kNumSparse], ids[k]);
-          }
-          wb.append(labels + r0, md.as<int32_t>() + r0 * kNumDense, reinterpret_cast<const int32_t*>(ids.data()), int64_t(m));
-        }
-        wb.finish();
-      }
-      row += n;
+    if (o.vocab == VocabMode::kFirstSeen) {
+      vocab = engine->take_vocabulary();
+      vocab.save(out.path());
     }
+  } else {
+    // ---- pass 1: rows spilled, vocabulary built ----
+    const std::string spill_labels = out.file(".spill_labels"), spill_dense = out.file(".spill_dense"),
+                      spill_sparse = out.file(".spill_sparse");
+    {
+      SpillFile fl(spill_labels), fd(spill_dense), fs(spill_sparse);
+      BlockReader blocks(o.inputs, eo.block_bytes);
+      stats = engine->run(blocks, [&](const ChunkView& c) {
+        if (eo.ids == IdMode::kDistinct) {
+          pool.run(kNumSparse, [&](int col) {
+            builder.merge(col, c.distinct[col].data(), c.distinct_count[col].data(), c.distinct[col].size());
+          });
+        }
+        const size_t n = size_t(c.rows);
+        fl.write(c.labels, n * 4);
+        if (eo.dense == DenseOut::kLog) fd.write(c.dense, n * kNumDense * 4);
+        else fd.write(c.dense_int, n * kNumDense * 4);
+        fs.write(c.sparse, n * kNumSparse * 4);
+        report(c);
+        return true;
+      });
+      fl.close();
+      fd.close();
+      fs.close();
+    }
+    if (o.progress) std::fprintf(stderr, "\n");
+    t_read = Clock::now();
+    if (o.vocab == VocabMode::kFirstSeen) {
+      vocab = engine_ids ? engine->take_vocabulary() : builder.finish();
+      vocab.save(out.path());
+    }
+    res.part_rows = split_days(stats.rows, o.days);
+    for (int d = 0; d < o.days; ++d) res.parts.push_back("day_" + std::to_string(d));
+    // ---- pass 2: the days cut from the spilled rows ----
+    {
+      MappedFile ml(spill_labels), md(spill_dense), ms(spill_sparse);
+      const int32_t* labels = ml.as<int32_t>();
+      const uint32_t* sparse = ms.as<uint32_t>();
+      uint64_t row = 0;
+      constexpr uint64_t kBlock = 1 << 18;
+      std::vector<uint32_t> ids;
+      for (size_t p = 0; p < res.parts.size(); ++p) {
+        const uint64_t n = res.part_rows[p];
+        PartWriter w(out, res.parts[p], o.format, wide, track_max);
+        for (uint64_t b = 0; b < n; b += kBlock) {
+          check_interrupt();
+          const uint64_t m = std::min(kBlock, n - b);
+          const uint64_t r0 = row + b;
+          ids.assign(sparse + r0 * kNumSparse, sparse + (r0 + m) * kNumSparse);
+          if (o.vocab == VocabMode::kFirstSeen && !engine_ids) vocab.apply(ids.data(), m, Vocabulary::Unseen::kZero, threads);
+          const void* dense = eo.dense == DenseOut::kLog ? static_cast<const void*>(md.as<float>() + r0 * kNumDense)
+                                                         : static_cast<const void*>(md.as<int32_t>() + r0 * kNumDense);
+          w.append(labels + r0, dense, ids.data(), m);
+        }
+        w.finish();
+        note_max(w);
+        row += n;
+      }
+    }
+    ::unlink(spill_labels.c_str());
+    ::unlink(spill_dense.c_str());
+    ::unlink(spill_sparse.c_str());
   }
-  ::unlink(spill_labels.c_str());
-  ::unlink(spill_dense.c_str());
-  ::unlink(spill_sparse.c_str());
 
   for (int c = 0; c < kNumSparse; ++c) {
     if (o.vocab == VocabMode::kFirstSeen) res.vocab_sizes.push_back(vocab.table_size(c));
@@ -322,6 +377,7 @@ PrepResult prep(const PrepOptions& o) {
   res.read_seconds = std::chrono::duration<double>(t_read - t0).count();
   res.write_seconds = std::chrono::duration<double>(t_end - t_read).count();
   res.engine = engine->name();
+  res.streamed = streaming;
   return res;
 }
 

@@ -157,7 +157,8 @@ class CudaEngine final : public Engine {
     SLUICE_CUDA(cudaSetDevice(opts_.device));
     SLUICE_CUDA(cudaStreamCreateWithFlags(&vocab_stream_, cudaStreamNonBlocking));
     if (opts_.ids == IdMode::kFirstSeen) {
-      vocab_ = std::make_unique<VocabTables>(opts_.id_capacity, opts_.max_ind_range);
+      vocab_ = std::make_unique<VocabTables>(opts_.id_capacity, opts_.max_ind_range,
+                                             opts_.keep_counts || opts_.min_freq > 1);
     } else if (opts_.ids == IdMode::kVocab) {
       vocab_ = std::make_unique<VocabTables>(0, 0);
       vocab_->load(*opts_.vocab, opts_.unseen, vocab_stream_);
@@ -294,6 +295,7 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
 
     // ---- reader thread: blocks into staging buffers (or views of mapped files) --------------------
     reader = std::thread([&] {
+      cudaSetDevice(opts_.device);
       for (;;) {
         BlockBuffer* buf = nullptr;
         {
@@ -307,6 +309,23 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
         st.buffer = buf;
         try {
           if (!blocks.next(&st.block, buf)) st.end = true;
+          // A mapped file is registered with the GPU (page-locked in place) when its first block is
+          // read: here, off the thread that drives the GPU. A file that cannot be registered is
+          // copied as pageable memory.
+          bool known;
+          {
+            std::lock_guard<std::mutex> lk(mu);
+            known = registered.count(st.block.file) > 0;
+          }
+          if (!st.end && st.block.mapped && !known) {
+            const MappedFile* m = blocks.mapping(st.block.file);
+            void* base = const_cast<char*>(m->data());
+            void* got = nullptr;
+            if (cudaHostRegister(base, m->size(), cudaHostRegisterReadOnly) == cudaSuccess) got = base;
+            else cudaGetLastError();
+            std::lock_guard<std::mutex> lk(mu);
+            registered[st.block.file] = got;
+          }
         } catch (...) {
           st.error = std::current_exception();
           st.end = true;
@@ -372,20 +391,9 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
         s.dense_int = pinned_array<int32_t>(s.host_rows * kNumDense, "dense ints");
         s.sparse = pinned_array<uint32_t>(s.host_rows * kNumSparse, "categorical values");
       }
-      // Bytes to the GPU: straight from a registered mapping, or from the staging buffer.
-      if (b.size > 0) {
-        if (b.mapped && !registered.count(b.file)) {
-          const MappedFile* m = blocks.mapping(b.file);
-          void* base = const_cast<char*>(m->data());
-          if (cudaHostRegister(base, m->size(), cudaHostRegisterReadOnly) == cudaSuccess) {
-            registered[b.file] = base;
-          } else {
-            cudaGetLastError();  // not registrable: copied as pageable memory below
-            registered[b.file] = nullptr;
-          }
-        }
-        SLUICE_CUDA(cudaMemcpyAsync(s.pipe->device_bytes(), b.data, b.size, cudaMemcpyHostToDevice, copy));
-      }
+      // Bytes to the GPU: straight from a registered mapping (the reader thread registered it), or
+      // from the staging buffer.
+      if (b.size > 0) SLUICE_CUDA(cudaMemcpyAsync(s.pipe->device_bytes(), b.data, b.size, cudaMemcpyHostToDevice, copy));
       SLUICE_CUDA(cudaEventRecord(s.copied, copy));
       SLUICE_CUDA(cudaStreamWaitEvent(compute, s.copied, 0));
       s.pipe->enqueue(s.pipe->device_bytes(), b.size, b.format, compute);
@@ -450,6 +458,19 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
       const Block b = s.staged.block;
       give_back_staging(s.staged.buffer);
       s.staged.buffer = nullptr;
+      if (b.end_of_file) {
+        // Every block of the file has been copied: its pages need not stay locked.
+        void* base = nullptr;
+        {
+          std::lock_guard<std::mutex> lk(mu);
+          auto it = registered.find(b.file);
+          if (it != registered.end()) {
+            base = it->second;
+            it->second = nullptr;
+          }
+        }
+        if (base) cudaHostUnregister(base);
+      }
       const BlockCounts c = *s.counts;
       if (first_seen && c.good > 0) {
         std::lock_guard<std::mutex> g(vocab_mu_);

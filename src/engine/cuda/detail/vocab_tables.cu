@@ -27,8 +27,6 @@ uint64_t pow2_at_least(uint64_t n) {
   return c;
 }
 
-constexpr size_t kSlotBytes = sizeof(unsigned long long) * 2 + sizeof(uint32_t) * 2;
-
 std::string gb(uint64_t bytes) {
   char b[32];
   std::snprintf(b, sizeof b, "%.2f GB", double(bytes) / 1e9);
@@ -51,32 +49,38 @@ void* stream_alloc(size_t bytes, cudaStream_t s, const std::string& what) {
 __device__ inline uint32_t probe_start(uint32_t key, uint32_t mask) { return vocab_hash(key) & mask; }
 
 constexpr uint32_t kNoSlot = 0xffffffffu;
+constexpr unsigned long long kTagMask = 0xffffffffull;
+constexpr uint32_t kTagPending = 1;
 
-// Finds or inserts `key`; returns its slot, or kNoSlot when the table is full (the host's bound
-// makes that impossible; it is checked rather than looped on forever).
-__device__ inline uint32_t find_or_insert(const TableView& t, uint32_t key) {
-  const unsigned long long want = (static_cast<unsigned long long>(key) << 32) | 1ull;
+__device__ inline uint32_t tag_of(unsigned long long w) { return uint32_t(w & kTagMask); }
+__device__ inline uint32_t key_of(unsigned long long w) { return uint32_t(w >> 32); }
+__device__ inline unsigned long long word(uint32_t key, uint32_t tag) {
+  return (static_cast<unsigned long long>(key) << 32) | tag;
+}
+
+// Finds or inserts `key` (inserted pending); returns its slot, or kNoSlot when the table is full
+// (the host's bound makes that impossible; it is checked rather than looped on forever).
+__device__ inline uint32_t find_or_insert(const TableView& t, uint32_t key, unsigned long long insert_as) {
   uint32_t h = probe_start(key, t.mask);
   for (uint64_t probes = 0; probes <= uint64_t(t.mask); ++probes) {
     unsigned long long cur = *static_cast<volatile unsigned long long*>(&t.kv[h]);
     if (cur == 0) {
-      cur = atomicCAS(&t.kv[h], 0ull, want);
+      cur = atomicCAS(&t.kv[h], 0ull, insert_as);
       if (cur == 0) return h;
     }
-    if (cur == want) return h;
+    if (key_of(cur) == key) return h;  // cur is not empty here: empty slots are exactly 0
     h = (h + 1) & t.mask;
   }
   return kNoSlot;
 }
 
-// Finds `key`; returns its slot or 0xffffffff.
+// Finds `key`; returns its slot or kNoSlot.
 __device__ inline uint32_t find(const TableView& t, uint32_t key) {
-  const unsigned long long want = (static_cast<unsigned long long>(key) << 32) | 1ull;
   uint32_t h = probe_start(key, t.mask);
   for (uint64_t probes = 0; probes <= uint64_t(t.mask); ++probes) {
     const unsigned long long cur = t.kv[h];
     if (cur == 0) return kNoSlot;
-    if (cur == want) return h;
+    if (key_of(cur) == key) return h;
     h = (h + 1) & t.mask;
   }
   return kNoSlot;
@@ -89,19 +93,22 @@ __global__ void probe_insert_kernel(Tables tables, uint32_t* sparse, const uint3
     const int c = int(k % kNumSparse);
     const uint32_t r = uint32_t(k / kNumSparse);
     const TableView& t = tables.t[c];
-    const uint32_t h = find_or_insert(t, sparse[k]);
+    const uint32_t key = sparse[k];
+    const uint32_t h = find_or_insert(t, key, word(key, kTagPending));
     if (h == kNoSlot) {
       atomicExch(overflow, 1ull);
       sparse[k] = 0;
       continue;
     }
-    atomicAdd(&t.count[h], 1ull);
-    const uint32_t id = *static_cast<volatile uint32_t*>(&t.id[h]);
-    if (id == kPendingId) {
+    if (t.count) atomicAdd(&t.count[h], 1ull);
+    // Ids are assigned only by a later kernel: a slot is either final (from an earlier block) or
+    // pending throughout this one.
+    const uint32_t tag = tag_of(*static_cast<volatile unsigned long long*>(&t.kv[h]));
+    if (tag == kTagPending) {
       atomicMin(&t.first[h], r);
       sparse[k] = kPendingBit | h;
     } else {
-      sparse[k] = id;
+      sparse[k] = tag - 2;
     }
   }
 }
@@ -134,7 +141,9 @@ __global__ void assign_kernel(Tables tables, const uint32_t* sparse, const uint3
     if (r >= rows) continue;
     const uint64_t id = entries[c] + (ranks[k] - ranks[uint64_t(c) * M]);
     const uint32_t h = sparse[uint64_t(r) * kNumSparse + c] & ~kPendingBit;
-    tables.t[c].id[h] = uint32_t(id < last_id ? id : last_id);
+    const TableView& t = tables.t[c];
+    t.kv[h] = word(key_of(t.kv[h]), uint32_t(id < last_id ? id : last_id) + 2);
+    t.first[h] = 0xffffffffu;
   }
 }
 
@@ -149,7 +158,7 @@ __global__ void resolve_kernel(Tables tables, uint32_t* sparse, const uint32_t* 
   const uint64_t total = uint64_t(*d_rows) * kNumSparse;
   for (uint64_t k = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += uint64_t(gridDim.x) * blockDim.x) {
     const uint32_t v = sparse[k];
-    if (v & kPendingBit) sparse[k] = tables.t[k % kNumSparse].id[v & ~kPendingBit];
+    if (v & kPendingBit) sparse[k] = tag_of(tables.t[k % kNumSparse].kv[v & ~kPendingBit]) - 2;
   }
 }
 
@@ -158,52 +167,47 @@ __global__ void lookup_kernel(Tables tables, uint32_t* sparse, const uint32_t* d
   for (uint64_t k = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += uint64_t(gridDim.x) * blockDim.x) {
     const int c = int(k % kNumSparse);
     const uint32_t h = find(tables.t[c], sparse[k]);
-    sparse[k] = h == kNoSlot ? unseen[c] : tables.t[c].id[h];
+    sparse[k] = h == kNoSlot ? unseen[c] : tag_of(tables.t[c].kv[h]) - 2;
   }
 }
 
 __global__ void rehash_kernel(TableView from, uint64_t from_capacity, TableView to, unsigned long long* overflow) {
   for (uint64_t h = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; h < from_capacity; h += uint64_t(gridDim.x) * blockDim.x) {
-    const unsigned long long kv = from.kv[h];
-    if (kv == 0) continue;
-    const uint32_t slot = find_or_insert(to, uint32_t(kv >> 32));
+    const unsigned long long w = from.kv[h];
+    if (w == 0) continue;
+    const uint32_t slot = find_or_insert(to, key_of(w), w);
     if (slot == kNoSlot) {
       atomicExch(overflow, 1ull);
       continue;
     }
-    to.id[slot] = from.id[h];
-    to.count[slot] = from.count[h];
+    if (to.count) to.count[slot] = from.count[h];
   }
 }
 
 __global__ void build_kernel(TableView t, const uint32_t* values, uint64_t n, uint32_t id_offset,
                              unsigned long long* overflow) {
   for (uint64_t i = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += uint64_t(gridDim.x) * blockDim.x) {
-    const uint32_t slot = find_or_insert(t, values[i]);
-    if (slot == kNoSlot) {
-      atomicExch(overflow, 1ull);
-      continue;
-    }
-    t.id[slot] = uint32_t(i) + id_offset;
+    const uint32_t slot = find_or_insert(t, values[i], word(values[i], uint32_t(i) + id_offset + 2));
+    if (slot == kNoSlot) atomicExch(overflow, 1ull);
   }
 }
 
 __global__ void export_kernel(TableView t, uint64_t capacity, uint64_t n, uint32_t* values, uint32_t* counts) {
   for (uint64_t h = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; h < capacity; h += uint64_t(gridDim.x) * blockDim.x) {
-    const unsigned long long kv = t.kv[h];
-    if (kv == 0) continue;
-    const uint32_t id = t.id[h];
+    const unsigned long long w = t.kv[h];
+    if (tag_of(w) < 2) continue;
+    const uint32_t id = tag_of(w) - 2;
     if (id >= n) continue;
-    values[id] = uint32_t(kv >> 32);
-    const unsigned long long c = t.count[h];
+    values[id] = key_of(w);
+    const unsigned long long c = t.count ? t.count[h] : 0;
     counts[id] = c > 0xffffffffull ? 0xffffffffu : uint32_t(c);
   }
 }
 
 }  // namespace
 
-VocabTables::VocabTables(int64_t id_capacity, uint64_t max_value_bound)
-    : id_capacity_(id_capacity), value_bound_(max_value_bound) {
+VocabTables::VocabTables(int64_t id_capacity, uint64_t max_value_bound, bool counts)
+    : id_capacity_(id_capacity), value_bound_(max_value_bound), counts_(counts) {
   SLUICE_CUDA(cudaMalloc(&entries_, sizeof(unsigned long long) * kEntriesWords));
   SLUICE_CUDA(cudaMemset(entries_, 0, sizeof(unsigned long long) * kEntriesWords));
   SLUICE_CUDA(cudaMalloc(&unseen_, sizeof(uint32_t) * kNumSparse));
@@ -213,8 +217,7 @@ VocabTables::~VocabTables() {
   // Everything queued on the streams has completed by now (the engine synchronises first).
   for (int c = 0; c < kNumSparse; ++c) {
     TableView& t = tables_.t[c];
-    for (void* p : {static_cast<void*>(t.kv), static_cast<void*>(t.id), static_cast<void*>(t.first),
-                    static_cast<void*>(t.count)})
+    for (void* p : {static_cast<void*>(t.kv), static_cast<void*>(t.first), static_cast<void*>(t.count)})
       if (p) cudaFree(p);
   }
   for (void* p : {static_cast<void*>(entries_), static_cast<void*>(unseen_), static_cast<void*>(flags_),
@@ -224,7 +227,8 @@ VocabTables::~VocabTables() {
 
 size_t VocabTables::device_bytes() const {
   size_t b = 0;
-  for (int c = 0; c < kNumSparse; ++c) b += size_t(capacity_[c]) * kSlotBytes;
+  const size_t slot_bytes = 8 + 4 + (counts_ ? 8 : 0);
+  for (int c = 0; c < kNumSparse; ++c) b += size_t(capacity_[c]) * slot_bytes;
   return b + size_t(scratch_rows_) * kNumSparse * 8 + scan_temp_bytes_;
 }
 
@@ -235,22 +239,19 @@ void VocabTables::grow(int c, uint64_t capacity, cudaStream_t s) {
   const std::string what = "the GPU vocabulary table of C" + std::to_string(c + 1) + " (" + std::to_string(capacity) + " slots)";
   TableView n;
   n.kv = static_cast<unsigned long long*>(stream_alloc(capacity * 8, s, what));
-  n.id = static_cast<uint32_t*>(stream_alloc(capacity * 4, s, what));
   n.first = static_cast<uint32_t*>(stream_alloc(capacity * 4, s, what));
-  n.count = static_cast<unsigned long long*>(stream_alloc(capacity * 8, s, what));
+  if (counts_) n.count = static_cast<unsigned long long*>(stream_alloc(capacity * 8, s, what));
   n.mask = uint32_t(capacity - 1);
   SLUICE_CUDA(cudaMemsetAsync(n.kv, 0, capacity * 8, s));
-  SLUICE_CUDA(cudaMemsetAsync(n.id, 0xff, capacity * 4, s));
   SLUICE_CUDA(cudaMemsetAsync(n.first, 0xff, capacity * 4, s));
-  SLUICE_CUDA(cudaMemsetAsync(n.count, 0, capacity * 8, s));
+  if (counts_) SLUICE_CUDA(cudaMemsetAsync(n.count, 0, capacity * 8, s));
   TableView& o = tables_.t[c];
   if (o.kv) {
     rehash_kernel<<<grid_for(capacity_[c]), kThreads, 0, s>>>(o, capacity_[c], n, entries_ + kNumSparse);
     SLUICE_CUDA_LAUNCHED("rehash");
     SLUICE_CUDA(cudaFreeAsync(o.kv, s));
-    SLUICE_CUDA(cudaFreeAsync(o.id, s));
     SLUICE_CUDA(cudaFreeAsync(o.first, s));
-    SLUICE_CUDA(cudaFreeAsync(o.count, s));
+    if (o.count) SLUICE_CUDA(cudaFreeAsync(o.count, s));
   }
   o = n;
   capacity_[c] = capacity;

@@ -24,25 +24,26 @@
 
 namespace sluice::cuda_detail {
 
+// A slot is one 64-bit word, key << 32 | tag, so that a lookup reads key and id together:
+// tag 0 = empty slot, 1 = pending (its block is being numbered), id + 2 = the id.
 struct TableView {
-  unsigned long long* kv = nullptr;  // key << 32 | 1; 0 = empty slot
-  uint32_t* id = nullptr;            // the id, or kPendingId while its block is being numbered
-  uint32_t* first = nullptr;         // pending: the smallest row of the block holding the value
-  unsigned long long* count = nullptr;
-  uint32_t mask = 0;                 // capacity - 1 (capacity a power of two)
+  unsigned long long* kv = nullptr;
+  uint32_t* first = nullptr;            // pending: the smallest row of the block holding the value
+  unsigned long long* count = nullptr;  // occurrences (only when the tables count)
+  uint32_t mask = 0;                    // capacity - 1 (capacity a power of two)
 };
 struct Tables {
   TableView t[kNumSparse];
 };
 
-constexpr uint32_t kPendingId = 0xffffffffu;
 constexpr uint32_t kPendingBit = 0x80000000u;  // marks a sparse entry that holds a slot index
 
 class VocabTables {
  public:
   // `id_capacity` > 0: ids stop at id_capacity - 1 (later new values share it). `max_value_bound`
-  // (the modulo, 0 = none) caps how many distinct values a column can have.
-  VocabTables(int64_t id_capacity, uint64_t max_value_bound);
+  // (the modulo, 0 = none) caps how many distinct values a column can have. `counts`: keep each
+  // value's number of occurrences (the vocabulary files store them; training needs none).
+  VocabTables(int64_t id_capacity, uint64_t max_value_bound, bool counts = true);
   ~VocabTables();
   VocabTables(const VocabTables&) = delete;
   VocabTables& operator=(const VocabTables&) = delete;
@@ -83,6 +84,7 @@ class VocabTables {
   std::vector<std::pair<uint64_t, uint64_t>> step_rows_;  // (step, rows bound) not yet confirmed
   int64_t id_capacity_;
   uint64_t value_bound_;
+  bool counts_;
   unsigned long long* entries_ = nullptr;  // device: distinct values per column
   uint32_t* unseen_ = nullptr;             // device: loaded vocabulary's unseen id per column
   bool loaded_ = false;
