@@ -99,6 +99,12 @@ if has e2e; then
   done
   $S train --bench-synthetic --preset kaggle --table-sizes 1000000 --batch-size 16384 --steps 300 --device cuda \
       > "$OUT/e2e_synthetic.txt" 2>&1
+  # Training alone on these very batches (a prep output read back through the host ring), to tell
+  # the engine's cost from the data's (skewed ids train slower than the synthetic uniform ones).
+  $S prep --engine cuda -o "$D/prep" --max-ind-range 1000000 --overwrite "$D"/raw/day_*.tsv > "$OUT/e2e_prep.txt" 2>&1
+  $S train --data "$D/prep" --device cuda --epochs 1 --batch-size 16384 > "$OUT/e2e_prepared.txt" 2>&1
+  row "e2e prepared (same rows) -> GPU train B=16384 (samples/s)" \
+      "$(json "$OUT/e2e_prepared.txt" train_samples_per_s) (waiting for data $(json "$OUT/e2e_prepared.txt" data_wait_fraction))"
   syn=$(json "$OUT/e2e_synthetic.txt" samples_per_s)
   cu=$(json "$OUT/e2e_cuda.txt" train_samples_per_s)
   row "  same model, training alone (samples/s); cuda e2e / it" "$syn; $(python3 -c "print(f'{$cu/$syn:.2f}')" 2>/dev/null || echo ?)"
