@@ -1,6 +1,6 @@
 // The cuda engine's host side. A reader thread cuts the inputs into blocks (page-locked staging
-// buffers for streams and gzip; regular files are mapped and each block's pages locked in place, so
-// their bytes are copied from the page cache without passing through a core). The calling thread keeps a
+// buffers for streams and gzip; regular files are mapped and registered with the GPU, so their
+// bytes are copied from the page cache without passing through a core). The calling thread keeps a
 // few blocks in flight: for each, a copy to the GPU on the copy stream, then the block pipeline and
 // the vocabulary step on the compute stream. Chunks are handed out in input order once their event
 // has completed; the GPU meanwhile works on the next blocks.
@@ -14,8 +14,6 @@
 #include <deque>
 #include <mutex>
 #include <thread>
-#include <unistd.h>
-
 #include <unordered_map>
 
 #include "engine/cuda/detail/block_pipeline.hpp"
@@ -78,35 +76,7 @@ struct Staged {
   BlockBuffer* buffer = nullptr;  // the staging buffer holding it (unless mapped)
   bool end = false;               // no more blocks
   std::exception_ptr error;
-  // A mapped block's whole pages, page-locked in place for the copy (from the block's first page
-  // up to its last page, which the next block's registration starts with): the block's bytes below
-  // reg_end are copied from there, the rest of its last page as ordinary memory.
-  void* reg_base = nullptr;
-  const char* reg_end = nullptr;
 };
-
-// Page-locks the whole pages of a mapped block in place (see Staged). Registering block by block,
-// on the reader thread, keeps the locked memory bounded and overlaps the locking with the GPU's work.
-void register_block(Staged* st) {
-  static const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
-  const uintptr_t a = reinterpret_cast<uintptr_t>(st->block.data);
-  const uintptr_t b = a + st->block.size;
-  const uintptr_t pa = a & ~(page - 1), pb = b & ~(page - 1);
-  if (pb <= pa || pb <= a) return;
-  void* base = reinterpret_cast<void*>(pa);
-  if (cudaHostRegister(base, pb - pa, cudaHostRegisterReadOnly) != cudaSuccess) {
-    cudaGetLastError();  // copied as ordinary memory instead
-    return;
-  }
-  st->reg_base = base;
-  st->reg_end = reinterpret_cast<const char*>(pb);
-}
-
-void unregister_block(Staged* st) {
-  if (st->reg_base) cudaHostUnregister(st->reg_base);
-  st->reg_base = nullptr;
-  st->reg_end = nullptr;
-}
 
 // Waits for an event, polling for Ctrl-C (the GPU works on later blocks meanwhile).
 void wait_event(cudaEvent_t e, const char* what) {
@@ -292,6 +262,7 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
   CudaRunResources& R = *res;
   const cudaStream_t copy = R.copy, compute = R.compute;
 
+  std::unordered_map<size_t, void*> registered;  // file -> registered mapping
   std::mutex mu;
   std::condition_variable cv;
   std::deque<Staged> ready;
@@ -311,8 +282,9 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
     cudaStreamSynchronize(copy);
     cudaStreamSynchronize(compute);
     cudaGetLastError();
+    for (auto& r : registered)
+      if (r.second) cudaHostUnregister(r.second);
     for (Slot& s : R.slots) {
-      unregister_block(&s.staged);
       s.staged = Staged();
       s.vocab_enqueued = false;
     }
@@ -337,7 +309,23 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
         st.buffer = buf;
         try {
           if (!blocks.next(&st.block, buf)) st.end = true;
-          if (!st.end && st.block.mapped) register_block(&st);
+          // A mapped file is registered with the GPU (page-locked in place) when its first block is
+          // read: here, off the thread that drives the GPU. A file that cannot be registered is
+          // copied as pageable memory.
+          bool known;
+          {
+            std::lock_guard<std::mutex> lk(mu);
+            known = registered.count(st.block.file) > 0;
+          }
+          if (!st.end && st.block.mapped && !known) {
+            const MappedFile* m = blocks.mapping(st.block.file);
+            void* base = const_cast<char*>(m->data());
+            void* got = nullptr;
+            if (cudaHostRegister(base, m->size(), cudaHostRegisterReadOnly) == cudaSuccess) got = base;
+            else cudaGetLastError();
+            std::lock_guard<std::mutex> lk(mu);
+            registered[st.block.file] = got;
+          }
         } catch (...) {
           st.error = std::current_exception();
           st.end = true;
@@ -403,18 +391,9 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
         s.dense_int = pinned_array<int32_t>(s.host_rows * kNumDense, "dense ints");
         s.sparse = pinned_array<uint32_t>(s.host_rows * kNumSparse, "categorical values");
       }
-      // Bytes to the GPU: straight from the page cache where the reader thread locked the block's
-      // pages, else from the staging buffer (or as ordinary memory).
-      if (b.size > 0) {
-        size_t locked = 0;
-        if (st.reg_base) {
-          locked = size_t(st.reg_end - b.data);
-          SLUICE_CUDA(cudaMemcpyAsync(s.pipe->device_bytes(), b.data, locked, cudaMemcpyHostToDevice, copy));
-        }
-        if (locked < b.size)
-          SLUICE_CUDA(cudaMemcpyAsync(s.pipe->device_bytes() + locked, b.data + locked, b.size - locked,
-                                      cudaMemcpyHostToDevice, copy));
-      }
+      // Bytes to the GPU: straight from a registered mapping (the reader thread registered it), or
+      // from the staging buffer.
+      if (b.size > 0) SLUICE_CUDA(cudaMemcpyAsync(s.pipe->device_bytes(), b.data, b.size, cudaMemcpyHostToDevice, copy));
       SLUICE_CUDA(cudaEventRecord(s.copied, copy));
       SLUICE_CUDA(cudaStreamWaitEvent(compute, s.copied, 0));
       s.pipe->enqueue(s.pipe->device_bytes(), b.size, b.format, compute);
@@ -479,7 +458,19 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
       const Block b = s.staged.block;
       give_back_staging(s.staged.buffer);
       s.staged.buffer = nullptr;
-      unregister_block(&s.staged);  // copied: its pages need not stay locked
+      if (b.end_of_file) {
+        // Every block of the file has been copied: its pages need not stay locked.
+        void* base = nullptr;
+        {
+          std::lock_guard<std::mutex> lk(mu);
+          auto it = registered.find(b.file);
+          if (it != registered.end()) {
+            base = it->second;
+            it->second = nullptr;
+          }
+        }
+        if (base) cudaHostUnregister(base);
+      }
       const BlockCounts c = *s.counts;
       if (first_seen && c.good > 0) {
         std::lock_guard<std::mutex> g(vocab_mu_);
