@@ -24,7 +24,7 @@ row "torch" "$(python3 -c 'import torch; print(torch.__version__)' 2>/dev/null |
 summarise() {
   local log=$1
   local line failed
-  line=$(grep -E "tests passed, [0-9]+ tests failed out of" "$log" | tail -1)
+  line=$(grep -E "[0-9]+% tests passed" "$log" | tail -1)
   failed=$(sed -n '/The following tests FAILED/,$p' "$log" | grep -E "^\s+[0-9]+ - " | sed -E 's/^\s+[0-9]+ - //' | tr '\n' ' ')
   local skipped
   skipped=$(grep -cE "\*\*\*Skipped| Skipped " "$log" || true)
