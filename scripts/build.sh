@@ -7,7 +7,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 torch_args=()
 if ls .deps-torch/ok-* >/dev/null 2>&1; then
   torch_args=(-DCMAKE_PREFIX_PATH="$PWD/.deps-torch/torch/share/cmake" -DTorch_DIR="$PWD/.deps-torch/torch/share/cmake/Torch"
-              -DSLUICE_EXTRA_LIB_DIRS="$PWD/.deps-torch/nvlib;${CUDA_HOME:-/usr/local/cuda}/lib64")
+              -DSLUICE_EXTRA_LIB_DIRS="$PWD/.deps-torch/nvidia/cu13/lib;$PWD/.deps-torch/nvidia/cusparselt/lib;$PWD/.deps-torch/nvidia/nvshmem/lib;${CUDA_HOME:-/usr/local/cuda}/lib64")
 fi
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "${torch_args[@]}" "$@" >/dev/null
 cmake --build build -j"$jobs"

@@ -10,10 +10,11 @@ cd "$(dirname "$0")/.."
 TORCH_VERSION=${SLUICE_TORCH_VERSION:-2.11.0}
 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 DEST=.deps-torch
-if [ -f "$DEST/ok-$TORCH_VERSION" ]; then echo "$PWD/$DEST/torch/share/cmake"; exit 0; fi
+STAMP="$DEST/ok-$TORCH_VERSION-2"
+if [ -f "$STAMP" ]; then echo "$PWD/$DEST/torch/share/cmake"; exit 0; fi
 [ -f "$CUDA_HOME/lib64/libcudart.so" ] || { echo "fetch_torch: no CUDA toolkit libraries in $CUDA_HOME/lib64" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "fetch_torch: python3 is needed" >&2; exit 1; }
-rm -rf "$DEST" && mkdir -p "$DEST/wheels" "$DEST/nvlib"
+rm -rf "$DEST" && mkdir -p "$DEST/wheels"
 py=$(python3 -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')
 pip_dl() {
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version "$py" \
@@ -23,21 +24,22 @@ pip_dl() {
 pip_dl "torch==$TORCH_VERSION"
 pip_dl "nvidia-cusparselt-cu13==0.8.0" "nvidia-nvshmem-cu13==3.4.5" "nvidia-cufile==1.15.1.6.*"
 python3 - "$DEST" <<'PY'
-import glob, os, shutil, sys, zipfile
+import glob, os, sys, zipfile
 dest = sys.argv[1]
 [torch_whl] = glob.glob(os.path.join(dest, "wheels", "torch-*.whl"))
 with zipfile.ZipFile(torch_whl) as z:
     names = [n for n in z.namelist() if n.startswith(("torch/lib/", "torch/include/", "torch/share/"))]
     z.extractall(dest, names)
+# The NVIDIA libraries keep the wheels' layout (nvidia/<name>/lib): libtorch_cuda.so's RPATH looks
+# for them there, relative to itself, as in a pip install.
 for whl in glob.glob(os.path.join(dest, "wheels", "nvidia_*.whl")):
     with zipfile.ZipFile(whl) as z:
-        for n in z.namelist():
-            base = os.path.basename(n)
-            if base.startswith(("libcusparseLt.so", "libnvshmem_host.so", "libcufile.so")):
-                with z.open(n) as src, open(os.path.join(dest, "nvlib", base), "wb") as out:
-                    shutil.copyfileobj(src, out)
+        names = [n for n in z.namelist()
+                 if n.startswith("nvidia/") and "/lib/" in n and os.path.basename(n).startswith(
+                     ("libcusparseLt.so", "libnvshmem_host.so", "libcufile.so"))]
+        z.extractall(dest, names)
 PY
 rm -rf "$DEST/wheels"
-touch "$DEST/ok-$TORCH_VERSION"
+touch "$STAMP"
 echo "$TORCH_VERSION" > "$DEST/version"
 echo "$PWD/$DEST/torch/share/cmake"
