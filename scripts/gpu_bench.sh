@@ -3,7 +3,7 @@
 # out and build-gpu/ exists), then times the engines, training alone, and raw data -> trained model,
 # each against a baseline of the same run. Bring .deps/ (scripts/bundle_deps.sh). Prints a short
 # table last; full logs go to $OUT (or build-gpu/logs).
-#   STAGES="build engine prep train e2e kaggle" bash scripts/gpu_bench.sh
+#   STAGES="build engine prep train kernels recipe e2e kaggle" bash scripts/gpu_bench.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build-gpu/logs}
@@ -72,16 +72,45 @@ if has prep; then
 fi
 
 if has train; then
-  for B in 4096 16384; do
+  # Training alone, Kaggle preset and table sizes, batches resident on the GPU. sluice's fused step
+  # (CUDA graph) in tf32 and fp32 and its autograd step, against the same model in plain PyTorch with
+  # one fused table and TF32: the dense part under torch.compile(mode="reduce-overhead") (Inductor +
+  # CUDA graphs), and eager.
+  for B in ${TRAIN_BATCHES:-4096 16384}; do
+    for v in "tf32 auto" "fp32 auto" "tf32 autograd"; do
+      read -r p st <<< "$v"
+      $S train --bench-synthetic --preset kaggle --table-sizes kaggle --batch-size $B --steps 300 --device cuda \
+          --optimizer sgd --lr 0.1 --precision $p --step $st > "$OUT/train_sluice_${p}_${st}_$B.txt" 2>&1
+    done
+    for v in fused-compiled fused; do
+      python3 bench/train_baseline.py --variant $v --tf32 --preset kaggle --table-sizes kaggle --batch-size $B \
+          --steps 300 --device cuda > "$OUT/train_baseline_${v}_$B.txt" 2>&1
+    done
+    comp=$(json "$OUT/train_baseline_fused-compiled_$B.txt" samples_per_s)
+    eager=$(json "$OUT/train_baseline_fused_$B.txt" samples_per_s)
+    row "train-only kaggle B=$B: PyTorch compiled / eager, tf32 (samples/s)" "$comp / $eager"
+    for v in "tf32 auto" "fp32 auto" "tf32 autograd"; do
+      read -r p st <<< "$v"
+      f="$OUT/train_sluice_${p}_${st}_$B.txt"
+      ours=$(json "$f" samples_per_s)
+      ratio=$(python3 -c "print(f'{$ours/$comp:.2f}')" 2>/dev/null || echo "?")
+      row "  sluice $p $(json "$f" step) (samples/s, x compiled)" "$ours (${ratio}x)"
+    done
+    # Adagrad (the default optimiser) costs a little more.
     $S train --bench-synthetic --preset kaggle --table-sizes kaggle --batch-size $B --steps 300 --device cuda \
-        --precision fp32 > "$OUT/train_sluice_$B.txt" 2>&1
-    python3 bench/train_baseline.py --preset kaggle --table-sizes kaggle --batch-size $B --steps 300 --device cuda \
-        > "$OUT/train_baseline_$B.txt" 2>&1
-    ours=$(json "$OUT/train_sluice_$B.txt" samples_per_s)
-    base=$(json "$OUT/train_baseline_$B.txt" samples_per_s)
-    ratio=$(python3 -c "print(f'{$ours/$base:.2f}')" 2>/dev/null || echo "?")
-    row "train-only kaggle B=$B: sluice / plain PyTorch (samples/s)" "$ours / $base = ${ratio}x"
+        --precision tf32 > "$OUT/train_sluice_adagrad_$B.txt" 2>&1
+    row "  sluice tf32 $(json "$OUT/train_sluice_adagrad_$B.txt" step), adagrad (samples/s)" \
+        "$(json "$OUT/train_sluice_adagrad_$B.txt" samples_per_s)"
   done
+fi
+
+if has recipe; then
+  bash scripts/recipe_sweep.sh "$OUT" | tee "$OUT/recipe.txt"
+  row "recipe sweep" "$OUT/recipe.txt"
+fi
+
+if has kernels; then
+  ./build-gpu/bench_train_kernels 2>&1 | tee "$OUT/bench_train_kernels.txt"
 fi
 
 if has e2e; then

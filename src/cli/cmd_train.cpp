@@ -25,39 +25,20 @@ namespace sluice::cli {
 
 namespace {
 
+// The options of `sluice train` bind TrainOptions' fields directly; what needs parsing (the model
+// sizes, the optimiser and precision names, the learning rate's default) is resolved in run_train().
 struct TrainArgs {
-  std::string data;
+  train::TrainOptions o;
   std::string preset = "kaggle";
   int64_t emb_dim = 0;
+  double emb_init = 0;  // 0: the recipe's
   std::string mlp_bot, mlp_top;
-  std::string device = "cpu";
-  int64_t batch_size = 2048;
-  int64_t test_batch_size = 0;
-  double lr = 0.1;
-  std::string optimizer = "sgd";
-  int epochs = 1;
-  int64_t max_steps = -1;
-  int64_t test_freq = 0;
-  uint64_t seed = 123;
-  int threads = 0;
-  int data_threads = 0;
-  std::string engine = "auto";
-  std::string precision = "fp32";
-  std::string checkpoint;
-  bool resume = false;
-  bool auto_resume = false;
-  bool restart = false;
-  int64_t checkpoint_every = 0;
+  double lr = 0;        // 0: the recipe's (train::default_lr)
+  std::string optimizer = "adagrad";
+  std::string precision = "auto";
   int progress_every = 10;
-  std::string metrics;
-  int64_t print_freq = 100;
-  uint64_t max_ind_range = 0;
-  std::string online_ids;
-  std::string vocab_dir;
-  int ring_depth = 4;
-  bool no_pinned = false;
-  int64_t warmup = 0, decay_start = 0, decay_steps = 0;
-  bool no_eval = false;
+  bool no_pinned = false, no_eval = false, no_graph = false;
+  int64_t warmup = -1;  // -1: the recipe's
   // benchmark
   bool bench = false;
   std::string table_sizes = "kaggle";
@@ -66,26 +47,32 @@ struct TrainArgs {
   int64_t bench_batches = 16;
 };
 
+// TF32 matrix products on GPUs (docs/trainer.md: the AUC moves less than between seeds), fp32 elsewhere.
+std::string default_precision(const std::string& device) { return device.rfind("cuda", 0) == 0 ? "tf32" : "fp32"; }
+
 train::Arch arch_from(const TrainArgs& a) {
   train::Arch arch = train::preset_arch(a.preset);
   train::apply_arch_overrides(arch, a.emb_dim, a.mlp_bot, a.mlp_top);
+  if (a.emb_init > 0) arch.emb_init_scale = a.emb_init;
   return arch;
 }
 
 void run_bench(const TrainArgs& a) {
   train::BenchOptions b;
   b.arch = arch_from(a);
-  b.arch.table_sizes = train::parse_table_sizes(a.table_sizes, a.max_ind_range);
-  b.device = a.device;
-  b.batch_size = a.batch_size;
+  b.arch.table_sizes = train::parse_table_sizes(a.table_sizes, a.o.max_ind_range);
+  b.device = a.o.device;
+  b.batch_size = a.o.batch_size;
   b.steps = a.steps;
   b.warmup_steps = a.bench_warmup;
   b.distinct_batches = a.bench_batches;
-  b.lr = a.lr;
   b.optimizer = train::parse_optimizer(a.optimizer);
-  b.precision = train::parse_precision(a.precision);
-  b.seed = a.seed;
-  b.threads = a.threads;
+  b.lr = a.lr > 0 ? a.lr : train::default_lr(b.optimizer, b.batch_size);
+  b.precision = train::parse_precision(a.precision == "auto" ? default_precision(b.device) : a.precision);
+  b.step = a.o.step;
+  b.cuda_graph = !a.no_graph;
+  b.seed = a.o.seed;
+  b.threads = a.o.threads;
   const nlohmann::json j = train::bench_synthetic(b);
   std::printf("%s\n", j.dump().c_str());
   std::fflush(stdout);
@@ -96,41 +83,18 @@ void run_train(const TrainArgs& a) {
     run_bench(a);
     return;
   }
-  if (a.data.empty()) throw Error("sluice train: --data DIR is required (or --bench-synthetic)");
-  train::TrainOptions o;
+  if (a.o.data_dir.empty()) throw Error("sluice train: --data DIR is required (or --bench-synthetic)");
+  train::TrainOptions o = a.o;
   o.arch = arch_from(a);
-  o.data_dir = a.data;
-  o.device = a.device;
-  o.batch_size = a.batch_size;
-  o.test_batch_size = a.test_batch_size;
-  o.lr.base_lr = a.lr;
-  o.lr.num_warmup_steps = a.warmup;
-  o.lr.decay_start_step = a.decay_start;
-  o.lr.num_decay_steps = a.decay_steps;
   o.optimizer = train::parse_optimizer(a.optimizer);
-  o.epochs = a.epochs;
-  o.max_steps = a.max_steps;
-  o.test_freq = a.test_freq;
-  o.seed = a.seed;
-  o.threads = a.threads;
-  o.data_threads = a.data_threads;
-  o.engine = a.engine;
-  o.precision = train::parse_precision(a.precision);
-  o.checkpoint_dir = a.checkpoint;
-  o.resume = a.resume;
-  o.auto_resume = a.auto_resume;
-  o.restart = a.restart;
-  o.checkpoint_every = a.checkpoint_every;
-  o.metrics_path = a.metrics;
-  o.print_freq = a.print_freq;
+  o.precision = train::parse_precision(a.precision == "auto" ? default_precision(o.device) : a.precision);
+  o.lr.base_lr = a.lr > 0 ? a.lr : train::default_lr(o.optimizer, o.batch_size);
+  o.lr.num_warmup_steps = a.warmup >= 0 ? a.warmup : train::default_warmup_steps(o.optimizer, o.batch_size);
+  o.cuda_graph = !a.no_graph;
   o.progress = stderr_is_tty();
   o.progress_every = o.progress ? 0 : a.progress_every;  // a log file gets a plain line now and then
   o.evaluate = !a.no_eval;
-  o.ring_depth = a.ring_depth;
   o.pinned_memory = !a.no_pinned;
-  o.max_ind_range = a.max_ind_range;
-  o.online_ids = a.online_ids;
-  o.vocab_dir = a.vocab_dir;
   // main() records SIGINT/SIGTERM (InterruptGuard): the trainer finishes its step, writes its
   // checkpoint and returns; the results are printed, then the run ends with 128 + the signal.
   o.stop = [] { return pending_interrupt() != 0; };
@@ -145,7 +109,7 @@ void run_train(const TrainArgs& a) {
     const std::string at = "stopped at step " + std::to_string(r.steps);
     if (!r.checkpoint_error.empty()) notice("error: " + r.checkpoint_error);
     else if (!r.checkpoint.empty()) notice(at + "; the checkpoint is " + r.checkpoint + ", continue with --resume");
-    else if (!a.checkpoint.empty()) notice(at + ", before the first training step: no checkpoint was written");
+    else if (!o.checkpoint_dir.empty()) notice(at + ", before the first training step: no checkpoint was written");
     else notice(at + " without a checkpoint (no --checkpoint DIR was given)");
     const int sig = pending_interrupt();
     throw Interrupted(sig != 0 ? sig : SIGINT);
@@ -203,62 +167,75 @@ void add_train_command(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
   CLI::App* c = app.add_subcommand(
       "train", "Train Meta's DLRM (libtorch) on a dataset; the last stdout line is a JSON summary");
-  c->add_option("--data", a->data, "A `sluice prep` output or a folder of raw day files");
+  train::TrainOptions& o = a->o;
+  c->add_option("--data", o.data_dir, "A `sluice prep` output or a folder of raw day files");
   c->add_option("--preset", a->preset, "Model sizes: kaggle, terabyte or mlperf")->capture_default_str();
   c->add_option("--arch-sparse-feature-size", a->emb_dim, "Embedding size d (overrides the preset)")
       ->check(PositiveInt<int64_t>());
   c->add_option("--arch-mlp-bot", a->mlp_bot, "Bottom MLP widths, e.g. 13-512-256-64-16");
   c->add_option("--arch-mlp-top", a->mlp_top, "Top MLP widths without the input, e.g. 512-256-1");
-  c->add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
-  c->add_option("--batch-size,--mini-batch-size", a->batch_size, "Training batch size")->capture_default_str()
+  c->add_option("--emb-init-scale", a->emb_init,
+                "Embedding rows start U(-s, s) (default 0.01 for every table, whatever its size)")
+      ->check(PositiveReal());
+  c->add_option("--device", o.device, "cpu, cuda or cuda:N")->capture_default_str();
+  c->add_option("--batch-size,--mini-batch-size", o.batch_size, "Training batch size")->capture_default_str()
       ->check(PositiveInt<int64_t>());
-  c->add_option("--test-batch-size", a->test_batch_size, "Evaluation batch size (default 16384)")
+  c->add_option("--test-batch-size", o.test_batch_size, "Evaluation batch size (default 16384)")
       ->check(NonNegativeInt<int64_t>());
-  c->add_option("--lr,--learning-rate", a->lr, "Learning rate")->capture_default_str()->check(PositiveReal());
-  c->add_option("--optimizer", a->optimizer, "sgd or adagrad (row-wise state for the embeddings)")
-      ->capture_default_str();
-  c->add_option("--epochs,--nepochs", a->epochs, "Passes over the training split")->capture_default_str()
+  c->add_option("--optimizer", a->optimizer,
+                "adagrad (row-wise state for the embeddings, element-wise for the MLPs) or sgd")
+      ->capture_default_str()->check(CLI::IsMember({"adagrad", "sgd"}));
+  c->add_option("--lr,--learning-rate", a->lr,
+                "Learning rate (default: the recipe's for the optimizer and batch size, docs/trainer.md)")
+      ->check(PositiveReal());
+  c->add_option("--lr-num-warmup-steps", a->warmup, "Linear warm-up steps (default: the recipe's)")
+      ->check(NonNegativeInt<int64_t>());
+  c->add_option("--lr-decay-start-step", o.lr.decay_start_step, "Step at which the polynomial decay starts")
+      ->check(NonNegativeInt<int64_t>());
+  c->add_option("--lr-num-decay-steps", o.lr.num_decay_steps, "Steps of the polynomial (power 2) decay")
+      ->check(NonNegativeInt<int64_t>());
+  c->add_option("--epochs,--nepochs", o.epochs, "Passes over the training split")->capture_default_str()
       ->check(NonNegativeInt<int>());
-  c->add_option("--max-steps", a->max_steps, "Stop after this many optimiser steps in total (-1: no limit)")
+  c->add_option("--max-steps", o.max_steps, "Stop after this many optimiser steps in total (-1: no limit)")
       ->check(IntRange<int64_t>(-1, std::numeric_limits<int64_t>::max(), "-1 (no limit) or a non-negative integer"));
-  c->add_option("--test-freq", a->test_freq, "Evaluate on the test split every N steps (0: at the end only)")
+  c->add_option("--test-freq", o.test_freq, "Evaluate on the test split every N steps (0: at the end only)")
       ->check(NonNegativeInt<int64_t>());
-  c->add_option("--seed", a->seed, "Seed of the initialisation")->capture_default_str()
+  c->add_option("--seed", o.seed, "Seed of the initialisation")->capture_default_str()
       ->check(NonNegativeInt<uint64_t>());
-  c->add_option("--threads", a->threads, "libtorch threads (0: its default)")->check(NonNegativeInt<int>());
-  c->add_option("--engine", a->engine,
+  c->add_option("--threads", o.threads, "libtorch threads (0: its default)")->check(NonNegativeInt<int>());
+  c->add_option("--engine", o.engine,
                 "Raw data: the engine that preprocesses it: auto (cuda when a GPU is usable), cpu or cuda; with "
                 "cuda and --device cuda the batches are made in GPU memory")
       ->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda", "fpga"}));
-  c->add_option("--data-threads", a->data_threads, "Preprocessing threads of the data stream (0: all cores)")
+  c->add_option("--data-threads", o.data_threads, "Preprocessing threads of the data stream (0: all cores)")
       ->check(NonNegativeInt<int>());
-  c->add_option("--precision", a->precision, "fp32, tf32 or bf16")->capture_default_str();
-  c->add_option("--checkpoint", a->checkpoint, "Checkpoint directory (written at the end, every --checkpoint-every steps and on "
+  c->add_option("--precision", a->precision, "auto (tf32 on a GPU, else fp32), fp32, tf32 or bf16")
+      ->capture_default_str()->check(CLI::IsMember({"auto", "fp32", "tf32", "bf16"}));
+  c->add_option("--step", o.step,
+                "The training step: auto (fused GPU kernels on a GPU, else libtorch autograd), fused or autograd")
+      ->capture_default_str()->check(CLI::IsMember({"auto", "fused", "autograd"}));
+  c->add_flag("--no-cuda-graph", a->no_graph, "GPU runs: do not capture the fused step as a CUDA graph");
+  c->add_option("--checkpoint", o.checkpoint_dir, "Checkpoint directory (written at the end, every --checkpoint-every steps and on "
                 "SIGINT/SIGTERM; one already there needs --resume, --auto-resume or --restart)");
-  c->add_flag("--resume", a->resume, "Continue from the checkpoint in --checkpoint DIR");
-  c->add_flag("--auto-resume", a->auto_resume,
+  c->add_flag("--resume", o.resume, "Continue from the checkpoint in --checkpoint DIR");
+  c->add_flag("--auto-resume", o.auto_resume,
               "Continue from the checkpoint in --checkpoint DIR when there is one, else start afresh");
-  c->add_flag("--restart", a->restart, "Start over, replacing the checkpoint in --checkpoint DIR");
-  c->add_option("--checkpoint-every", a->checkpoint_every, "Also write a checkpoint every N steps")
+  c->add_flag("--restart", o.restart, "Start over, replacing the checkpoint in --checkpoint DIR");
+  c->add_option("--checkpoint-every", o.checkpoint_every, "Also write a checkpoint every N steps")
       ->check(NonNegativeInt<int64_t>());
-  c->add_option("--metrics", a->metrics, "Write metrics as JSON lines to FILE");
+  c->add_option("--metrics", o.metrics_path, "Write metrics as JSON lines to FILE");
   c->add_option("--progress-every", a->progress_every,
                 "When stderr is not a terminal: a progress line every N seconds (0: none)")
       ->capture_default_str()->check(NonNegativeInt<int>());
-  c->add_option("--print-freq", a->print_freq, "Read the training loss back every N steps")->capture_default_str()
+  c->add_option("--print-freq", o.print_freq, "Read the training loss back every N steps")->capture_default_str()
       ->check(PositiveInt<int64_t>());
-  c->add_option("--max-ind-range", a->max_ind_range, "Cap every embedding table at N rows (ids modulo N)")
+  c->add_option("--max-ind-range", o.max_ind_range, "Cap every embedding table at N rows (ids modulo N)")
       ->check(NonNegativeInt<uint64_t>());
-  c->add_option("--online-ids", a->online_ids, "Raw data: first-seen (default), modulo or vocab");
-  c->add_option("--vocab-dir", a->vocab_dir, "Raw data with --online-ids vocab: a `sluice prep` output");
-  c->add_option("--ring-depth", a->ring_depth, "Batches prepared ahead of the trainer")->capture_default_str()
+  c->add_option("--online-ids", o.online_ids, "Raw data: first-seen (default), modulo or vocab");
+  c->add_option("--vocab-dir", o.vocab_dir, "Raw data with --online-ids vocab: a `sluice prep` output");
+  c->add_option("--ring-depth", o.ring_depth, "Batches prepared ahead of the trainer")->capture_default_str()
       ->check(PositiveInt<int>());
   c->add_flag("--no-pinned", a->no_pinned, "GPU runs: keep the batch ring in pageable host memory (default: page-locked)");
-  c->add_option("--lr-num-warmup-steps", a->warmup, "Linear warm-up steps")->check(NonNegativeInt<int64_t>());
-  c->add_option("--lr-decay-start-step", a->decay_start, "Step at which the polynomial decay starts")
-      ->check(NonNegativeInt<int64_t>());
-  c->add_option("--lr-num-decay-steps", a->decay_steps, "Steps of the polynomial (power 2) decay")
-      ->check(NonNegativeInt<int64_t>());
   c->add_flag("--no-eval", a->no_eval, "Skip the final evaluation");
   c->add_flag("--bench-synthetic", a->bench,
               "Benchmark training alone: random batches resident on the device, no data pipeline");

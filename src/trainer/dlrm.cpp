@@ -2,6 +2,7 @@
 #include "trainer/dlrm.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <zlib.h>
 
 #include <sys/resource.h>
@@ -96,6 +97,30 @@ std::string torch_message(const c10::Error& e, bool first_line) {
 
 // ---- model --------------------------------------------------------------------------------------
 
+namespace {
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+void init_embedding_rows(float* out, uint64_t seed, int table, int64_t first_row, int64_t rows, int64_t d,
+                         double scale) {
+  const uint64_t key = splitmix64(splitmix64(seed + 1) ^ (0x5851F42D4C957F2Dull * static_cast<uint64_t>(table + 1)));
+  const float a = static_cast<float>(scale);
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint64_t row_key = splitmix64(key ^ static_cast<uint64_t>(first_row + r));
+    for (int64_t j = 0; j < d; ++j) {
+      // 24 random bits -> u in [0, 1) exactly representable; the value a * (2u - 1) in [-a, a).
+      const uint64_t h = splitmix64(row_key + static_cast<uint64_t>(j));
+      const float u = static_cast<float>(h >> 40) * (1.0f / 16777216.0f);
+      out[r * d + j] = a * (2.0f * u - 1.0f);
+    }
+  }
+}
+
 Dlrm::Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision precision)
     : arch_(arch), device_(device), precision_(precision) {
   validate_arch(arch_);
@@ -139,19 +164,22 @@ Dlrm::Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision prec
   };
   require_capacity(tables_what, static_cast<double>(total_rows_) * static_cast<double>(d) * 4.0, device_);
   oom_guard(tables_what, [&] {
-    if (device_.is_cpu()) {
-      emb = torch::empty({total_rows_, d}, torch::kFloat32);
-      at::Generator egen = at::detail::createCPUGenerator(seed + 1);
-      for (size_t t = 0; t < arch_.table_sizes.size(); ++t) {
-        const double a = std::sqrt(1.0 / static_cast<double>(arch_.table_sizes[t]));
-        emb.narrow(0, table_offsets_[t], arch_.table_sizes[t]).uniform_(-a, a, egen);
-      }
-    } else {
-      torch::cuda::manual_seed(seed + 1);
-      emb = torch::empty({total_rows_, d}, torch::TensorOptions().dtype(torch::kFloat32).device(device_));
-      for (size_t t = 0; t < arch_.table_sizes.size(); ++t) {
-        const double a = std::sqrt(1.0 / static_cast<double>(arch_.table_sizes[t]));
-        emb.narrow(0, table_offsets_[t], arch_.table_sizes[t]).uniform_(-a, a);
+    emb = torch::empty({total_rows_, d}, torch::TensorOptions().dtype(torch::kFloat32).device(device_));
+    // Rows are made on the CPU in slices (threads over rows) and copied: the same weights on every device.
+    const int64_t slice_rows = std::max<int64_t>(1, (int64_t{1} << 22) / d);
+    torch::Tensor host = device_.is_cpu() ? torch::Tensor() : torch::empty({slice_rows, d}, torch::kFloat32);
+    for (size_t t = 0; t < arch_.table_sizes.size(); ++t) {
+      const int64_t rows = arch_.table_sizes[t];
+      const double scale = arch_.emb_init_scale > 0 ? arch_.emb_init_scale : std::sqrt(1.0 / static_cast<double>(rows));
+      for (int64_t begin = 0; begin < rows; begin += slice_rows) {
+        const int64_t n = std::min(slice_rows, rows - begin);
+        torch::Tensor dst = emb.narrow(0, table_offsets_[t] + begin, n);
+        torch::Tensor buf = device_.is_cpu() ? dst : host.narrow(0, 0, n);
+        float* p = buf.data_ptr<float>();
+        at::parallel_for(0, n, 4096, [&](int64_t lo, int64_t hi) {
+          init_embedding_rows(p + lo * d, seed, static_cast<int>(t), begin + lo, hi - lo, d, scale);
+        });
+        if (!device_.is_cpu()) dst.copy_(buf);
       }
     }
   });
@@ -170,6 +198,60 @@ Dlrm::Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision prec
         make_layers(arch_.bot_mlp, bot_w, bot_b);
         make_layers(arch_.top_mlp, top_w, top_b);
       });
+}
+
+namespace {
+// Bytes of the model's state: the tables (and Adagrad's row-wise state), the MLPs (and their state).
+double model_bytes(const Arch& a, OptimizerKind opt, int64_t cap) {
+  double rows = 0;
+  for (int64_t n : a.table_sizes) rows += static_cast<double>(cap > 0 ? std::min(n, cap) : n);
+  double mlp = 0;
+  for (const auto* widths : {&a.bot_mlp, &a.top_mlp})
+    for (size_t l = 0; l + 1 < widths->size(); ++l)
+      mlp += static_cast<double>((*widths)[l] + 1) * static_cast<double>((*widths)[l + 1]);
+  const bool adagrad = opt == OptimizerKind::kAdagrad;
+  return 4.0 * (rows * static_cast<double>(a.emb_dim) + (adagrad ? rows : 0.0) + mlp * (adagrad ? 2.0 : 1.0));
+}
+}  // namespace
+
+void check_model_fits(const Arch& a, OptimizerKind opt, const torch::Device& device) {
+  double avail = 0;
+  std::string where;
+  if (device.is_cuda()) {
+#if defined(SLUICE_HAVE_CUDA)
+    size_t free_b = 0, total_b = 0;
+    if (!cuda_batch::device_memory(device.index() < 0 ? 0 : device.index(), &free_b, &total_b)) return;
+    // Batches, activations, cuBLAS's workspace and the CUDA context need some of it.
+    avail = static_cast<double>(free_b) - std::max(2e9, 0.04 * static_cast<double>(total_b));
+    where = device.str() + " has " + bytes_text(static_cast<double>(free_b)) + " free of " +
+            bytes_text(static_cast<double>(total_b));
+#else
+    return;
+#endif
+  } else {
+    avail = device_capacity_bytes(device);
+    if (avail <= 0) return;
+    where = "this machine has " + bytes_text(avail) + " of memory and swap";
+  }
+  const double need = model_bytes(a, opt, 0);
+  if (need <= avail) return;
+  double rows = 0;
+  for (int64_t n : a.table_sizes) rows += static_cast<double>(n);
+  std::string msg = "out of memory: the model needs " + bytes_text(need) + " (" + count_text(rows) +
+                    " embedding rows x " + std::to_string(a.emb_dim) + " float32" +
+                    (opt == OptimizerKind::kAdagrad ? " plus Adagrad's row-wise state" : "") + ") and " + where;
+  // The largest cap on the table sizes that fits.
+  int64_t lo = 0, hi = 0;
+  for (int64_t n : a.table_sizes) hi = std::max(hi, n);
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo + 1) / 2;
+    if (model_bytes(a, opt, mid) <= avail) lo = mid;
+    else hi = mid - 1;
+  }
+  if (lo >= 1000) msg += "; --max-ind-range " + std::to_string(lo) + " would fit (" + bytes_text(model_bytes(a, opt, lo)) + ")";
+  if (opt == OptimizerKind::kAdagrad && model_bytes(a, OptimizerKind::kSgd, 0) <= avail)
+    msg += "; --optimizer sgd (no optimiser state) would fit";
+  throw Error(msg);
 }
 
 double device_capacity_bytes(const torch::Device& device) {

@@ -64,6 +64,19 @@ void require_capacity(const What& what, double bytes, const torch::Device& devic
   if (cap > 0 && bytes > cap) throw Error("out of memory " + what());
 }
 
+// Embedding rows [first_row, first_row + rows) of table `table`, d values each, into out (row-major):
+// U(-scale, scale) from a counter-based generator keyed by (seed, table, row, column). A row's values
+// depend on nothing else: not on the table's size, the device or the order rows are made in, so a
+// table sized by a capacity (online ids) starts with the same rows as one sized by a vocabulary.
+void init_embedding_rows(float* out, uint64_t seed, int table, int64_t first_row, int64_t rows, int64_t d,
+                         double scale);
+
+// Before any allocation: throws sluice::Error when the model and its optimiser state cannot fit on
+// `device` (a GPU: its free memory now, less a margin for batches and activations; the CPU: memory and
+// swap). The message says what needs how much, what is there, and the largest --max-ind-range that
+// would fit.
+void check_model_fits(const Arch& arch, OptimizerKind optimizer, const torch::Device& device);
+
 class Dlrm {
  public:
   // Meta's initialisation, seeded: Linear W ~ N(0, sqrt(2/(fan_in+fan_out))), b ~ N(0, sqrt(1/fan_out));
@@ -74,6 +87,7 @@ class Dlrm {
 
   const Arch& arch() const { return arch_; }
   torch::Device device() const { return device_; }
+  Precision precision() const { return precision_; }
   int64_t total_rows() const { return total_rows_; }
   const std::vector<int64_t>& table_offsets() const { return table_offsets_; }
 

@@ -25,6 +25,7 @@
 #include "sluice/source.hpp"
 #include "sluice/trainer/metrics.hpp"
 #include "trainer/dlrm.hpp"
+#include "trainer/step.hpp"
 #include "util/fs_ops.hpp"
 #include "util/notice.hpp"
 
@@ -594,6 +595,7 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
   const uint64_t seed = resume ? header.meta.value("seed", o.seed) : o.seed;
   const int64_t start_step = pos.step;
 
+  check_model_fits(o.arch, o.optimizer, device);
   Dlrm model(o.arch, seed, device, o.precision);
   Optimizer opt(o.optimizer, model);
   if (resume) {
@@ -611,6 +613,8 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
       throw Error("checkpoint " + ckpt_path + " lacks some of the model's tensors");
   }
 
+  const std::unique_ptr<TrainStep> step = make_train_step(model, opt, o.step, o.cuda_graph);
+  res.step = step->name();
   MetricsLog metrics(o.metrics_path, resume);
   Progress progress(o.progress, o.progress_every);
 
@@ -788,7 +792,7 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
         const double lr = lr_at(o.lr, pos.step);
         const torch::Tensor loss = oom_guard(step_what, [&] {
           const Staged b = stage(lease.view(), model, o);
-          return train_step(model, opt, b.dense, b.flat_ids, b.labels, lr);
+          return step->run(b.dense, b.flat_ids, b.labels, lr);
         });
         keeper.retire(std::move(lease));
         loss_sum.add_(loss);
@@ -936,7 +940,10 @@ HostAllocator pinned_host_allocator(const std::string& device) {
   return a;
 }
 
-TrainResult train(const TrainOptions& o, const StreamFactory& streams) {
+TrainResult train(const TrainOptions& options, const StreamFactory& streams) {
+  TrainOptions o = options;
+  if (o.lr.base_lr <= 0) o.lr.base_lr = default_lr(o.optimizer, o.batch_size);
+  if (o.lr.num_warmup_steps < 0) o.lr.num_warmup_steps = default_warmup_steps(o.optimizer, o.batch_size);
   try {
     return train_impl(o, streams);
   } catch (const c10::Error& e) {
@@ -956,8 +963,10 @@ nlohmann::json bench_impl(const BenchOptions& o) {
   apply_precision(o.precision);
   if (device.is_cpu()) reserve_blas_buffers();
 
+  check_model_fits(o.arch, o.optimizer, device);
   Dlrm model(o.arch, o.seed, device, o.precision);
   Optimizer opt(o.optimizer, model);
+  const std::unique_ptr<TrainStep> step = make_train_step(model, opt, o.step, o.cuda_graph);
 
   // Batches resident on the device, generated once: dense features in the range of ln(x+1) values, ids
   // uniform in each table, labels with a 25% click rate.
@@ -992,7 +1001,7 @@ nlohmann::json bench_impl(const BenchOptions& o) {
           for (int64_t s = 0; s < steps; ++s) {
             check_interrupt();  // Ctrl-C ends a long benchmark (exit status 130)
             const int64_t i = (first + s) % nb;
-            loss = train_step(model, opt, dense[i], model.flat_ids(sparse[i]), labels[i], o.lr);
+            loss = step->run(dense[i], model.flat_ids(sparse[i]), labels[i], o.lr);
           }
         });
   };
@@ -1017,6 +1026,7 @@ nlohmann::json bench_impl(const BenchOptions& o) {
           {"device", device.str()},
           {"precision", precision_name(o.precision)},
           {"optimizer", optimizer_name(o.optimizer)},
+          {"step", step->name()},
           {"threads", torch::get_num_threads()},
           {"emb_dim", o.arch.emb_dim},
           {"bot_mlp", o.arch.bot_mlp},

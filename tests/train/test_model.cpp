@@ -324,6 +324,7 @@ TEST(DlrmModel, InitialisationFollowsMetaAndIsSeeded) {
   tables[0] = 100;
   st::Arch arch = small_arch(16, tables);
   arch.bot_mlp = {kD, 512, 16};
+  arch.emb_init_scale = -1;  // Meta's sqrt(1 / rows) per table
   st::Dlrm a(arch, 42, torch::kCPU), b(arch, 42, torch::kCPU), c(arch, 43, torch::kCPU);
   EXPECT_TRUE(torch::equal(a.emb, b.emb));
   EXPECT_TRUE(torch::equal(a.bot_w[0], b.bot_w[0]));
@@ -339,6 +340,35 @@ TEST(DlrmModel, InitialisationFollowsMetaAndIsSeeded) {
   EXPECT_NEAR(a.bot_w[0].std().item<double>(), std::sqrt(2.0 / 525), 0.004);
   EXPECT_NEAR(a.bot_b[0].std().item<double>(), std::sqrt(1.0 / 512), 0.006);
   EXPECT_NEAR(a.bot_w[0].mean().item<double>(), 0.0, 0.004);
+}
+
+// The default: U(-0.01, 0.01) for every table, and a row's first values depend only on the seed, the
+// table and the row: not on the table's size (online ids size tables by a capacity, prepared data by
+// its vocabulary), nor on the device.
+TEST(DlrmModel, InitialRowsDoNotDependOnTheTableSize) {
+  std::vector<int64_t> small(kT, 300), large(kT, 300);
+  large[5] = 50000;
+  large[0] = 7000;
+  st::Arch a_small = small_arch(8, small), a_large = small_arch(8, large);
+  EXPECT_EQ(a_small.emb_init_scale, 0.01);
+  st::Dlrm s(a_small, 9, torch::kCPU), l(a_large, 9, torch::kCPU);
+  for (int t = 0; t < kT; ++t) {
+    const auto rows_s = s.emb.narrow(0, s.table_offsets()[t], 300);
+    const auto rows_l = l.emb.narrow(0, l.table_offsets()[t], 300);
+    EXPECT_TRUE(torch::equal(rows_s, rows_l)) << "table " << t;
+  }
+  EXPECT_LE(l.emb.abs().max().item<double>(), 0.01);
+  EXPECT_GT(l.emb.abs().max().item<double>(), 0.0099);
+  EXPECT_NEAR(l.emb.std().item<double>(), 0.01 / std::sqrt(3.0), 2e-4);
+  // Tables differ from each other, and the seed matters.
+  EXPECT_FALSE(torch::equal(s.emb.narrow(0, 0, 300), s.emb.narrow(0, 300, 300)));
+  st::Dlrm other(a_small, 10, torch::kCPU);
+  EXPECT_FALSE(torch::equal(s.emb, other.emb));
+  if (torch::cuda::is_available()) {
+    st::Dlrm g(a_small, 9, torch::Device(torch::kCUDA, 0));
+    EXPECT_TRUE(torch::equal(g.emb.to(torch::kCPU), s.emb));
+    EXPECT_TRUE(torch::equal(g.top_w[0].to(torch::kCPU), s.top_w[0]));
+  }
 }
 
 TEST(DlrmModel, Bf16ForwardStaysCloseToFp32) {

@@ -25,6 +25,10 @@ struct Arch {
   std::vector<int64_t> bot_mlp;       // full layer widths, 13 first, d last ("13-512-256-64-16")
   std::vector<int64_t> top_mlp;       // full layer widths, the interaction width first, 1 last
   std::vector<int64_t> table_sizes;   // 26 embedding-table row counts
+  // Embedding rows start U(-s, s), the same s for every table: a table's initial rows then do not depend
+  // on its size (online ids size tables by a capacity, prepared data by the vocabulary). s <= 0: Meta's
+  // sqrt(1 / table rows).
+  double emb_init_scale = 0.01;
 };
 
 // The three presets: "kaggle", "terabyte", "mlperf" (throws sluice::Error for any other name).
@@ -61,14 +65,20 @@ const char* precision_name(Precision p);
 
 // Meta's LRPolicyScheduler: linear warm-up, then a polynomial decay of power 2.
 struct LrSchedule {
-  double base_lr = 0.1;
-  int64_t num_warmup_steps = 0;
+  double base_lr = 0;  // <= 0 (training options): default_lr(optimizer, batch size)
+  int64_t num_warmup_steps = 0;    // < 0 (training options): default_warmup_steps(optimizer, batch size)
   int64_t decay_start_step = 0;
   int64_t num_decay_steps = 0;
 };
 // The learning rate used by the optimiser step that follows `steps_done` completed steps (0 for the very
 // first step). Matches Meta's scheduler, whose internal step count is steps_done + 1.
 double lr_at(const LrSchedule& s, int64_t steps_done);
+
+// The default recipe (docs/trainer.md has the evidence): row-wise Adagrad for the embeddings and
+// Adagrad for the MLPs at 0.01 whatever the batch size, no warm-up (one over the first 2^18 samples
+// changed nothing). SGD keeps Meta's 0.1.
+double default_lr(OptimizerKind optimizer, int64_t batch_size);
+int64_t default_warmup_steps(OptimizerKind optimizer, int64_t batch_size);
 void validate_schedule(const LrSchedule& s);  // throws sluice::Error (e.g. decay start inside warm-up)
 
 // ---- training -----------------------------------------------------------------------------------
@@ -78,8 +88,8 @@ struct TrainOptions {
   std::string device = "cpu";         // "cpu", "cuda" or "cuda:N"
   int64_t batch_size = 2048;
   int64_t test_batch_size = 0;        // 0 = 16384
-  LrSchedule lr;
-  OptimizerKind optimizer = OptimizerKind::kSgd;
+  LrSchedule lr;                      // base_lr <= 0: default_lr(optimizer, batch_size)
+  OptimizerKind optimizer = OptimizerKind::kAdagrad;
   int epochs = 1;
   int64_t max_steps = -1;             // stop after this many optimiser steps in total (-1 = no limit)
   int64_t test_freq = 0;              // evaluate on the test split every N steps (0 = only at the end)
@@ -87,6 +97,10 @@ struct TrainOptions {
   int threads = 0;                    // torch intra-op threads (0 = leave libtorch's default)
   int data_threads = 0;               // preprocessing threads of the batch stream (0 = all cores)
   Precision precision = Precision::kFp32;
+  // The step: "auto" (the fused GPU step where it applies, else libtorch's autograd), "fused", "autograd";
+  // cuda_graph: the fused step is captured as a CUDA graph and replayed.
+  std::string step = "auto";
+  bool cuda_graph = true;
   // Checkpoints. A checkpoint already in checkpoint_dir is never replaced by accident: without one of
   // resume, auto_resume or restart, train() refuses to start (the message names its step and rows).
   std::string checkpoint_dir;         // empty = no checkpoints
@@ -133,6 +147,7 @@ struct TrainResult {
   std::string device;
   std::string precision;
   std::string optimizer;
+  std::string step;                   // the training step that ran: autograd, fused or fused+graph
   std::string checkpoint;             // path of the last checkpoint written by this run ("" = none)
   // Why a checkpoint could not be written ("" = no failure): the message names the file, the error,
   // and whether the previous checkpoint is intact. Training stops at a failed checkpoint; the result
@@ -174,9 +189,11 @@ struct BenchOptions {
   int64_t steps = 200;                // timed steps
   int64_t warmup_steps = 20;
   int64_t distinct_batches = 16;      // batches pregenerated on the device and cycled through
-  double lr = 0.1;
-  OptimizerKind optimizer = OptimizerKind::kSgd;
+  double lr = 0.01;
+  OptimizerKind optimizer = OptimizerKind::kAdagrad;
   Precision precision = Precision::kFp32;
+  std::string step = "auto";
+  bool cuda_graph = true;
   uint64_t seed = 123;
   int threads = 0;
 };

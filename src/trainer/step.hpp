@@ -1,0 +1,35 @@
+// One training step (forward, mean BCE loss, backward, optimiser update), in two implementations:
+//  - autograd: libtorch's autograd over Dlrm::forward and Optimizer::step (every device; the reference);
+//  - fused (CUDA builds, a GPU model, fp32/tf32): the backward pass written out (GEMMs through libtorch,
+//    the dot interaction and the embedding gather/update as sluice's own kernels, no dense gradient of
+//    the tables, MLP parameters and their gradients in one flat buffer each), the whole step captured as
+//    a CUDA graph once the batch shape repeats, and replayed with the learning rate read from device
+//    memory. Deterministic: no float atomics anywhere in the step.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "trainer/dlrm.hpp"
+
+namespace sluice::train {
+
+class TrainStep {
+ public:
+  virtual ~TrainStep() = default;
+  // One optimiser step at learning rate lr on a batch already on the model's device (flat_ids from
+  // Dlrm::flat_ids). Returns the batch's mean loss as a 0-dim float tensor on the device; it stays valid
+  // until the next call.
+  virtual torch::Tensor run(const torch::Tensor& dense, const torch::Tensor& flat_ids, const torch::Tensor& labels,
+                            double lr) = 0;
+  virtual const char* name() const = 0;  // "autograd", "fused", "fused+graph"
+};
+
+// kind: "auto" (fused where it applies, else autograd), "autograd" or "fused" (an error where it does not
+// apply: a CPU model, bf16, or a build without the GPU kernels). cuda_graph: capture the fused step.
+std::unique_ptr<TrainStep> make_train_step(Dlrm& model, Optimizer& opt, const std::string& kind, bool cuda_graph);
+
+// Whether the fused step can run for this model (and why not, in *why).
+bool fused_step_available(const Dlrm& model, std::string* why);
+
+}  // namespace sluice::train
