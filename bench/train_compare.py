@@ -37,7 +37,9 @@ def main():
               "--max-ind-range", str(args.max_ind_range), "--batch-size", str(args.batch_size),
               "--steps", str(args.steps), "--warmup-steps", str(args.warmup_steps),
               "--device", args.device, "--threads", str(args.threads)]
-    ours = last_json([args.sluice, "train", "--bench-synthetic", "--precision", args.precision] + common)
+    # Both sides train with SGD at Meta's rate (the baseline's optimiser), the same work per step.
+    ours = last_json([args.sluice, "train", "--bench-synthetic", "--precision", args.precision,
+                      "--optimizer", "sgd", "--lr", "0.1"] + common)
     here = os.path.dirname(os.path.abspath(__file__))
     base = last_json([sys.executable, os.path.join(here, "train_baseline.py")] + common)
     print(json.dumps({

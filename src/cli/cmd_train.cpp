@@ -215,6 +215,8 @@ void add_train_command(CLI::App& app) {
                 "The training step: auto (fused GPU kernels on a GPU, else libtorch autograd), fused or autograd")
       ->capture_default_str()->check(CLI::IsMember({"auto", "fused", "autograd"}));
   c->add_flag("--no-cuda-graph", a->no_graph, "GPU runs: do not capture the fused step as a CUDA graph");
+  c->add_flag("--deterministic", o.deterministic,
+              "Bitwise-reproducible training (on a GPU: the fused step, which uses no float atomics)");
   c->add_option("--checkpoint", o.checkpoint_dir, "Checkpoint directory (written at the end, every --checkpoint-every steps and on "
                 "SIGINT/SIGTERM; one already there needs --resume, --auto-resume or --restart)");
   c->add_flag("--resume", o.resume, "Continue from the checkpoint in --checkpoint DIR");

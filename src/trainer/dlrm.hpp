@@ -1,68 +1,27 @@
-// The DLRM model, its optimisers and its checkpoint files (internal: includes libtorch).
+// The DLRM model (internal: includes libtorch).
 //
 // Embeddings: all 26 tables live in ONE fp32 weight tensor [sum(table_sizes), d]; table t's row r is
 // row offsets[t] + r. A step gathers the B*26 rows with one index_select into a fresh leaf tensor, runs the
 // dense part under autograd, and hands the gradient of the gathered rows to the optimiser, which updates
 // only the touched rows (SGD: one index_add_, duplicates accumulate; Adagrad: row-wise state).
+//
+// This header also includes, for its users, the trainer's other model-side headers: messages.hpp
+// (sizes, durations, oom_guard), optimizer.hpp (Optimizer, train_step) and checkpoint.hpp (the
+// checkpoint files, state_tensors).
 #pragma once
 
-#include <functional>
-#include <map>
-#include <new>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "sluice/source.hpp"
 #include "sluice/trainer/trainer.hpp"
+#include "trainer/checkpoint.hpp"
+#include "trainer/messages.hpp"
+#include "trainer/optimizer.hpp"
 
 namespace sluice::train {
-
-// ---- errors -------------------------------------------------------------------------------------
-
-// "33.8 M", "2.16 GB", "1m02s": sizes and durations for messages.
-std::string count_text(double n);
-std::string bytes_text(double bytes);
-std::string duration_text(double seconds);
-
-// Whether a libtorch error reports a failed allocation (host or GPU).
-bool is_out_of_memory(const c10::Error& e);
-// libtorch's message without its C++ backtrace (first line only when `first_line`).
-std::string torch_message(const c10::Error& e, bool first_line = false);
-
-// Runs f(). A failed allocation (std::bad_alloc, or a libtorch out-of-memory error) becomes
-// sluice::Error("out of memory " + what()) (for a GPU with libtorch's own account of the memory
-// appended); any other libtorch error becomes a sluice::Error with libtorch's message, without its
-// backtrace. `what` is called only on failure.
-template <class F, class What>
-decltype(auto) oom_guard(const What& what, F&& f) {
-  try {
-    return f();
-  } catch (const std::bad_alloc&) {
-    throw Error("out of memory " + what());
-  } catch (const c10::Error& e) {
-    if (!is_out_of_memory(e)) throw Error(torch_message(e));
-    const std::string m = torch_message(e, true);
-    // The GPU allocator says how much it tried to get and what it holds; the CPU one adds nothing.
-    throw Error("out of memory " + what() + (m.find("CUDA") != std::string::npos ? ": " + m : std::string()));
-  }
-}
-
-// Before a large allocation: throws sluice::Error("out of memory " + what()) when `bytes` can never
-// fit on `device`: more than the machine's memory and swap (or the address-space limit) for the CPU,
-// more than the GPU's memory for a GPU. Machines that overcommit memory would otherwise accept the
-// allocation and fail much later, or have the process killed, while the memory is first touched.
-template <class What>
-void require_capacity(const What& what, double bytes, const torch::Device& device);
-double device_capacity_bytes(const torch::Device& device);
-
-template <class What>
-void require_capacity(const What& what, double bytes, const torch::Device& device) {
-  const double cap = device_capacity_bytes(device);
-  if (cap > 0 && bytes > cap) throw Error("out of memory " + what());
-}
 
 // Embedding rows [first_row, first_row + rows) of table `table`, d values each, into out (row-major):
 // U(-scale, scale) from a counter-based generator keyed by (seed, table, row, column). A row's values
@@ -119,67 +78,5 @@ class Dlrm {
   torch::Tensor offsets_;  // [26], index dtype, on the device
   torch::Tensor tril_;     // [351] flat (i*27+j, j<i) positions of the kept interaction pairs
 };
-
-class Optimizer {
- public:
-  static constexpr double kAdagradEps = 1e-10;  // torch.optim.Adagrad's default
-
-  Optimizer(OptimizerKind kind, const Dlrm& model);
-  OptimizerKind kind() const { return kind_; }
-
-  // One step at learning rate lr: MLP parameters from their .grad (cleared afterwards); the embedding rows
-  // flat_ids[i] get rows_grad[i] ([B*26, d]).
-  //  SGD:      w -= lr * g (duplicate ids accumulate).
-  //  Adagrad:  MLPs as torch.optim.Adagrad (s += g*g; w -= lr * g / (sqrt(s) + eps)); embeddings
-  //            row-wise: the gradients of duplicate ids are summed first, then per row
-  //            s_r += mean_j(g_rj^2); w_r -= lr * g_r / (sqrt(s_r) + eps).
-  void step(Dlrm& model, const torch::Tensor& flat_ids, const torch::Tensor& rows_grad, double lr);
-
-  std::vector<torch::Tensor> mlp_state;  // Adagrad: sums of squared gradients, like the parameters
-  torch::Tensor emb_state;               // Adagrad: [total_rows] row-wise sums
-
- private:
-  OptimizerKind kind_;
-};
-
-// One training step (forward, mean BCE loss, backward, update). Returns the loss, detached, on the device.
-torch::Tensor train_step(Dlrm& model, Optimizer& opt, const torch::Tensor& dense,
-                         const torch::Tensor& flat_ids, const torch::Tensor& labels, double lr);
-
-// ---- checkpoint files ---------------------------------------------------------------------------
-// Layout: "SLUICECK" | u32 version | u64 n | n bytes of JSON (the caller's metadata plus a "tensors" list
-// of {name, dtype, shape, offset, nbytes}) | raw little-endian tensor data | u32 CRC-32 of every byte
-// before it | "SLCKEND\0". Written through an AtomicFile (a hidden temporary sibling, fsync'ed and
-// renamed over PATH): on any failure PATH keeps its previous contents and no temporary file remains.
-
-struct NamedTensor {
-  std::string name;
-  torch::Tensor tensor;  // float32, any device
-};
-
-void write_checkpoint(const std::string& path, nlohmann::json meta, const std::vector<NamedTensor>& tensors);
-
-struct CheckpointHeader {
-  std::string path;
-  nlohmann::json meta;
-  uint64_t data_offset = 0;
-  uint64_t file_size = 0;
-};
-
-// Reads and checks the header (magic, version, sizes against the file's size); throws sluice::Error
-// naming the file when it is missing, truncated or corrupt.
-CheckpointHeader read_checkpoint_header(const std::string& path);
-
-// Streams every tensor into dest(name, shape) (a tensor of that shape on any device; an undefined tensor
-// skips it) and verifies the checksum at the end (throws sluice::Error on a mismatch).
-void read_checkpoint_tensors(
-    const CheckpointHeader& header,
-    const std::function<torch::Tensor(const std::string&, const std::vector<int64_t>&)>& dest);
-
-// Every tensor of a checkpoint, on the CPU (for tests and tools).
-std::map<std::string, torch::Tensor> load_checkpoint_tensors(const std::string& path);
-
-// The tensors that make up the training state (model, then optimiser state).
-std::vector<NamedTensor> state_tensors(const Dlrm& model, const Optimizer& opt);
 
 }  // namespace sluice::train

@@ -12,13 +12,11 @@
 #include "sluice/trainer/trainer.hpp"
 #include "trainer/dlrm.hpp"
 #include "trainer/step.hpp"
+#include "train_util.hpp"
 
-namespace st = sluice::train;
+using namespace sluice_train_test;
 
 namespace {
-
-constexpr int kT = sluice::kNumSparse;
-constexpr int kD = sluice::kNumDense;
 
 bool have_fused_gpu(std::string* why) {
 #if !defined(SLUICE_FUSED_GPU)
@@ -156,4 +154,64 @@ TEST(FusedStepChoice, AutoPicksFusedOnTheGpuAndAutogradOnTheCpu) {
   st::Dlrm gpu(arch_for(16, tables), 7, torch::Device(torch::kCUDA, 0));
   st::Optimizer gpu_opt(st::OptimizerKind::kSgd, gpu);
   EXPECT_STREQ(st::make_train_step(gpu, gpu_opt, "auto", true)->name(), "fused");  // "+graph" once captured
+}
+
+// --deterministic on a GPU: a run stopped mid-epoch and at an epoch's end, then resumed, ends with the
+// same checkpoint bytes-for-bytes as the uninterrupted run (the fused step, graphed, both Adagrad and SGD).
+class FusedResume : public ::testing::TestWithParam<st::OptimizerKind> {};
+
+TEST_P(FusedResume, ResumedRunOnTheGpuIsBitwiseEqual) {
+  std::string why;
+  if (!have_fused_gpu(&why)) GTEST_SKIP() << why;
+  const Data d = make_data(64 * 10 + 17, 300);
+  st::TrainOptions o = small_options(d);
+  o.device = "cuda";
+  o.deterministic = true;
+  o.optimizer = GetParam();
+  o.epochs = 2;
+  o.lr = {0.05, 4, 6, 10};
+  TempDir tmp("gpu_resume");
+  st::TrainOptions straight = o;
+  straight.checkpoint_dir = tmp.str("straight");
+  const st::TrainResult full = st::train(straight, factory_for(d));
+  EXPECT_EQ(full.steps, 22);
+  EXPECT_EQ(full.step, "fused+graph");
+  for (int64_t k : {5, 11}) {
+    st::TrainOptions first = o;
+    first.checkpoint_dir = tmp.str("k" + std::to_string(k));
+    first.max_steps = k;
+    first.evaluate = false;
+    st::train(first, factory_for(d));
+    st::TrainOptions second = o;
+    second.checkpoint_dir = first.checkpoint_dir;
+    second.resume = true;
+    const st::TrainResult rest = st::train(second, factory_for(d));
+    EXPECT_EQ(rest.steps, 22);
+    expect_same_state(ckpt(straight.checkpoint_dir), ckpt(second.checkpoint_dir));
+    EXPECT_EQ(rest.test_auc, full.test_auc);
+  }
+  // The comparison can fail: another seed trains another model.
+  st::TrainOptions other = o;
+  other.seed = 6;
+  other.checkpoint_dir = tmp.str("other");
+  st::train(other, factory_for(d));
+  EXPECT_FALSE(torch::equal(st::load_checkpoint_tensors(ckpt(straight.checkpoint_dir)).at("emb"),
+                            st::load_checkpoint_tensors(ckpt(other.checkpoint_dir)).at("emb")));
+}
+
+INSTANTIATE_TEST_SUITE_P(Optimizers, FusedResume,
+                         ::testing::Values(st::OptimizerKind::kSgd, st::OptimizerKind::kAdagrad));
+
+TEST(FusedStepChoice, DeterministicNeedsTheFusedStepOnAGpu) {
+  std::string why;
+  if (!have_fused_gpu(&why)) GTEST_SKIP() << why;
+  const Data d = make_data(64 * 4, 100);
+  st::TrainOptions o = small_options(d);
+  o.device = "cuda";
+  o.deterministic = true;
+  o.step = "autograd";
+  EXPECT_NE(error_of([&] { st::train(o, factory_for(d)); }).find("--deterministic"), std::string::npos);
+  o.step = "auto";
+  o.precision = st::Precision::kBf16;
+  EXPECT_NE(error_of([&] { st::train(o, factory_for(d)); }).find("--deterministic"), std::string::npos);
 }

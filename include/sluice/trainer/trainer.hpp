@@ -101,6 +101,10 @@ struct TrainOptions {
   // cuda_graph: the fused step is captured as a CUDA graph and replayed.
   std::string step = "auto";
   bool cuda_graph = true;
+  // Bitwise-reproducible training: on a GPU the fused step is required (it uses no float atomics; an
+  // error where it does not apply); the CPU step is deterministic already. Resumed runs then end
+  // bitwise equal to uninterrupted ones on the GPU too.
+  bool deterministic = false;
   // Checkpoints. A checkpoint already in checkpoint_dir is never replaced by accident: without one of
   // resume, auto_resume or restart, train() refuses to start (the message names its step and rows).
   std::string checkpoint_dir;         // empty = no checkpoints

@@ -1,0 +1,117 @@
+// The synthetic training-only benchmark: training steps on batches generated on the device.
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "sluice/interrupt.hpp"
+#include "sluice/schema.hpp"
+#include "sluice/source.hpp"
+#include "sluice/trainer/trainer.hpp"
+#include "trainer/batches.hpp"
+#include "trainer/dlrm.hpp"
+#include "trainer/messages.hpp"
+#include "trainer/optimizer.hpp"
+#include "trainer/step.hpp"
+
+namespace sluice::train {
+
+using namespace detail;
+
+namespace {
+
+nlohmann::json bench_impl(const BenchOptions& o) {
+  if (o.batch_size <= 0 || o.steps <= 0 || o.warmup_steps < 0 || o.distinct_batches <= 0)
+    throw Error("--batch-size, --steps and the number of batches must be positive");
+  validate_arch(o.arch);
+  const torch::Device device = resolve_device(o.device);
+  if (o.threads > 0) torch::set_num_threads(o.threads);
+  apply_precision(o.precision);
+  if (device.is_cpu()) reserve_blas_buffers();
+
+  check_model_fits(o.arch, o.optimizer, device);
+  Dlrm model(o.arch, o.seed, device, o.precision);
+  Optimizer opt(o.optimizer, model);
+  const std::unique_ptr<TrainStep> step = make_train_step(model, opt, o.step, o.cuda_graph);
+
+  // Batches resident on the device, generated once: dense features in the range of ln(x+1) values, ids
+  // uniform in each table, labels with a 25% click rate.
+  const int64_t nb = o.distinct_batches, bs = o.batch_size;
+  at::Generator gen = at::detail::createCPUGenerator(o.seed + 2);
+  std::vector<torch::Tensor> dense, sparse, labels;
+  oom_guard(
+      [&] {
+        return "allocating the benchmark batches (" + std::to_string(nb) + " batches of " + std::to_string(bs) +
+               " rows = " + bytes_text(static_cast<double>(nb) * static_cast<double>(bs) * kRowBytes) + " on " +
+               device.str() + ")";
+      },
+      [&] {
+        torch::NoGradGuard no_grad;
+        for (int64_t i = 0; i < nb; ++i) {
+          dense.push_back((torch::rand({bs, kNumDense}, gen) * 8.0).to(device));
+          std::vector<torch::Tensor> cols;
+          for (int64_t n : o.arch.table_sizes)
+            cols.push_back(torch::randint(0, n, {bs, 1}, gen, torch::TensorOptions().dtype(torch::kInt64)));
+          sparse.push_back(torch::cat(cols, 1).to(torch::kInt32).contiguous().to(device));
+          labels.push_back((torch::rand({bs}, gen) < 0.25).to(torch::kFloat32).to(device));
+        }
+      });
+  torch::Tensor loss;
+  auto run = [&](int64_t steps, int64_t first) {
+    oom_guard(
+        [&] {
+          return "in a training step (a batch of " + std::to_string(bs) + " rows on " + device.str() +
+                 "; a smaller --batch-size needs less)";
+        },
+        [&] {
+          for (int64_t s = 0; s < steps; ++s) {
+            check_interrupt();  // Ctrl-C ends a long benchmark (exit status 130)
+            const int64_t i = (first + s) % nb;
+            loss = step->run(dense[i], model.flat_ids(sparse[i]), labels[i], o.lr);
+          }
+        });
+  };
+  run(o.warmup_steps, 0);
+  if (loss.defined()) (void)loss.item<double>();
+  sync_device(device);
+  const auto t0 = Clock::now();
+  run(o.steps, o.warmup_steps);
+  const double final_loss = loss.item<double>();
+  sync_device(device);
+  const double secs = seconds_between(t0, Clock::now());
+
+  int64_t table_rows = 0;
+  for (int64_t n : o.arch.table_sizes) table_rows += n;
+  return {{"mode", "bench-synthetic"},
+          {"samples_per_s", static_cast<double>(o.steps * bs) / secs},
+          {"step_ms", 1000.0 * secs / static_cast<double>(o.steps)},
+          {"seconds", secs},
+          {"steps", o.steps},
+          {"warmup_steps", o.warmup_steps},
+          {"batch_size", bs},
+          {"device", device.str()},
+          {"precision", precision_name(o.precision)},
+          {"optimizer", optimizer_name(o.optimizer)},
+          {"step", step->name()},
+          {"threads", torch::get_num_threads()},
+          {"emb_dim", o.arch.emb_dim},
+          {"bot_mlp", o.arch.bot_mlp},
+          {"top_mlp", o.arch.top_mlp},
+          {"table_rows", table_rows},
+          {"final_loss", final_loss}};
+}
+
+}  // namespace
+
+nlohmann::json bench_synthetic(const BenchOptions& o) {
+  try {
+    return bench_impl(o);
+  } catch (const c10::Error& e) {
+    throw Error(torch_message(e));
+  }
+}
+
+}  // namespace sluice::train
