@@ -127,6 +127,8 @@ class FusedStep final : public TrainStep {
  private:
   void ensure_workspace(int64_t n) {
     if (n <= ws_n_) return;
+    // A captured graph holds the old workspace's address: keep it alive for the graph's replays.
+    if (graph_ && ws_.defined()) retired_ws_.push_back(ws_);
     const size_t bytes = kernels::sparse_update_workspace_bytes(n, model_.arch().emb_dim, model_.total_rows());
     ws_ = torch::empty({static_cast<int64_t>(std::max<size_t>(bytes, 1))},
                        torch::TensorOptions().dtype(torch::kUInt8).device(model_.device()));
@@ -239,6 +241,7 @@ class FusedStep final : public TrainStep {
   std::vector<torch::Tensor> grads_, bot_gw_, bot_gb_, top_gw_, top_gb_;
   torch::Tensor lr_, loss_, out_;
   torch::Tensor ws_;
+  std::vector<torch::Tensor> retired_ws_;
   size_t ws_bytes_ = 0;
   int64_t ws_n_ = 0;
   // The captured step and its static inputs.
