@@ -127,7 +127,12 @@ TEST_P(FusedStep, MatchesAutogradOverSteps) {
 
 INSTANTIATE_TEST_SUITE_P(All, FusedStep,
                          ::testing::Combine(::testing::Values(st::OptimizerKind::kSgd, st::OptimizerKind::kAdagrad),
-                                            ::testing::Bool(), ::testing::Values<int64_t>(16, 64)));
+                                            ::testing::Bool(), ::testing::Values<int64_t>(16, 64)),
+                         [](const auto& info) {
+                           return std::string(st::optimizer_name(std::get<0>(info.param))) +
+                                  (std::get<1>(info.param) ? "_graph" : "_eager") + "_d" +
+                                  std::to_string(std::get<2>(info.param));
+                         });
 
 TEST(FusedStepDeterminism, BitwiseReproducibleWithTheGraph) {
   std::string why;
@@ -200,7 +205,8 @@ TEST_P(FusedResume, ResumedRunOnTheGpuIsBitwiseEqual) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Optimizers, FusedResume,
-                         ::testing::Values(st::OptimizerKind::kSgd, st::OptimizerKind::kAdagrad));
+                         ::testing::Values(st::OptimizerKind::kSgd, st::OptimizerKind::kAdagrad),
+                         [](const auto& info) { return std::string(st::optimizer_name(info.param)); });
 
 TEST(FusedStepChoice, DeterministicNeedsTheFusedStepOnAGpu) {
   std::string why;

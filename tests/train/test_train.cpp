@@ -76,7 +76,8 @@ TEST_P(ResumeTest, ResumedRunEndsBitwiseEqualToUninterruptedRun) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Optimizers, ResumeTest,
-                         ::testing::Values(st::OptimizerKind::kSgd, st::OptimizerKind::kAdagrad));
+                         ::testing::Values(st::OptimizerKind::kSgd, st::OptimizerKind::kAdagrad),
+                         [](const auto& info) { return std::string(st::optimizer_name(info.param)); });
 
 TEST(Train, StopFlagWritesCheckpointAndResumeMatches) {
   torch::set_num_threads(1);
