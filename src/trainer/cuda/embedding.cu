@@ -30,6 +30,7 @@
 #include <string>
 
 #include "engine/cuda/detail/check.hpp"
+#include "trainer/cuda/vec.cuh"
 #include "sluice/source.hpp"
 
 namespace sluice::train::kernels {
@@ -47,16 +48,7 @@ enum Mode : int { kSgd = 0, kAdagrad = 1, kReduce = 2 };
 
 // ---- small vector helpers (float or float4) -------------------------------------------------------
 
-template <int VEC>
-struct VecOf;
-template <>
-struct VecOf<1> {
-  using T = float;
-};
-template <>
-struct VecOf<4> {
-  using T = float4;
-};
+using detail::VecOf;
 
 __device__ __forceinline__ void vzero(float& a) { a = 0.f; }
 __device__ __forceinline__ void vzero(float4& a) { a = make_float4(0.f, 0.f, 0.f, 0.f); }

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "engine/cuda/detail/check.hpp"
+#include "trainer/cuda/vec.cuh"
 #include "sluice/source.hpp"
 
 namespace sluice::train::kernels {
@@ -32,16 +33,7 @@ constexpr int kMaxSamples = 8;
 constexpr size_t kSmemTarget = 32 * 1024;
 constexpr size_t kSmemMax = 48 * 1024;
 
-template <int VEC>
-struct VecOf;
-template <>
-struct VecOf<1> {
-  using T = float;
-};
-template <>
-struct VecOf<4> {
-  using T = float4;
-};
+using detail::VecOf;
 
 __device__ __forceinline__ float dot_acc(float acc, float a, float b) { return fmaf(a, b, acc); }
 __device__ __forceinline__ float dot_acc(float acc, const float4& a, const float4& b) {
