@@ -3,7 +3,7 @@
 # out and build-gpu/ exists), then times the engines, training alone, and raw data -> trained model,
 # each against a baseline of the same run. Bring .deps/ (scripts/bundle_deps.sh). Prints a short
 # table last; full logs go to $OUT (or build-gpu/logs).
-#   STAGES="build engine prep train kernels recipe e2e kaggle" bash scripts/gpu_bench.sh
+#   STAGES="build engine prep train kernels recipe e2e kaggle presets" bash scripts/gpu_bench.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build-gpu/logs}
@@ -101,6 +101,52 @@ if has train; then
         --precision tf32 > "$OUT/train_sluice_adagrad_$B.txt" 2>&1
     row "  sluice tf32 $(json "$OUT/train_sluice_adagrad_$B.txt" step), adagrad (samples/s)" \
         "$(json "$OUT/train_sluice_adagrad_$B.txt" samples_per_s)"
+  done
+fi
+
+if has presets; then
+  # The large presets at full size on one GPU, training alone (batches resident, uniform ids): the
+  # terabyte preset (d 64) on Criteo Terabyte's tables capped at 10 M rows, and the mlperf preset (d 128)
+  # on the 40 M-capped tables (188 M rows: 96 GB of float32, 48 GB as half). What does not fit must say
+  # so before allocating, and name the option that would fit.
+  mem_gb=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1 | awk '{print int($1/1024)}')
+  pr() {  # pr NAME ARGS...: one timed synthetic run
+    local name=$1
+    shift
+    $S train --bench-synthetic --device cuda --steps "${PRESET_STEPS:-100}" "$@" > "$OUT/preset_$name.txt" 2>&1
+    if [ "$(json "$OUT/preset_$name.txt" samples_per_s)" = fail ]; then
+      row "  $name" "not run: $(grep -m1 -E 'error|out of memory' "$OUT/preset_$name.txt" | cut -c1-300)"
+    else
+      row "  $name (samples/s; init s; GPU GB used)" "$(json "$OUT/preset_$name.txt" samples_per_s); $(json "$OUT/preset_$name.txt" model_init_seconds); $(python3 -c "print(round($(json "$OUT/preset_$name.txt" device_memory_used_bytes)/1e9,1))")"
+    fi
+  }
+  row "large presets, synthetic batches, adagrad, tf32 ($mem_gb GiB GPU)" ""
+  pr terabyte_10M_fp32_B16384 --preset terabyte --table-sizes terabyte --max-ind-range 10000000 --batch-size 16384
+  pr terabyte_10M_bf16_B16384 --preset terabyte --table-sizes terabyte --max-ind-range 10000000 --batch-size 16384 --emb-dtype bf16
+  for dt in ${PRESET_DTYPES:-fp32 fp16 bf16}; do
+    for B in ${PRESET_BATCHES:-65536 16384}; do
+      pr mlperf_40M_${dt}_B$B --preset mlperf --table-sizes terabyte --batch-size $B --emb-dtype $dt
+    done
+  done
+fi
+
+if has embdtype; then
+  # Half-precision tables on the Kaggle preset: speed and (on generated data) AUC against float32.
+  for dt in fp32 fp16 bf16; do
+    $S train --bench-synthetic --preset kaggle --table-sizes kaggle --batch-size 16384 --steps 300 --device cuda \
+        --emb-dtype $dt > "$OUT/embdtype_bench_$dt.txt" 2>&1
+    row "kaggle B=16384 --emb-dtype $dt (samples/s)" "$(json "$OUT/embdtype_bench_$dt.txt" samples_per_s)"
+  done
+  D="$DATA/embdtype"
+  [ -f "$D/raw/truth.json" ] || { rm -rf "$D"; $S gen --rows 8000000 --days 4 --seed 11 --cardinality-scale 0.05 \
+      --out "$D/raw" > "$OUT/embdtype_gen.txt" 2>&1; }
+  [ -f "$D/prep/.sluice-output" ] || $S prep --engine cuda -o "$D/prep" --overwrite "$D"/raw/day_*.tsv > "$OUT/embdtype_prep.txt" 2>&1
+  row "  oracle AUC of the generated data" "$(python3 -c "import json; print(round(json.load(open('$D/raw/truth.json')).get('oracle_test_auc', float('nan')),4))" 2>/dev/null)"
+  for dt in fp32 fp16 bf16; do
+    for B in 2048 16384; do
+      $S train --data "$D/prep" --device cuda --epochs 1 --batch-size $B --emb-dtype $dt > "$OUT/embdtype_train_${dt}_$B.txt" 2>&1
+      row "  8M rows, 1 epoch, B=$B --emb-dtype $dt: test AUC" "$(json "$OUT/embdtype_train_${dt}_$B.txt" test_auc)"
+    done
   done
 fi
 

@@ -32,6 +32,7 @@ struct TrainArgs {
   std::string preset = "kaggle";
   int64_t emb_dim = 0;
   double emb_init = 0;  // 0: the recipe's
+  std::string emb_dtype = "fp32";
   std::string mlp_bot, mlp_top;
   double lr = 0;        // 0: the recipe's (train::default_lr)
   std::string optimizer = "adagrad";
@@ -54,6 +55,7 @@ train::Arch arch_from(const TrainArgs& a) {
   train::Arch arch = train::preset_arch(a.preset);
   train::apply_arch_overrides(arch, a.emb_dim, a.mlp_bot, a.mlp_top);
   if (a.emb_init > 0) arch.emb_init_scale = a.emb_init;
+  arch.emb_dtype = train::parse_emb_dtype(a.emb_dtype);
   return arch;
 }
 
@@ -177,6 +179,10 @@ void add_train_command(CLI::App& app) {
   c->add_option("--emb-init-scale", a->emb_init,
                 "Embedding rows start U(-s, s) (default 0.01 for every table, whatever its size)")
       ->check(PositiveReal());
+  c->add_option("--emb-dtype", a->emb_dtype,
+                "Embedding tables in fp32, fp16 or bf16 (half the memory; GPU fused step, float32 arithmetic, "
+                "stochastic rounding)")
+      ->capture_default_str();
   c->add_option("--device", o.device, "cpu, cuda or cuda:N")->capture_default_str();
   c->add_option("--batch-size,--mini-batch-size", o.batch_size, "Training batch size")->capture_default_str()
       ->check(PositiveInt<int64_t>());
@@ -241,7 +247,7 @@ void add_train_command(CLI::App& app) {
   c->add_flag("--no-eval", a->no_eval, "Skip the final evaluation");
   c->add_flag("--bench-synthetic", a->bench,
               "Benchmark training alone: random batches resident on the device, no data pipeline");
-  c->add_option("--table-sizes", a->table_sizes, "Benchmark tables: kaggle, N or 26 comma-separated sizes")
+  c->add_option("--table-sizes", a->table_sizes, "Benchmark tables: kaggle, terabyte (Criteo Terabyte at --max-ind-range 40000000), N or 26 comma-separated sizes")
       ->capture_default_str();
   c->add_option("--steps", a->steps, "Benchmark: timed steps")->capture_default_str()
       ->check(PositiveInt<int64_t>());

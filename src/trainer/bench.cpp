@@ -17,11 +17,26 @@
 #include "trainer/optimizer.hpp"
 #include "trainer/step.hpp"
 
+#if defined(SLUICE_HAVE_CUDA)
+#include "engine/cuda/batch_copy.hpp"
+#endif
+
 namespace sluice::train {
 
 using namespace detail;
 
 namespace {
+
+// Memory in use on a GPU (all processes, the caching allocator's reserve included); 0 on the CPU.
+double device_used_bytes(const torch::Device& device) {
+#if defined(SLUICE_HAVE_CUDA)
+  size_t free_b = 0, total_b = 0;
+  if (device.is_cuda() && cuda_batch::device_memory(device.index() < 0 ? 0 : device.index(), &free_b, &total_b))
+    return static_cast<double>(total_b - free_b);
+#endif
+  (void)device;
+  return 0;
+}
 
 nlohmann::json bench_impl(const BenchOptions& o) {
   if (o.batch_size <= 0 || o.steps <= 0 || o.warmup_steps < 0 || o.distinct_batches <= 0)
@@ -32,10 +47,14 @@ nlohmann::json bench_impl(const BenchOptions& o) {
   apply_precision(o.precision);
   if (device.is_cpu()) reserve_blas_buffers();
 
+  check_emb_dtype_usable(o.arch.emb_dtype, o.device, o.precision, o.step);
   check_model_fits(o.arch, o.optimizer, device);
+  const auto t_init = Clock::now();
   Dlrm model(o.arch, o.seed, device, o.precision);
   Optimizer opt(o.optimizer, model);
-  const std::unique_ptr<TrainStep> step = make_train_step(model, opt, o.step, o.cuda_graph);
+  sync_device(device);
+  const double init_secs = seconds_between(t_init, Clock::now());
+  const std::unique_ptr<TrainStep> step = make_train_step(model, opt, o.step, o.cuda_graph, o.seed);
 
   // Batches resident on the device, generated once: dense features in the range of ln(x+1) values, ids
   // uniform in each table, labels with a 25% click rate.
@@ -70,7 +89,7 @@ nlohmann::json bench_impl(const BenchOptions& o) {
           for (int64_t s = 0; s < steps; ++s) {
             check_interrupt();  // Ctrl-C ends a long benchmark (exit status 130)
             const int64_t i = (first + s) % nb;
-            loss = step->run(dense[i], model.flat_ids(sparse[i]), labels[i], o.lr);
+            loss = step->run(dense[i], model.flat_ids(sparse[i]), labels[i], o.lr, first + s);
           }
         });
   };
@@ -101,6 +120,9 @@ nlohmann::json bench_impl(const BenchOptions& o) {
           {"bot_mlp", o.arch.bot_mlp},
           {"top_mlp", o.arch.top_mlp},
           {"table_rows", table_rows},
+          {"emb_dtype", emb_dtype_name(o.arch.emb_dtype)},
+          {"model_init_seconds", init_secs},
+          {"device_memory_used_bytes", device_used_bytes(device)},
           {"final_loss", final_loss}};
 }
 

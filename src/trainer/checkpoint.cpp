@@ -74,14 +74,36 @@ class InFile {
 
 }  // namespace
 
+namespace {
+
+// The element types a checkpoint holds: float32, and the half types of half-precision tables.
+const char* dtype_name(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat32: return "float32";
+    case torch::kFloat16: return "float16";
+    case torch::kBFloat16: return "bfloat16";
+    default: return nullptr;
+  }
+}
+
+bool dtype_of(const std::string& name, torch::ScalarType* t) {
+  if (name == "float32") *t = torch::kFloat32;
+  else if (name == "float16") *t = torch::kFloat16;
+  else if (name == "bfloat16") *t = torch::kBFloat16;
+  else return false;
+  return true;
+}
+
+}  // namespace
+
 void write_checkpoint(const std::string& path, nlohmann::json meta, const std::vector<NamedTensor>& tensors) {
   uint64_t offset = 0;
   nlohmann::json list = nlohmann::json::array();
   for (const auto& nt : tensors) {
-    if (nt.tensor.scalar_type() != torch::kFloat32)
-      throw Error("internal: checkpoint tensor " + nt.name + " is not float32");
-    const uint64_t nbytes = static_cast<uint64_t>(nt.tensor.numel()) * 4;
-    list.push_back({{"name", nt.name}, {"dtype", "float32"}, {"shape", nt.tensor.sizes().vec()},
+    const char* dtype = dtype_name(nt.tensor.scalar_type());
+    if (dtype == nullptr) throw Error("internal: checkpoint tensor " + nt.name + " is not float32, float16 or bfloat16");
+    const uint64_t nbytes = static_cast<uint64_t>(nt.tensor.numel()) * nt.tensor.element_size();
+    list.push_back({{"name", nt.name}, {"dtype", dtype}, {"shape", nt.tensor.sizes().vec()},
                     {"offset", offset}, {"nbytes", nbytes}});
     offset += nbytes;
   }
@@ -107,10 +129,11 @@ void write_checkpoint(const std::string& path, nlohmann::json meta, const std::v
   torch::NoGradGuard no_grad;
   for (const auto& nt : tensors) {
     const torch::Tensor flat = nt.tensor.detach().contiguous().reshape({-1});
+    const size_t elem = flat.element_size();
     for (int64_t begin = 0; begin < flat.numel(); begin += kChunkElems) {
       const int64_t n = std::min(kChunkElems, flat.numel() - begin);
       const torch::Tensor chunk = flat.narrow(0, begin, n).to(torch::kCPU).contiguous();
-      put(chunk.data_ptr<float>(), static_cast<size_t>(n) * 4, true);
+      put(chunk.data_ptr(), static_cast<size_t>(n) * elem, true);
     }
   }
   const uint32_t sum = crc.value();
@@ -158,10 +181,12 @@ CheckpointHeader read_checkpoint_header(const std::string& path) {
         if (v < 0) throw Error(corrupt + "negative tensor dimension");
         elems *= static_cast<uint64_t>(v);
       }
-      if (t.at("dtype").get<std::string>() != "float32" || t.at("nbytes").get<uint64_t>() != elems * 4 ||
-          t.at("offset").get<uint64_t>() != offset)
+      torch::ScalarType st;
+      if (!dtype_of(t.at("dtype").get<std::string>(), &st)) throw Error(corrupt + "unknown tensor type");
+      const uint64_t elem = c10::elementSize(st);
+      if (t.at("nbytes").get<uint64_t>() != elems * elem || t.at("offset").get<uint64_t>() != offset)
         throw Error(corrupt + "inconsistent tensor table");
-      offset += elems * 4;
+      offset += elems * elem;
     }
     if (offset != data_bytes) throw Error(corrupt + "inconsistent tensor table");
   } catch (const nlohmann::json::exception& e) {
@@ -178,10 +203,13 @@ void read_checkpoint_tensors(
   std::vector<char> head(h.data_offset);
   in.read(head.data(), head.size(), &crc);
   torch::NoGradGuard no_grad;
-  torch::Tensor staging = torch::empty({kChunkElems}, torch::kFloat32);
   for (const auto& t : h.meta.at("tensors")) {
     const std::string name = t.at("name").get<std::string>();
     const std::vector<int64_t> shape = t.at("shape").get<std::vector<int64_t>>();
+    torch::ScalarType st = torch::kFloat32;
+    dtype_of(t.at("dtype").get<std::string>(), &st);  // checked by read_checkpoint_header
+    const torch::Tensor staging = torch::empty({kChunkElems}, st);
+    const size_t elem = staging.element_size();
     torch::Tensor target = dest(name, shape);
     if (target.defined() && target.sizes().vec() != shape)
       throw Error("internal: checkpoint tensor " + name + " has an unexpected shape");
@@ -190,7 +218,7 @@ void read_checkpoint_tensors(
     for (int64_t d : shape) total *= d;
     for (int64_t begin = 0; begin < total; begin += kChunkElems) {
       const int64_t n = std::min(kChunkElems, total - begin);
-      in.read(staging.data_ptr<float>(), static_cast<size_t>(n) * 4, &crc);
+      in.read(staging.data_ptr(), static_cast<size_t>(n) * elem, &crc);
       if (flat.defined()) flat.narrow(0, begin, n).copy_(staging.narrow(0, 0, n));
     }
   }
@@ -205,8 +233,14 @@ void read_checkpoint_tensors(
 std::map<std::string, torch::Tensor> load_checkpoint_tensors(const std::string& path) {
   const CheckpointHeader h = read_checkpoint_header(path);
   std::map<std::string, torch::Tensor> out;
+  std::map<std::string, torch::ScalarType> types;
+  for (const auto& t : h.meta.at("tensors")) {
+    torch::ScalarType st = torch::kFloat32;
+    dtype_of(t.at("dtype").get<std::string>(), &st);
+    types[t.at("name").get<std::string>()] = st;
+  }
   read_checkpoint_tensors(h, [&](const std::string& name, const std::vector<int64_t>& shape) {
-    auto t = torch::empty(shape, torch::kFloat32);
+    auto t = torch::empty(shape, types[name]);
     out[name] = t;
     return t;
   });
@@ -250,7 +284,9 @@ bool is_regular_file(const std::string& path) {
 namespace detail {
 
 nlohmann::json arch_json(const Arch& a) {
-  return {{"emb_dim", a.emb_dim}, {"bot_mlp", a.bot_mlp}, {"top_mlp", a.top_mlp}, {"table_sizes", a.table_sizes}};
+  return {{"emb_dim", a.emb_dim},         {"bot_mlp", a.bot_mlp},
+          {"top_mlp", a.top_mlp},         {"table_sizes", a.table_sizes},
+          {"emb_dtype", emb_dtype_name(a.emb_dtype)}};
 }
 
 // Checks that a checkpoint fits the run's model; throws a clear sluice::Error otherwise.
@@ -280,6 +316,11 @@ void check_compatible(const CheckpointHeader& h, const TrainOptions& o) {
                   list_text(bot) + ", top MLP " + list_text(top) + "; the options ask for " +
                   std::to_string(o.arch.emb_dim) + ", " + list_text(o.arch.bot_mlp) + ", " +
                   list_text(o.arch.top_mlp));
+    // Checkpoints from before half-precision tables hold float32 ones.
+    const std::string dtype = a.value("emb_dtype", std::string("fp32"));
+    if (dtype != emb_dtype_name(o.arch.emb_dtype))
+      throw Error(where + " holds " + dtype + " embedding tables; the options ask for " +
+                  emb_dtype_name(o.arch.emb_dtype) + " (resume with --emb-dtype " + dtype + ")");
     const std::string opt = meta.at("optimizer").get<std::string>();
     if (opt != optimizer_name(o.optimizer))
       throw Error(where + " was written by the " + opt + " optimizer; the options ask for " +

@@ -25,7 +25,7 @@ class Optimizer;  // trainer/optimizer.hpp
 
 struct NamedTensor {
   std::string name;
-  torch::Tensor tensor;  // float32, any device
+  torch::Tensor tensor;  // float32, float16 or bfloat16 (half tables), any device
 };
 
 void write_checkpoint(const std::string& path, nlohmann::json meta, const std::vector<NamedTensor>& tensors);

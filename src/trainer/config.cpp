@@ -1,5 +1,6 @@
 // Architecture presets, option parsing and the learning-rate schedule (no libtorch here).
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <sstream>
 #include <string>
@@ -27,6 +28,13 @@ int64_t parse_positive(const std::string& tok, const std::string& what) {
 }
 
 }  // namespace
+
+// Embedding-table sizes of Criteo Terabyte (24 days) as Meta's DLRM and the MLPerf DLRM benchmark train
+// it: the distinct values per column, ids hashed to --max-ind-range 40000000 (187.8 M rows in all).
+constexpr std::array<int64_t, kNumSparse> kTerabyteTableSizes40M = {
+    39884406, 39043,    17289,    7420,     20263,  3,     7120, 1543, 63,
+    38532951, 2953546,  403346,   10,       2208,   11938, 155,  4,    976,
+    14,       39979771, 25641295, 39664984, 585935, 12972, 108,  36};
 
 Arch preset_arch(const std::string& name) {
   Arch a;
@@ -112,6 +120,8 @@ std::vector<int64_t> parse_table_sizes(const std::string& text, uint64_t max_ind
   std::vector<int64_t> sizes;
   if (text == "kaggle") {
     for (uint64_t c : kKaggleCardinalities) sizes.push_back(static_cast<int64_t>(c));
+  } else if (text == "terabyte") {
+    sizes.assign(kTerabyteTableSizes40M.begin(), kTerabyteTableSizes40M.end());
   } else if (text.find(',') == std::string::npos) {
     sizes.assign(kNumSparse, parse_positive(text, "table sizes"));
   } else {
@@ -138,6 +148,22 @@ Precision parse_precision(const std::string& name) {
   if (name == "tf32") return Precision::kTf32;
   if (name == "bf16") return Precision::kBf16;
   throw Error("unknown precision '" + name + "' (expected fp32, tf32 or bf16)");
+}
+
+EmbDtype parse_emb_dtype(const std::string& name) {
+  if (name == "fp32") return EmbDtype::kFp32;
+  if (name == "fp16") return EmbDtype::kFp16;
+  if (name == "bf16") return EmbDtype::kBf16;
+  throw Error("unknown embedding dtype '" + name + "' (expected fp32, fp16 or bf16)");
+}
+
+const char* emb_dtype_name(EmbDtype t) {
+  switch (t) {
+    case EmbDtype::kFp32: return "fp32";
+    case EmbDtype::kFp16: return "fp16";
+    case EmbDtype::kBf16: return "bf16";
+  }
+  return "?";
 }
 
 const char* optimizer_name(OptimizerKind k) { return k == OptimizerKind::kSgd ? "sgd" : "adagrad"; }

@@ -10,9 +10,16 @@
 
 #include "sluice/schema.hpp"
 #include "sluice/source.hpp"
+#include "trainer/cuda/numerics.hpp"
 
 #if defined(SLUICE_HAVE_CUDA)
 #include "engine/cuda/batch_copy.hpp"
+#endif
+#if defined(SLUICE_FUSED_GPU)
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "trainer/cuda/embedding.hpp"
 #endif
 
 namespace sluice::train {
@@ -27,29 +34,26 @@ bool use_int32_index(int64_t total_rows) { return total_rows < std::numeric_limi
 
 // ---- model --------------------------------------------------------------------------------------
 
-namespace {
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-}  // namespace
-
 void init_embedding_rows(float* out, uint64_t seed, int table, int64_t first_row, int64_t rows, int64_t d,
                          double scale) {
-  const uint64_t key = splitmix64(splitmix64(seed + 1) ^ (0x5851F42D4C957F2Dull * static_cast<uint64_t>(table + 1)));
+  const uint64_t key = num::init_table_key(seed, table);
   const float a = static_cast<float>(scale);
   for (int64_t r = 0; r < rows; ++r) {
-    const uint64_t row_key = splitmix64(key ^ static_cast<uint64_t>(first_row + r));
-    for (int64_t j = 0; j < d; ++j) {
-      // 24 random bits -> u in [0, 1) exactly representable; the value a * (2u - 1) in [-a, a).
-      const uint64_t h = splitmix64(row_key + static_cast<uint64_t>(j));
-      const float u = static_cast<float>(h >> 40) * (1.0f / 16777216.0f);
-      out[r * d + j] = a * (2.0f * u - 1.0f);
-    }
+    const uint64_t row_key = num::init_row_key(key, first_row + r);
+    for (int64_t j = 0; j < d; ++j) out[r * d + j] = num::init_value(row_key, j, a);
   }
 }
+
+torch::ScalarType emb_scalar_type(EmbDtype t) {
+  switch (t) {
+    case EmbDtype::kFp16: return torch::kFloat16;
+    case EmbDtype::kBf16: return torch::kBFloat16;
+    case EmbDtype::kFp32: break;
+  }
+  return torch::kFloat32;
+}
+
+double emb_elem_bytes(EmbDtype t) { return t == EmbDtype::kFp32 ? 4.0 : 2.0; }
 
 Dlrm::Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision precision)
     : arch_(arch), device_(device), precision_(precision) {
@@ -86,32 +90,17 @@ Dlrm::Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision prec
   };
 
   // Tables.
+  const double elem_bytes = emb_elem_bytes(arch_.emb_dtype);
+  const double table_bytes = static_cast<double>(total_rows_) * static_cast<double>(d) * elem_bytes;
   const auto tables_what = [&] {
     return "allocating the embedding tables (" + std::to_string(arch_.table_sizes.size()) + " tables, " +
            count_text(static_cast<double>(total_rows_)) + " rows x " + std::to_string(d) + " = " +
-           bytes_text(static_cast<double>(total_rows_) * static_cast<double>(d) * 4.0) + " of float32 on " +
-           device_.str() + ")";
+           bytes_text(table_bytes) + " of " + emb_dtype_name(arch_.emb_dtype) + " on " + device_.str() + ")";
   };
-  require_capacity(tables_what, static_cast<double>(total_rows_) * static_cast<double>(d) * 4.0, device_);
+  require_capacity(tables_what, table_bytes, device_);
   oom_guard(tables_what, [&] {
-    emb = torch::empty({total_rows_, d}, torch::TensorOptions().dtype(torch::kFloat32).device(device_));
-    // Rows are made on the CPU in slices (threads over rows) and copied: the same weights on every device.
-    const int64_t slice_rows = std::max<int64_t>(1, (int64_t{1} << 22) / d);
-    torch::Tensor host = device_.is_cpu() ? torch::Tensor() : torch::empty({slice_rows, d}, torch::kFloat32);
-    for (size_t t = 0; t < arch_.table_sizes.size(); ++t) {
-      const int64_t rows = arch_.table_sizes[t];
-      const double scale = arch_.emb_init_scale > 0 ? arch_.emb_init_scale : std::sqrt(1.0 / static_cast<double>(rows));
-      for (int64_t begin = 0; begin < rows; begin += slice_rows) {
-        const int64_t n = std::min(slice_rows, rows - begin);
-        torch::Tensor dst = emb.narrow(0, table_offsets_[t] + begin, n);
-        torch::Tensor buf = device_.is_cpu() ? dst : host.narrow(0, 0, n);
-        float* p = buf.data_ptr<float>();
-        at::parallel_for(0, n, 4096, [&](int64_t lo, int64_t hi) {
-          init_embedding_rows(p + lo * d, seed, static_cast<int>(t), begin + lo, hi - lo, d, scale);
-        });
-        if (!device_.is_cpu()) dst.copy_(buf);
-      }
-    }
+    emb = torch::empty({total_rows_, d}, torch::TensorOptions().dtype(emb_scalar_type(arch_.emb_dtype)).device(device_));
+    init_tables(seed);
   });
   double mlp_params = 0;
   for (const auto* widths : {&arch_.bot_mlp, &arch_.top_mlp})
@@ -130,6 +119,46 @@ Dlrm::Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision prec
       });
 }
 
+void Dlrm::init_tables(uint64_t seed) {
+  const int64_t d = arch_.emb_dim;
+  auto scale_of = [&](size_t t) {
+    const int64_t rows = arch_.table_sizes[t];
+    return arch_.emb_init_scale > 0 ? arch_.emb_init_scale : std::sqrt(1.0 / static_cast<double>(rows));
+  };
+#if defined(SLUICE_FUSED_GPU)
+  if (device_.is_cuda()) {
+    // On the GPU, by the kernel that computes the same values (bit for bit) as init_embedding_rows.
+    const c10::cuda::CUDAGuard guard(device_);
+    const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(device_.index()).stream();
+    const auto elem = arch_.emb_dtype == EmbDtype::kFp16   ? kernels::Elem::kF16
+                      : arch_.emb_dtype == EmbDtype::kBf16 ? kernels::Elem::kBF16
+                                                           : kernels::Elem::kF32;
+    for (size_t t = 0; t < arch_.table_sizes.size(); ++t)
+      kernels::init_rows(emb[table_offsets_[t]].data_ptr(), elem, seed, static_cast<int>(t), 0, arch_.table_sizes[t], d,
+                         static_cast<float>(scale_of(t)), stream);
+    return;
+  }
+#endif
+  // On the CPU in slices (threads over rows), copied (and rounded to the table's type) where needed.
+  const bool direct = device_.is_cpu() && arch_.emb_dtype == EmbDtype::kFp32;
+  const int64_t slice_rows = std::max<int64_t>(1, (int64_t{1} << 22) / d);
+  torch::Tensor host = direct ? torch::Tensor() : torch::empty({slice_rows, d}, torch::kFloat32);
+  for (size_t t = 0; t < arch_.table_sizes.size(); ++t) {
+    const int64_t rows = arch_.table_sizes[t];
+    const double scale = scale_of(t);
+    for (int64_t begin = 0; begin < rows; begin += slice_rows) {
+      const int64_t n = std::min(slice_rows, rows - begin);
+      torch::Tensor dst = emb.narrow(0, table_offsets_[t] + begin, n);
+      torch::Tensor buf = direct ? dst : host.narrow(0, 0, n);
+      float* p = buf.data_ptr<float>();
+      at::parallel_for(0, n, 4096, [&](int64_t lo, int64_t hi) {
+        init_embedding_rows(p + lo * d, seed, static_cast<int>(t), begin + lo, hi - lo, d, scale);
+      });
+      if (!direct) dst.copy_(buf);
+    }
+  }
+}
+
 namespace {
 // Bytes of the model's state: the tables (and Adagrad's row-wise state), the MLPs (and their state).
 double model_bytes(const Arch& a, OptimizerKind opt, int64_t cap) {
@@ -140,7 +169,8 @@ double model_bytes(const Arch& a, OptimizerKind opt, int64_t cap) {
     for (size_t l = 0; l + 1 < widths->size(); ++l)
       mlp += static_cast<double>((*widths)[l] + 1) * static_cast<double>((*widths)[l + 1]);
   const bool adagrad = opt == OptimizerKind::kAdagrad;
-  return 4.0 * (rows * static_cast<double>(a.emb_dim) + (adagrad ? rows : 0.0) + mlp * (adagrad ? 2.0 : 1.0));
+  return rows * static_cast<double>(a.emb_dim) * emb_elem_bytes(a.emb_dtype) +
+         4.0 * ((adagrad ? rows : 0.0) + mlp * (adagrad ? 2.0 : 1.0));
 }
 }  // namespace
 
@@ -168,7 +198,7 @@ void check_model_fits(const Arch& a, OptimizerKind opt, const torch::Device& dev
   double rows = 0;
   for (int64_t n : a.table_sizes) rows += static_cast<double>(n);
   std::string msg = "out of memory: the model needs " + bytes_text(need) + " (" + count_text(rows) +
-                    " embedding rows x " + std::to_string(a.emb_dim) + " float32" +
+                    " embedding rows x " + std::to_string(a.emb_dim) + " " + emb_dtype_name(a.emb_dtype) +
                     (opt == OptimizerKind::kAdagrad ? " plus Adagrad's row-wise state" : "") + ") and " + where;
   // The largest cap on the table sizes that fits.
   int64_t lo = 0, hi = 0;
@@ -179,6 +209,13 @@ void check_model_fits(const Arch& a, OptimizerKind opt, const torch::Device& dev
     else hi = mid - 1;
   }
   if (lo >= 1000) msg += "; --max-ind-range " + std::to_string(lo) + " would fit (" + bytes_text(model_bytes(a, opt, lo)) + ")";
+  if (a.emb_dtype == EmbDtype::kFp32) {
+    Arch half = a;
+    half.emb_dtype = EmbDtype::kBf16;
+    if (model_bytes(half, opt, 0) <= avail)
+      msg += "; half-precision tables (--emb-dtype fp16 or bf16, " + bytes_text(model_bytes(half, opt, 0)) +
+             ") would fit";
+  }
   if (opt == OptimizerKind::kAdagrad && model_bytes(a, OptimizerKind::kSgd, 0) <= avail)
     msg += "; --optimizer sgd (no optimiser state) would fit";
   throw Error(msg);
@@ -193,7 +230,9 @@ torch::Tensor Dlrm::flat_ids(const torch::Tensor& sparse, uint64_t id_modulo) co
 
 torch::Tensor Dlrm::gather(const torch::Tensor& flat_ids) const {
   torch::NoGradGuard no_grad;
-  return emb.index_select(0, flat_ids).view({-1, static_cast<int64_t>(kNumSparse), arch_.emb_dim});
+  torch::Tensor rows = emb.index_select(0, flat_ids);
+  if (rows.scalar_type() != torch::kFloat32) rows = rows.to(torch::kFloat32);  // exact
+  return rows.view({-1, static_cast<int64_t>(kNumSparse), arch_.emb_dim});
 }
 
 torch::Tensor Dlrm::mlp(const torch::Tensor& input, const std::vector<torch::Tensor>& w,

@@ -1,7 +1,8 @@
 // The DLRM model (internal: includes libtorch).
 //
-// Embeddings: all 26 tables live in ONE fp32 weight tensor [sum(table_sizes), d]; table t's row r is
-// row offsets[t] + r. A step gathers the B*26 rows with one index_select into a fresh leaf tensor, runs the
+// Embeddings: all 26 tables live in ONE weight tensor [sum(table_sizes), d] (float32, or float16 /
+// bfloat16 with --emb-dtype: the fused GPU step computes in float32 and rounds only what it stores);
+// table t's row r is row offsets[t] + r. A step gathers the B*26 rows with one index_select into a fresh leaf tensor, runs the
 // dense part under autograd, and hands the gradient of the gathered rows to the optimiser, which updates
 // only the touched rows (SGD: one index_add_, duplicates accumulate; Adagrad: row-wise state).
 //
@@ -30,6 +31,8 @@ namespace sluice::train {
 void init_embedding_rows(float* out, uint64_t seed, int table, int64_t first_row, int64_t rows, int64_t d,
                          double scale);
 
+torch::ScalarType emb_scalar_type(EmbDtype t);  // kFloat32, kFloat16, kBFloat16
+
 // Before any allocation: throws sluice::Error when the model and its optimiser state cannot fit on
 // `device` (a GPU: its free memory now, less a margin for batches and activations; the CPU: memory and
 // swap). The message says what needs how much, what is there, and the largest --max-ind-range that
@@ -39,9 +42,8 @@ void check_model_fits(const Arch& arch, OptimizerKind optimizer, const torch::De
 class Dlrm {
  public:
   // Meta's initialisation, seeded: Linear W ~ N(0, sqrt(2/(fan_in+fan_out))), b ~ N(0, sqrt(1/fan_out));
-  // table rows ~ U(-sqrt(1/n), sqrt(1/n)). The MLPs are drawn on the CPU from a generator seeded with
-  // `seed` (the same on every device); the tables are drawn on the CPU from a generator seeded with
-  // seed+1 when the device is the CPU, and on the GPU from its generator seeded with seed+1 otherwise.
+  // table rows from init_embedding_rows (Arch::emb_init_scale). The MLPs are drawn on the CPU from a
+  // generator seeded with `seed`; every device starts from the same weights.
   Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision precision = Precision::kFp32);
 
   const Arch& arch() const { return arch_; }
@@ -53,7 +55,7 @@ class Dlrm {
   // [B, 26] table-local ids (int32 or int64, on the model's device) -> [B*26] rows of `emb`.
   // id_modulo > 0 first takes every id modulo that value.
   torch::Tensor flat_ids(const torch::Tensor& sparse, uint64_t id_modulo = 0) const;
-  // The rows of the B*26 lookups, [B, 26, d] (a fresh tensor, no autograd history).
+  // The rows of the B*26 lookups, [B, 26, d] float32 (a fresh tensor, no autograd history).
   torch::Tensor gather(const torch::Tensor& flat_ids) const;
   // Logits [B] (float32) from dense features [B, 13] and gathered rows [B, 26, d].
   torch::Tensor forward(const torch::Tensor& dense, const torch::Tensor& rows) const;
@@ -62,11 +64,14 @@ class Dlrm {
   std::vector<torch::Tensor> mlp_params() const;
   std::vector<std::string> mlp_param_names() const;
 
-  torch::Tensor emb;                          // [total_rows, d] fp32, no autograd
+  torch::Tensor emb;                          // [total_rows, d] of arch().emb_dtype, no autograd
   std::vector<torch::Tensor> bot_w, bot_b;    // requires_grad leaves
   std::vector<torch::Tensor> top_w, top_b;
 
  private:
+  // The tables' initial values (init_embedding_rows; on a GPU by the kernel that gives the same values;
+  // half tables hold them rounded to nearest).
+  void init_tables(uint64_t seed);
   torch::Tensor mlp(const torch::Tensor& x, const std::vector<torch::Tensor>& w,
                     const std::vector<torch::Tensor>& b, bool relu_last) const;
 

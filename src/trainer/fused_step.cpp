@@ -22,6 +22,7 @@
 #include "sluice/schema.hpp"
 #include "trainer/cuda/embedding.hpp"
 #include "trainer/cuda/interaction.hpp"
+#include "trainer/cuda/numerics.hpp"
 
 namespace sluice::train {
 
@@ -32,7 +33,7 @@ constexpr int kEagerStepsBeforeCapture = 2;
 
 class FusedStep final : public TrainStep {
  public:
-  FusedStep(Dlrm& model, Optimizer& opt, bool cuda_graph)
+  FusedStep(Dlrm& model, Optimizer& opt, bool cuda_graph, uint64_t seed)
       : model_(model),
         opt_(opt),
         use_graph_(cuda_graph),
@@ -83,13 +84,21 @@ class FusedStep final : public TrainStep {
       top_gb_.push_back(grads_[nb + 2 * l + 1]);
     }
     lr_ = torch::zeros({1}, f32);
+    round_seed_ = torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt64).device(model.device()));
+    const torch::ScalarType et = model.emb.scalar_type();
+    table_.data = model.emb.data_ptr();
+    table_.elem = et == torch::kFloat16 ? kernels::Elem::kF16 : et == torch::kBFloat16 ? kernels::Elem::kBF16
+                                                                                       : kernels::Elem::kF32;
+    table_.rows = model.total_rows();
+    table_.d = model.arch().emb_dim;
+    round_key_ = num::splitmix64(seed ^ 0x243F6A8885A308D3ull);
     loss_ = torch::zeros({}, f32);
   }
 
   const char* name() const override { return graph_ ? "fused+graph" : "fused"; }
 
   torch::Tensor run(const torch::Tensor& dense, const torch::Tensor& flat_ids, const torch::Tensor& labels,
-                    double lr) override {
+                    double lr, int64_t step) override {
     torch::NoGradGuard no_grad;
     const int64_t batch = dense.size(0);
     const c10::cuda::CUDAStream caller = c10::cuda::getCurrentCUDAStream(model_.device().index());
@@ -98,6 +107,10 @@ class FusedStep final : public TrainStep {
     {
       c10::cuda::CUDAStreamGuard guard(stream_);
       lr_.fill_(lr);
+      // Half tables: this step's stochastic rounding, a function of the run's seed and the step alone
+      // (a resumed run rounds as the uninterrupted one did).
+      if (table_.elem != kernels::Elem::kF32)
+        round_seed_.fill_(static_cast<int64_t>(num::splitmix64(round_key_ + static_cast<uint64_t>(step))));
       ensure_workspace(flat_ids.numel());
       if (graph_ && batch == graph_batch_) {
         s_dense_.copy_(dense);
@@ -157,15 +170,15 @@ class FusedStep final : public TrainStep {
     const int64_t d = model_.arch().emb_dim;
     const int64_t n = ids.numel();
     const auto f32 = dense.options();
-    float* emb = model_.emb.data_ptr<float>();
     const float* lr = lr_.data_ptr<float>();
+    const uint64_t* round_seed = reinterpret_cast<const uint64_t*>(round_seed_.data_ptr<int64_t>());
 
     // Forward.
     torch::Tensor e = torch::empty({batch, kNumSparse, d}, f32);
     if (ids.scalar_type() == torch::kInt32)
-      kernels::gather_rows(emb, d, ids.data_ptr<int32_t>(), n, e.data_ptr<float>(), s);
+      kernels::gather_rows(table_, ids.data_ptr<int32_t>(), n, e.data_ptr<float>(), s);
     else
-      kernels::gather_rows(emb, d, ids.data_ptr<int64_t>(), n, e.data_ptr<float>(), s);
+      kernels::gather_rows(table_, ids.data_ptr<int64_t>(), n, e.data_ptr<float>(), s);
     std::vector<torch::Tensor> bot_in, top_in;
     torch::Tensor h = dense;
     for (size_t l = 0; l < model_.bot_w.size(); ++l) {
@@ -207,20 +220,21 @@ class FusedStep final : public TrainStep {
     // Updates: the touched embedding rows in place, then the MLPs.
     const bool adagrad = opt_.kind() == OptimizerKind::kAdagrad;
     const float eps = static_cast<float>(Optimizer::kAdagradEps);
+    float* state = adagrad ? opt_.emb_state.data_ptr<float>() : nullptr;
     if (ids.scalar_type() == torch::kInt32) {
       if (adagrad)
-        kernels::sparse_adagrad(emb, opt_.emb_state.data_ptr<float>(), model_.total_rows(), d, ids.data_ptr<int32_t>(),
-                                de.data_ptr<float>(), n, lr, eps, ws_.data_ptr(), ws_bytes_, s);
+        kernels::sparse_adagrad(table_, state, ids.data_ptr<int32_t>(), de.data_ptr<float>(), n, lr, eps, round_seed,
+                                ws_.data_ptr(), ws_bytes_, s);
       else
-        kernels::sparse_sgd(emb, model_.total_rows(), d, ids.data_ptr<int32_t>(), de.data_ptr<float>(), n, lr,
-                            ws_.data_ptr(), ws_bytes_, s);
+        kernels::sparse_sgd(table_, ids.data_ptr<int32_t>(), de.data_ptr<float>(), n, lr, round_seed, ws_.data_ptr(),
+                            ws_bytes_, s);
     } else {
       if (adagrad)
-        kernels::sparse_adagrad(emb, opt_.emb_state.data_ptr<float>(), model_.total_rows(), d, ids.data_ptr<int64_t>(),
-                                de.data_ptr<float>(), n, lr, eps, ws_.data_ptr(), ws_bytes_, s);
+        kernels::sparse_adagrad(table_, state, ids.data_ptr<int64_t>(), de.data_ptr<float>(), n, lr, eps, round_seed,
+                                ws_.data_ptr(), ws_bytes_, s);
       else
-        kernels::sparse_sgd(emb, model_.total_rows(), d, ids.data_ptr<int64_t>(), de.data_ptr<float>(), n, lr,
-                            ws_.data_ptr(), ws_bytes_, s);
+        kernels::sparse_sgd(table_, ids.data_ptr<int64_t>(), de.data_ptr<float>(), n, lr, round_seed, ws_.data_ptr(),
+                            ws_bytes_, s);
     }
     const torch::Tensor neg_lr = lr_.neg();
     if (adagrad) {
@@ -240,6 +254,9 @@ class FusedStep final : public TrainStep {
   torch::Tensor flat_p_, flat_g_, flat_s_;
   std::vector<torch::Tensor> grads_, bot_gw_, bot_gb_, top_gw_, top_gb_;
   torch::Tensor lr_, loss_, out_;
+  torch::Tensor round_seed_;  // [1] int64: this step's stochastic-rounding seed (half tables)
+  uint64_t round_key_ = 0;
+  kernels::TableRef table_;
   torch::Tensor ws_;
   std::vector<torch::Tensor> retired_ws_;
   size_t ws_bytes_ = 0;
@@ -253,8 +270,8 @@ class FusedStep final : public TrainStep {
 
 }  // namespace
 
-std::unique_ptr<TrainStep> make_fused_step(Dlrm& model, Optimizer& opt, bool cuda_graph) {
-  return std::make_unique<FusedStep>(model, opt, cuda_graph);
+std::unique_ptr<TrainStep> make_fused_step(Dlrm& model, Optimizer& opt, bool cuda_graph, uint64_t seed) {
+  return std::make_unique<FusedStep>(model, opt, cuda_graph, seed);
 }
 
 }  // namespace sluice::train

@@ -21,7 +21,7 @@ Optimizer::Optimizer(OptimizerKind kind, const Dlrm& model) : kind_(kind) {
         state_what,
         [&] {
           for (const auto& p : model.mlp_params()) mlp_state.push_back(torch::zeros_like(p));
-          emb_state = torch::zeros({model.total_rows()}, model.emb.options());
+          emb_state = torch::zeros({model.total_rows()}, model.emb.options().dtype(torch::kFloat32));
         });
   }
 }

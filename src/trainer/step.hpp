@@ -18,16 +18,24 @@ class TrainStep {
  public:
   virtual ~TrainStep() = default;
   // One optimiser step at learning rate lr on a batch already on the model's device (flat_ids from
-  // Dlrm::flat_ids). Returns the batch's mean loss as a 0-dim float tensor on the device; it stays valid
-  // until the next call.
+  // Dlrm::flat_ids); `step` counts the steps done before it over the whole run (resumes included): it
+  // keys the stochastic rounding of half-precision tables. Returns the batch's mean loss as a 0-dim
+  // float tensor on the device; it stays valid until the next call.
   virtual torch::Tensor run(const torch::Tensor& dense, const torch::Tensor& flat_ids, const torch::Tensor& labels,
-                            double lr) = 0;
+                            double lr, int64_t step) = 0;
   virtual const char* name() const = 0;  // "autograd", "fused", "fused+graph"
 };
 
 // kind: "auto" (fused where it applies, else autograd), "autograd" or "fused" (an error where it does not
 // apply: a CPU model, bf16, or a build without the GPU kernels). cuda_graph: capture the fused step.
-std::unique_ptr<TrainStep> make_train_step(Dlrm& model, Optimizer& opt, const std::string& kind, bool cuda_graph);
+// Half-precision tables need the fused step (an error otherwise). seed: the run's seed (stochastic
+// rounding).
+std::unique_ptr<TrainStep> make_train_step(Dlrm& model, Optimizer& opt, const std::string& kind, bool cuda_graph,
+                                           uint64_t seed = 0);
+
+// Throws sluice::Error before anything is allocated when half-precision tables cannot be trained with
+// these options (they need the fused GPU step): the message says why and what to change.
+void check_emb_dtype_usable(EmbDtype dtype, const std::string& device, Precision precision, const std::string& step);
 
 // Whether the fused step can run for this model (and why not, in *why).
 bool fused_step_available(const Dlrm& model, std::string* why);

@@ -123,6 +123,7 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
   const uint64_t seed = resume ? header.meta.value("seed", o.seed) : o.seed;
   const int64_t start_step = pos.step;
 
+  check_emb_dtype_usable(o.arch.emb_dtype, o.device, o.precision, o.step);
   check_model_fits(o.arch, o.optimizer, device);
   Dlrm model(o.arch, seed, device, o.precision);
   Optimizer opt(o.optimizer, model);
@@ -150,7 +151,7 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
     if (!fused_step_available(model, &why)) throw Error("--deterministic on a GPU needs the fused step: " + why);
     step_kind = "fused";
   }
-  const std::unique_ptr<TrainStep> step = make_train_step(model, opt, step_kind, o.cuda_graph);
+  const std::unique_ptr<TrainStep> step = make_train_step(model, opt, step_kind, o.cuda_graph, seed);
   res.step = step->name();
   MetricsLog metrics(o.metrics_path, resume);
   Progress progress(o.progress, o.progress_every);
@@ -329,7 +330,7 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
         const double lr = lr_at(o.lr, pos.step);
         const torch::Tensor loss = oom_guard(step_what, [&] {
           const Staged b = stage(lease.view(), model, o);
-          return step->run(b.dense, b.flat_ids, b.labels, lr);
+          return step->run(b.dense, b.flat_ids, b.labels, lr, pos.step);
         });
         keeper.retire(std::move(lease));
         loss_sum.add_(loss);

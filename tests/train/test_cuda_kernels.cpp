@@ -23,6 +23,7 @@
 #include "sluice/source.hpp"
 #include "trainer/cuda/embedding.hpp"
 #include "trainer/cuda/interaction.hpp"
+#include "trainer/cuda/numerics.hpp"
 #include "trainer/cuda/reference.hpp"
 
 namespace {
@@ -405,6 +406,170 @@ TEST(CudaKernels, SparseUpdateEdges) {
       if (r == 3 || r == 7) EXPECT_NEAR(got[size_t(r * d + c)], want, 1e-6) << r << "," << c;
       else EXPECT_EQ(got[size_t(r * d + c)], table0[size_t(r * d + c)]) << r << "," << c;
     }
+}
+
+// ---- half-precision tables -----------------------------------------------------------------------
+// A half table's update is the float32 table's update (same kernels, same sums) rounded when stored: so
+// the float32 update of the widened table, rounded on the host with numerics.hpp (to nearest, or
+// stochastically with the bits of (seed, row, column)), must give the half kernel's bits exactly.
+
+uint16_t narrow_host(float v, k::Elem e, bool sr, uint32_t r) {
+  if (e == k::Elem::kF16) return sr ? sluice::train::num::f32_to_f16_sr(v, r) : sluice::train::num::f32_to_f16_rn(v);
+  return sr ? sluice::train::num::f32_to_bf16_sr(v, r) : sluice::train::num::f32_to_bf16_rn(v);
+}
+float widen_host(uint16_t h, k::Elem e) {
+  return e == k::Elem::kF16 ? sluice::train::num::f16_to_f32(h) : sluice::train::num::bf16_to_f32(h);
+}
+const char* elem_name(k::Elem e) { return e == k::Elem::kF16 ? "fp16" : e == k::Elem::kBF16 ? "bf16" : "fp32"; }
+
+TEST(CudaKernels, HalfTablesGatherWidensExactly) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(707);
+  for (k::Elem e : {k::Elem::kF16, k::Elem::kBF16})
+    for (int64_t d : {16, 6, 128}) {
+      SCOPED_TRACE(std::string(elem_name(e)) + " d=" + std::to_string(d));
+      const int64_t rows = 3001, n = 7919;
+      std::vector<uint16_t> table(size_t(rows * d));
+      for (auto& h : table) h = narrow_host(std::uniform_real_distribution<float>(-1.f, 1.f)(rng), e, false, 0);
+      std::vector<int32_t> ids(static_cast<size_t>(n));
+      for (auto& i : ids) i = int32_t(rng() % uint64_t(rows));
+      Dev<uint16_t> dt(table);
+      Dev<int32_t> di(ids);
+      Dev<float> out(size_t(n * d));
+      out.poison();
+      k::gather_rows(k::TableRef{dt.p, e, rows, d}, di.p, n, out.p, nullptr);
+      const std::vector<float> got = out.download();
+      size_t bad = 0;
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t c = 0; c < d; ++c)
+          bad += got[size_t(i * d + c)] != widen_host(table[size_t(ids[size_t(i)] * d + c)], e);
+      EXPECT_EQ(bad, 0u);
+    }
+}
+
+TEST(CudaKernels, HalfTablesInitRowsMatchTheHostValues) {
+  REQUIRE_GPU();
+  namespace num = sluice::train::num;
+  const int64_t rows = 2000, d = 24, first = 123456;
+  for (k::Elem e : {k::Elem::kF32, k::Elem::kF16, k::Elem::kBF16}) {
+    SCOPED_TRACE(elem_name(e));
+    Dev<char> dst(size_t(rows * d) * k::elem_bytes(e));
+    dst.poison();
+    k::init_rows(dst.p, e, 99, 7, first, rows, d, 0.02f, nullptr);
+    const std::vector<char> got = dst.download();
+    const uint64_t key = num::init_table_key(99, 7);
+    size_t bad = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < d; ++j) {
+        const float v = num::init_value(num::init_row_key(key, first + r), j, 0.02f);
+        const size_t i = size_t(r * d + j);
+        if (e == k::Elem::kF32) {
+          float g;
+          std::memcpy(&g, &got[i * 4], 4);
+          bad += num::f32_bits(g) != num::f32_bits(v);
+        } else {
+          uint16_t g;
+          std::memcpy(&g, &got[i * 2], 2);
+          bad += g != narrow_host(v, e, false, 0);
+        }
+      }
+    EXPECT_EQ(bad, 0u);
+  }
+}
+
+void check_half_update(Opt opt, k::Elem e, const Ids& c, int64_t d, std::mt19937_64& rng) {
+  const int64_t n = int64_t(c.ids.size());
+  SCOPED_TRACE(std::string(opt == Opt::kSgd ? "sgd " : "adagrad ") + elem_name(e) + " d=" + std::to_string(d) +
+               " n=" + std::to_string(n));
+  const float lr = 0.05f, eps = 1e-10f;
+  const std::vector<int32_t> ids = as<int32_t>(c.ids);
+  std::vector<uint16_t> half0(size_t(c.total_rows * d));
+  for (auto& h : half0) h = narrow_host(std::uniform_real_distribution<float>(-1.f, 1.f)(rng), e, false, 0);
+  std::vector<float> wide0(half0.size());
+  for (size_t i = 0; i < half0.size(); ++i) wide0[i] = widen_host(half0[i], e);
+  const std::vector<float> state0 = uniform(size_t(c.total_rows), 0.1f, 1.f, rng);
+  // Small gradients: most updates are a fraction of a half's last place, where rounding matters.
+  const std::vector<float> grad = uniform(size_t(n * d), -0.01f, 0.01f, rng);
+  const UpdateRun f32 = run_update(opt, wide0, state0, c.total_rows, d, ids, grad, lr, eps);
+
+  const uint64_t seed = 0x1234567890ABCDEFull;
+  for (bool sr : {false, true}) {
+    SCOPED_TRACE(sr ? "stochastic" : "to nearest");
+    Dev<uint16_t> dt(half0);
+    Dev<float> dst(state0), dg(grad), dlr(std::vector<float>{lr});
+    Dev<uint64_t> dseed(std::vector<uint64_t>{seed});
+    Dev<int32_t> di(ids);
+    const size_t wsb = k::sparse_update_workspace_bytes(n, d, c.total_rows);
+    Dev<char> ws(wsb);
+    const k::TableRef t{dt.p, e, c.total_rows, d};
+    const uint64_t* sp = sr ? dseed.p : nullptr;
+    if (opt == Opt::kSgd) k::sparse_sgd(t, di.p, dg.p, n, dlr.p, sp, ws.p, wsb, nullptr);
+    else k::sparse_adagrad(t, dst.p, di.p, dg.p, n, dlr.p, eps, sp, ws.p, wsb, nullptr);
+    const std::vector<uint16_t> got = dt.download();
+    const std::vector<float> got_state = dst.download();
+    size_t bad = 0, moved = 0;
+    for (int64_t r = 0; r < c.total_rows; ++r)
+      for (int64_t col = 0; col < d; ++col) {
+        const size_t i = size_t(r * d + col);
+        const bool touched = std::memcmp(&f32.table[i], &wide0[i], 4) != 0;
+        const uint16_t want = touched ? narrow_host(f32.table[i], e, sr,
+                                                    sluice::train::num::rounding_bits(seed, uint64_t(r), uint32_t(col)))
+                                      : half0[i];
+        bad += got[i] != want;
+        moved += got[i] != half0[i];
+      }
+    EXPECT_EQ(bad, 0u);
+    EXPECT_GT(moved, 0u);
+    EXPECT_EQ(std::memcmp(got_state.data(), f32.state.data(), got_state.size() * 4), 0);  // state is float32
+  }
+}
+
+TEST(CudaKernels, HalfTablesUpdateIsTheFloat32UpdateRounded) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(808);
+  for (k::Elem e : {k::Elem::kF16, k::Elem::kBF16})
+    for (Opt opt : {Opt::kSgd, Opt::kAdagrad})
+      for (int64_t d : {16, 6, 128})
+        for (Dist dist : {Dist::kDistinct, Dist::kKaggle, Dist::kSmallRange}) {
+          SCOPED_TRACE(dist_name(dist));
+          const int64_t n = dist == Dist::kKaggle ? 1031 * 26 : 30011;
+          check_half_update(opt, e, make_ids(dist, n, d, rng), d, rng);
+        }
+}
+
+// Stochastic rounding keeps updates far below a half's last place: 2000 rows of bfloat16 ones, each
+// moved by -lr * g = -0.3 of bfloat16's spacing just below 1 (2^-8), land on average where float32
+// would (1 - 0.3 * 2^-8); rounding to nearest leaves them all at 1.
+TEST(CudaKernels, HalfTablesStochasticRoundingIsUnbiased) {
+  REQUIRE_GPU();
+  const int64_t rows = 2000, d = 64;
+  const k::Elem e = k::Elem::kBF16;
+  const uint16_t one = sluice::train::num::f32_to_bf16_rn(1.f);
+  const float ulp = 1.f / 256.f, step = 0.3f * ulp;
+  std::vector<int32_t> ids(static_cast<size_t>(rows));
+  std::iota(ids.begin(), ids.end(), 0);
+  const std::vector<float> grad(size_t(rows * d), step);
+  for (bool sr : {false, true}) {
+    Dev<uint16_t> dt(std::vector<uint16_t>(size_t(rows * d), one));
+    Dev<float> dg(grad), dlr(std::vector<float>{1.f});
+    Dev<uint64_t> dseed(std::vector<uint64_t>{42});
+    Dev<int32_t> di(ids);
+    const size_t wsb = k::sparse_update_workspace_bytes(rows, d, rows);
+    Dev<char> ws(wsb);
+    k::sparse_sgd(k::TableRef{dt.p, e, rows, d}, di.p, dg.p, rows, dlr.p, sr ? dseed.p : nullptr, ws.p, wsb, nullptr);
+    const std::vector<uint16_t> got = dt.download();
+    double sum = 0;
+    for (uint16_t h : got) sum += widen_host(h, e);
+    const double mean = sum / double(got.size());
+    if (sr) {
+      // The values are 1 or 1 - 2^-8 (down with probability 0.3).
+      const double p = 0.3;
+      const double sigma = std::sqrt(p * (1 - p) / double(got.size())) * double(ulp);
+      EXPECT_NEAR(mean, 1.0 - double(step), 5 * sigma);
+    } else {
+      EXPECT_EQ(mean, 1.0);
+    }
+  }
 }
 
 // Captured once in a CUDA graph, replayed with a new learning rate written to device memory.

@@ -31,8 +31,9 @@ bool have_fused_gpu(std::string* why) {
 #endif
 }
 
-st::Arch arch_for(int64_t d, const std::vector<int64_t>& tables) {
+st::Arch arch_for(int64_t d, const std::vector<int64_t>& tables, st::EmbDtype dtype = st::EmbDtype::kFp32) {
   st::Arch a;
+  a.emb_dtype = dtype;
   a.emb_dim = d;
   a.bot_mlp = {kD, 64, 32, d};
   a.top_mlp = {st::interaction_width(d), 64, 32, 1};
@@ -76,16 +77,17 @@ struct TrainRun {
 
 // steps batches of `rows` rows, then one of `last_rows` (0: none).
 TrainRun train_run(const std::string& kind, bool graph, st::OptimizerKind opt_kind, int64_t d,
-              const std::vector<int64_t>& tables, int steps, int64_t rows, int64_t last_rows, double lr) {
-  st::Dlrm model(arch_for(d, tables), 7, torch::Device(torch::kCUDA, 0));
+                   const std::vector<int64_t>& tables, int steps, int64_t rows, int64_t last_rows, double lr,
+                   st::EmbDtype dtype = st::EmbDtype::kFp32, uint64_t seed = 7) {
+  st::Dlrm model(arch_for(d, tables, dtype), seed, torch::Device(torch::kCUDA, 0));
   st::Optimizer opt(opt_kind, model);
-  auto step = st::make_train_step(model, opt, kind, graph);
+  auto step = st::make_train_step(model, opt, kind, graph, seed);
   TrainRun run;
   for (int s = 0; s <= steps; ++s) {
     const int64_t n = s < steps ? rows : last_rows;
     if (n == 0) break;
     DeviceBatch b = make_batch(n, tables, 1000 + static_cast<uint32_t>(s));
-    run.losses.push_back(step->run(b.dense, model.flat_ids(b.sparse), b.labels, lr).item<float>());
+    run.losses.push_back(step->run(b.dense, model.flat_ids(b.sparse), b.labels, lr, s).item<float>());
   }
   run.step_name = step->name();
   for (auto& nt : st::state_tensors(model, opt)) run.state.push_back({nt.name, nt.tensor.detach().to(torch::kCPU).clone()});
@@ -147,6 +149,58 @@ TEST(FusedStepDeterminism, BitwiseReproducibleWithTheGraph) {
   EXPECT_EQ(a.losses, b.losses);
 }
 
+// Half-precision tables (--emb-dtype): the fused step trains them like float32 ones (the same losses
+// to within what rounding the stored weights changes), bitwise reproducibly, and the tables stay half.
+class FusedHalfTables : public ::testing::TestWithParam<std::tuple<st::EmbDtype, st::OptimizerKind>> {};
+
+TEST_P(FusedHalfTables, TrainLikeFloat32AndReproducibly) {
+  std::string why;
+  if (!have_fused_gpu(&why)) GTEST_SKIP() << why;
+  at::globalContext().setAllowTF32CuBLAS(false);
+  const auto [dtype, kind] = GetParam();
+  const auto tables = small_tables();
+  const double lr = kind == st::OptimizerKind::kSgd ? 0.2 : 0.02;
+  const TrainRun f32 = train_run("fused", true, kind, 16, tables, 12, 2048, 300, lr);
+  const TrainRun half = train_run("fused", true, kind, 16, tables, 12, 2048, 300, lr, dtype);
+  const TrainRun again = train_run("fused", true, kind, 16, tables, 12, 2048, 300, lr, dtype);
+  EXPECT_EQ(half.step_name, "fused+graph");
+  ASSERT_EQ(half.losses.size(), f32.losses.size());
+  for (size_t i = 0; i < f32.losses.size(); ++i)
+    EXPECT_NEAR(half.losses[i], f32.losses[i], 0.01 * std::abs(f32.losses[i])) << "step " << i;
+  ASSERT_EQ(half.state[0].name, "emb");
+  EXPECT_EQ(half.state[0].tensor.scalar_type(), st::emb_scalar_type(dtype));
+  // The tables moved (the comparison can fail) and stay within rounding of the float32 run's.
+  const torch::Tensor start = st::Dlrm(arch_for(16, tables, dtype), 7, torch::Device(torch::kCUDA, 0)).emb;
+  EXPECT_GT(rel_diff(half.state[0].tensor, start), 1e-2);
+  EXPECT_LT(rel_diff(half.state[0].tensor, f32.state[0].tensor), dtype == st::EmbDtype::kBf16 ? 2e-2 : 2e-3);
+  for (size_t i = 0; i < half.state.size(); ++i)
+    EXPECT_TRUE(torch::equal(half.state[i].tensor, again.state[i].tensor)) << half.state[i].name;
+  EXPECT_EQ(half.losses, again.losses);
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, FusedHalfTables,
+                         ::testing::Combine(::testing::Values(st::EmbDtype::kFp16, st::EmbDtype::kBf16),
+                                            ::testing::Values(st::OptimizerKind::kSgd, st::OptimizerKind::kAdagrad)),
+                         [](const auto& info) {
+                           return std::string(st::emb_dtype_name(std::get<0>(info.param))) + "_" +
+                                  st::optimizer_name(std::get<1>(info.param));
+                         });
+
+// The tables start with the same values on every device: the GPU's initialisation kernel gives the
+// CPU's float32 rows bit for bit, and half tables hold them rounded to nearest.
+TEST(FusedHalfTablesInit, GpuTablesStartAsTheCpuTables) {
+  std::string why;
+  if (!have_fused_gpu(&why)) GTEST_SKIP() << why;
+  const auto tables = small_tables();
+  const st::Dlrm cpu(arch_for(16, tables), 7, torch::kCPU);
+  const st::Dlrm gpu(arch_for(16, tables), 7, torch::Device(torch::kCUDA, 0));
+  EXPECT_TRUE(torch::equal(cpu.emb, gpu.emb.to(torch::kCPU)));
+  for (st::EmbDtype t : {st::EmbDtype::kFp16, st::EmbDtype::kBf16}) {
+    const st::Dlrm half(arch_for(16, tables, t), 7, torch::Device(torch::kCUDA, 0));
+    EXPECT_TRUE(torch::equal(cpu.emb.to(st::emb_scalar_type(t)), half.emb.to(torch::kCPU))) << st::emb_dtype_name(t);
+  }
+}
+
 TEST(FusedStepChoice, AutoPicksFusedOnTheGpuAndAutogradOnTheCpu) {
   const auto tables = small_tables();
   st::Dlrm cpu(arch_for(16, tables), 7, torch::kCPU);
@@ -162,8 +216,9 @@ TEST(FusedStepChoice, AutoPicksFusedOnTheGpuAndAutogradOnTheCpu) {
 }
 
 // --deterministic on a GPU: a run stopped mid-epoch and at an epoch's end, then resumed, ends with the
-// same checkpoint bytes-for-bytes as the uninterrupted run (the fused step, graphed, both Adagrad and SGD).
-class FusedResume : public ::testing::TestWithParam<st::OptimizerKind> {};
+// same checkpoint bytes-for-bytes as the uninterrupted run (the fused step, graphed, both Adagrad and SGD,
+// and bfloat16 tables, whose stochastic rounding is keyed by the step).
+class FusedResume : public ::testing::TestWithParam<std::tuple<st::OptimizerKind, st::EmbDtype>> {};
 
 TEST_P(FusedResume, ResumedRunOnTheGpuIsBitwiseEqual) {
   std::string why;
@@ -172,7 +227,8 @@ TEST_P(FusedResume, ResumedRunOnTheGpuIsBitwiseEqual) {
   st::TrainOptions o = small_options(d);
   o.device = "cuda";
   o.deterministic = true;
-  o.optimizer = GetParam();
+  o.optimizer = std::get<0>(GetParam());
+  o.arch.emb_dtype = std::get<1>(GetParam());
   o.epochs = 2;
   o.lr = {0.05, 4, 6, 10};
   TempDir tmp("gpu_resume");
@@ -205,8 +261,13 @@ TEST_P(FusedResume, ResumedRunOnTheGpuIsBitwiseEqual) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Optimizers, FusedResume,
-                         ::testing::Values(st::OptimizerKind::kSgd, st::OptimizerKind::kAdagrad),
-                         [](const auto& info) { return std::string(st::optimizer_name(info.param)); });
+                         ::testing::Values(std::make_tuple(st::OptimizerKind::kSgd, st::EmbDtype::kFp32),
+                                           std::make_tuple(st::OptimizerKind::kAdagrad, st::EmbDtype::kFp32),
+                                           std::make_tuple(st::OptimizerKind::kAdagrad, st::EmbDtype::kBf16)),
+                         [](const auto& info) {
+                           return std::string(st::optimizer_name(std::get<0>(info.param))) + "_" +
+                                  st::emb_dtype_name(std::get<1>(info.param));
+                         });
 
 TEST(FusedStepChoice, DeterministicNeedsTheFusedStepOnAGpu) {
   std::string why;

@@ -20,6 +20,14 @@ namespace sluice::train {
 
 // ---- architecture -------------------------------------------------------------------------------
 
+// How the embedding tables are stored. Half-precision tables halve their memory (the terabyte and mlperf
+// presets' 96 GB of float32 fit an 80 GB GPU as 48 GB); the fused GPU step reads them into float32,
+// computes every sum and update in float32 and rounds stochastically when it stores (so small updates
+// are not lost). They need the fused GPU step.
+enum class EmbDtype : uint8_t { kFp32, kFp16, kBf16 };
+EmbDtype parse_emb_dtype(const std::string& name);  // "fp32" | "fp16" | "bf16"
+const char* emb_dtype_name(EmbDtype t);             // "fp32", "fp16", "bf16"
+
 struct Arch {
   int64_t emb_dim = 16;               // d, the embedding width (--arch-sparse-feature-size)
   std::vector<int64_t> bot_mlp;       // full layer widths, 13 first, d last ("13-512-256-64-16")
@@ -29,6 +37,7 @@ struct Arch {
   // on its size (online ids size tables by a capacity, prepared data by the vocabulary). s <= 0: Meta's
   // sqrt(1 / table rows).
   double emb_init_scale = 0.01;
+  EmbDtype emb_dtype = EmbDtype::kFp32;  // --emb-dtype
 };
 
 // The three presets: "kaggle", "terabyte", "mlperf" (throws sluice::Error for any other name).
@@ -49,8 +58,9 @@ void apply_arch_overrides(Arch& arch, int64_t emb_dim_override, const std::strin
                           const std::string& top_override);
 void validate_arch(const Arch& arch);  // throws sluice::Error with a message naming the problem
 
-// Embedding-table size lists: "kaggle" (Criteo Kaggle cardinalities), "N" (26 tables of N rows) or a
-// comma-separated list of 26 sizes; max_ind_range > 0 caps every table at that size (as Meta's flag).
+// Embedding-table size lists: "kaggle" (Criteo Kaggle cardinalities), "terabyte" (the Criteo Terabyte
+// table sizes Meta's DLRM and MLPerf train with at --max-ind-range 40000000: 188 M rows), "N" (26 tables
+// of N rows) or a comma-separated list of 26 sizes; max_ind_range > 0 caps every table at that size.
 std::vector<int64_t> parse_table_sizes(const std::string& text, uint64_t max_ind_range = 0);
 
 // ---- optimisation -------------------------------------------------------------------------------

@@ -30,6 +30,7 @@
 #include <string>
 
 #include "engine/cuda/detail/check.hpp"
+#include "trainer/cuda/numerics.hpp"
 #include "trainer/cuda/vec.cuh"
 #include "sluice/source.hpp"
 
@@ -79,9 +80,41 @@ __device__ __forceinline__ float4 adagrad(float4 w, const float4& g, float lr, f
 
 // ---- gather -------------------------------------------------------------------------------------
 
+// ---- table elements ------------------------------------------------------------------------------
+
+constexpr int kF32 = int(Elem::kF32), kF16 = int(Elem::kF16), kBF16 = int(Elem::kBF16);
+
+__device__ __forceinline__ float widen(uint32_t h, int elem) {
+  return elem == kF16 ? num::f16_to_f32(uint16_t(h)) : num::bf16_to_f32(uint16_t(h));
+}
+// A float32 value stored into a half table: stochastically with bits r when sr, else to nearest.
+__device__ __forceinline__ uint32_t narrow(float v, int elem, bool sr, uint32_t r) {
+  if (elem == kF16) return sr ? num::f32_to_f16_sr(v, r) : num::f32_to_f16_rn(v);
+  return sr ? num::f32_to_bf16_sr(v, r) : num::f32_to_bf16_rn(v);
+}
+
+// Vector c of the row that starts at element `base` (float: element c; float4: elements 4c..4c+3).
+template <int ELEM>
+__device__ __forceinline__ void load_elems(const void* table, int64_t base, int c, float& out) {
+  if constexpr (ELEM == kF32) out = __ldg(static_cast<const float*>(table) + base + c);
+  else out = widen(__ldg(static_cast<const unsigned short*>(table) + base + c), ELEM);
+}
+template <int ELEM>
+__device__ __forceinline__ void load_elems(const void* table, int64_t base, int c, float4& out) {
+  if constexpr (ELEM == kF32) {
+    out = __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(table) + base) + c);
+  } else {
+    const uint2 raw = __ldg(reinterpret_cast<const uint2*>(static_cast<const unsigned short*>(table) + base) + c);
+    out = make_float4(widen(raw.x & 0xFFFFu, ELEM), widen(raw.x >> 16, ELEM), widen(raw.y & 0xFFFFu, ELEM),
+                      widen(raw.y >> 16, ELEM));
+  }
+}
+
+// ---- gather -------------------------------------------------------------------------------------
+
 // Groups of 2^lr_log2 lanes copy one row each (lane c, c + L, ... of the row's `cols` vectors).
-template <class Id, int VEC>
-__global__ void __launch_bounds__(256) gather_kernel(const float* __restrict__ table, int64_t d,
+template <class Id, int VEC, int ELEM>
+__global__ void __launch_bounds__(256) gather_kernel(const void* __restrict__ table, int64_t d,
                                                      const Id* __restrict__ ids, int64_t n, float* __restrict__ out,
                                                      int cols, int lr_log2) {
   using V = typename VecOf<VEC>::T;
@@ -90,16 +123,37 @@ __global__ void __launch_bounds__(256) gather_kernel(const float* __restrict__ t
   const int64_t rows_per_block = int64_t(blockDim.x) >> lr_log2;
   const int64_t stride = int64_t(gridDim.x) * rows_per_block;
   for (int64_t row = int64_t(blockIdx.x) * rows_per_block + (threadIdx.x >> lr_log2); row < n; row += stride) {
-    const V* src = reinterpret_cast<const V*>(table + int64_t(ids[row]) * d);
+    const int64_t base = int64_t(ids[row]) * d;
     V* dst = reinterpret_cast<V*>(out + row * d);
-    for (int c = lg; c < cols; c += L) dst[c] = __ldg(src + c);
+    for (int c = lg; c < cols; c += L) {
+      V v;
+      load_elems<ELEM>(table, base, c, v);
+      dst[c] = v;
+    }
+  }
+}
+
+// ---- initial values -----------------------------------------------------------------------------
+
+template <int ELEM>
+__global__ void init_kernel(void* __restrict__ dst, uint64_t table_key, int64_t first_row, int64_t rows, int64_t d,
+                            float scale) {
+  const int64_t total = rows * d;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
+    const int64_t r = i / d, j = i - r * d;
+    const float v = num::init_value(num::init_row_key(table_key, first_row + r), j, scale);
+    if constexpr (ELEM == kF32) static_cast<float*>(dst)[i] = v;
+    else static_cast<unsigned short*>(dst)[i] = (unsigned short)(narrow(v, ELEM, false, 0));
   }
 }
 
 // ---- sparse update: kernels ---------------------------------------------------------------------
 
 struct Params {
-  float* table;        // [total_rows, d] (update modes)
+  void* table;         // [total_rows, d] of `elem` (update modes)
+  int elem;            // Elem
+  const uint64_t* round_seed;  // half tables: stochastic rounding under *round_seed; null: to nearest
   float* state;        // [total_rows] (Adagrad)
   const float* lr;     // one float, device memory
   float eps;
@@ -135,6 +189,45 @@ __global__ void count_kernel(const int32_t* __restrict__ flags, const int32_t* _
   if (threadIdx.x == 0 && blockIdx.x == 0) *count = int64_t(ranks[n - 1]) + flags[n - 1];
 }
 
+// The weights of an update: vector c of the row at element `base`, read and written in the table's
+// element type (plain loads: the kernel writes the table). Half tables store with narrow().
+template <class V>
+__device__ __forceinline__ V load_w(const Params& p, int64_t base, int c);
+template <>
+__device__ __forceinline__ float load_w<float>(const Params& p, int64_t base, int c) {
+  if (p.elem == kF32) return static_cast<const float*>(p.table)[base + c];
+  return widen(static_cast<const unsigned short*>(p.table)[base + c], p.elem);
+}
+template <>
+__device__ __forceinline__ float4 load_w<float4>(const Params& p, int64_t base, int c) {
+  if (p.elem == kF32) return reinterpret_cast<const float4*>(static_cast<const float*>(p.table) + base)[c];
+  const uint2 raw = reinterpret_cast<const uint2*>(static_cast<const unsigned short*>(p.table) + base)[c];
+  return make_float4(widen(raw.x & 0xFFFFu, p.elem), widen(raw.x >> 16, p.elem), widen(raw.y & 0xFFFFu, p.elem),
+                     widen(raw.y >> 16, p.elem));
+}
+__device__ __forceinline__ void store_w(const Params& p, int64_t base, uint64_t key, int c, float v, bool sr,
+                                        uint64_t seed) {
+  if (p.elem == kF32) {
+    static_cast<float*>(p.table)[base + c] = v;
+    return;
+  }
+  const uint32_t r = sr ? num::rounding_bits(seed, key, uint32_t(c)) : 0u;
+  static_cast<unsigned short*>(p.table)[base + c] = (unsigned short)(narrow(v, p.elem, sr, r));
+}
+__device__ __forceinline__ void store_w(const Params& p, int64_t base, uint64_t key, int c, const float4& v, bool sr,
+                                        uint64_t seed) {
+  if (p.elem == kF32) {
+    reinterpret_cast<float4*>(static_cast<float*>(p.table) + base)[c] = v;
+    return;
+  }
+  const uint32_t col = uint32_t(c) * 4u;
+  auto bits = [&](uint32_t k) { return sr ? num::rounding_bits(seed, key, col + k) : 0u; };
+  uint2 raw;
+  raw.x = narrow(v.x, p.elem, sr, bits(0)) | (narrow(v.y, p.elem, sr, bits(1)) << 16);
+  raw.y = narrow(v.z, p.elem, sr, bits(2)) | (narrow(v.w, p.elem, sr, bits(3)) << 16);
+  reinterpret_cast<uint2*>(static_cast<unsigned short*>(p.table) + base)[c] = raw;
+}
+
 // Applies (or, in reduce mode, writes out) the summed gradient `acc` of the run of id `key` that starts at
 // sorted entry `run_start`. Called by one group of 2^lr_log2 lanes (lane lg of the group holds vectors
 // lg, lg + L, ... of the row); `gmask` names the group's lanes.
@@ -154,13 +247,15 @@ __device__ __forceinline__ void finish_run(const Params& p, uint64_t key, int64_
     return;
   }
   if (key >= p.total_rows) return;  // the sentinel of invalid ids (the same for the whole group)
-  V* w = reinterpret_cast<V*>(p.table + int64_t(key) * p.d);
+  const int64_t base = int64_t(key) * p.d;
   const float lr = *p.lr;
+  const bool sr = p.round_seed != nullptr;
+  const uint64_t seed = sr ? *p.round_seed : 0;
   if (p.mode == kSgd) {
 #pragma unroll
     for (int jj = 0; jj < J; ++jj) {
       const int c = lg + jj * L;
-      if (c < cols) w[c] = sgd(w[c], acc[jj], lr);
+      if (c < cols) store_w(p, base, key, c, sgd(load_w<V>(p, base, c), acc[jj], lr), sr, seed);
     }
     return;
   }
@@ -182,7 +277,7 @@ __device__ __forceinline__ void finish_run(const Params& p, uint64_t key, int64_
 #pragma unroll
   for (int jj = 0; jj < J; ++jj) {
     const int c = lg + jj * L;
-    if (c < cols) w[c] = adagrad(w[c], acc[jj], lr, denom);
+    if (c < cols) store_w(p, base, key, c, adagrad(load_w<V>(p, base, c), acc[jj], lr, denom), sr, seed);
   }
 }
 
@@ -510,7 +605,7 @@ void launch_update_j(int j, const Key* keys, const int32_t* pos, int64_t n, cons
 }
 
 template <class Id, class Key>
-void run_keyed(int mode, float* table, float* state, int64_t total_rows, int64_t d, const Id* ids, const float* grad,
+void run_keyed(int mode, void* table, int elem, const uint64_t* round_seed, float* state, int64_t total_rows, int64_t d, const Id* ids, const float* grad,
                int64_t n, const float* lr, float eps, int64_t* out_ids, float* out_sums, int64_t* count, void* ws,
                size_t ws_bytes, cudaStream_t stream) {
   const Layout l = layout_for<Key>(n, d);
@@ -552,6 +647,8 @@ void run_keyed(int mode, float* table, float* state, int64_t total_rows, int64_t
 
   Params p{};
   p.table = table;
+  p.elem = elem;
+  p.round_seed = elem == kF32 ? nullptr : round_seed;
   p.state = state;
   p.lr = lr;
   p.eps = eps;
@@ -564,7 +661,7 @@ void run_keyed(int mode, float* table, float* state, int64_t total_rows, int64_t
 
   // float4 rows when d % 4 == 0 and every row pointer is 16-byte aligned (the partials are).
   const bool vec4 = d % 4 == 0 && aligned16(grad) && (mode == kReduce ? aligned16(out_sums) : aligned16(table)) &&
-                    d / 4 <= 16 * kTile;
+                    d / 4 <= 16 * kTile;  // (a half table's rows of d % 4 == 0 elements are then 8-byte aligned)
   const int64_t cols64 = vec4 ? d / 4 : d;
   if (cols64 > 16 * kTile)
     throw Error("sparse update: d = " + std::to_string(d) + " is too wide (at most 512, or 2048 with d % 4 == 0)");
@@ -578,7 +675,7 @@ void run_keyed(int mode, float* table, float* state, int64_t total_rows, int64_t
 }
 
 template <class Id>
-void run_sparse(int mode, float* table, float* state, int64_t total_rows, int64_t d, const Id* ids, const float* grad,
+void run_sparse(int mode, void* table, int elem, const uint64_t* round_seed, float* state, int64_t total_rows, int64_t d, const Id* ids, const float* grad,
                 int64_t n, const float* lr, float eps, int64_t* out_ids, float* out_sums, int64_t* count, void* ws,
                 size_t ws_bytes, cudaStream_t stream) {
   const char* what = mode == kSgd ? "sparse_sgd" : mode == kAdagrad ? "sparse_adagrad" : "sparse_reduce";
@@ -599,15 +696,23 @@ void run_sparse(int mode, float* table, float* state, int64_t total_rows, int64_
   }
   if (ids == nullptr || grad == nullptr) throw Error(std::string(what) + ": null ids or gradient");
   if (wide_keys(total_rows))
-    run_keyed<Id, uint64_t>(mode, table, state, total_rows, d, ids, grad, n, lr, eps, out_ids, out_sums, count, ws,
+    run_keyed<Id, uint64_t>(mode, table, elem, round_seed, state, total_rows, d, ids, grad, n, lr, eps, out_ids, out_sums, count, ws,
                             ws_bytes, stream);
   else
-    run_keyed<Id, uint32_t>(mode, table, state, total_rows, d, ids, grad, n, lr, eps, out_ids, out_sums, count, ws,
+    run_keyed<Id, uint32_t>(mode, table, elem, round_seed, state, total_rows, d, ids, grad, n, lr, eps, out_ids, out_sums, count, ws,
                             ws_bytes, stream);
 }
 
+template <class Id, int VEC>
+void launch_gather(const void* table, int elem, int64_t d, const Id* ids, int64_t n, float* out, int cols,
+                   int lr_log2, int blocks, cudaStream_t stream) {
+  if (elem == kF16) gather_kernel<Id, VEC, kF16><<<blocks, 256, 0, stream>>>(table, d, ids, n, out, cols, lr_log2);
+  else if (elem == kBF16) gather_kernel<Id, VEC, kBF16><<<blocks, 256, 0, stream>>>(table, d, ids, n, out, cols, lr_log2);
+  else gather_kernel<Id, VEC, kF32><<<blocks, 256, 0, stream>>>(table, d, ids, n, out, cols, lr_log2);
+}
+
 template <class Id>
-void gather_impl(const float* table, int64_t d, const Id* ids, int64_t n, float* out, cudaStream_t stream) {
+void gather_impl(const void* table, int elem, int64_t d, const Id* ids, int64_t n, float* out, cudaStream_t stream) {
   if (n < 0 || d < 1) throw Error("gather_rows: bad n or d");
   if (n == 0) return;
   if (table == nullptr || ids == nullptr || out == nullptr) throw Error("gather_rows: null pointer");
@@ -618,18 +723,39 @@ void gather_impl(const float* table, int64_t d, const Id* ids, int64_t n, float*
   const int lr_log2 = log2_ceil_pow2(cols);
   const int64_t rows_per_block = 256 >> lr_log2;
   const int blocks = int(std::max<int64_t>(1, std::min<int64_t>((n + rows_per_block - 1) / rows_per_block, 1 << 20)));
-  if (vec4) gather_kernel<Id, 4><<<blocks, 256, 0, stream>>>(table, d, ids, n, out, cols, lr_log2);
-  else gather_kernel<Id, 1><<<blocks, 256, 0, stream>>>(table, d, ids, n, out, cols, lr_log2);
+  if (vec4) launch_gather<Id, 4>(table, elem, d, ids, n, out, cols, lr_log2, blocks, stream);
+  else launch_gather<Id, 1>(table, elem, d, ids, n, out, cols, lr_log2, blocks, stream);
   SLUICE_CUDA_LAUNCHED("gather_rows");
 }
 
 }  // namespace
 
+size_t elem_bytes(Elem e) { return e == Elem::kF32 ? 4 : 2; }
+
 void gather_rows(const float* table, int64_t d, const int32_t* ids, int64_t n, float* out, cudaStream_t stream) {
-  gather_impl(table, d, ids, n, out, stream);
+  gather_impl(table, kF32, d, ids, n, out, stream);
 }
 void gather_rows(const float* table, int64_t d, const int64_t* ids, int64_t n, float* out, cudaStream_t stream) {
-  gather_impl(table, d, ids, n, out, stream);
+  gather_impl(table, kF32, d, ids, n, out, stream);
+}
+void gather_rows(const TableRef& t, const int32_t* ids, int64_t n, float* out, cudaStream_t stream) {
+  gather_impl(t.data, int(t.elem), t.d, ids, n, out, stream);
+}
+void gather_rows(const TableRef& t, const int64_t* ids, int64_t n, float* out, cudaStream_t stream) {
+  gather_impl(t.data, int(t.elem), t.d, ids, n, out, stream);
+}
+
+void init_rows(void* dst, Elem elem, uint64_t seed, int table, int64_t first_row, int64_t rows, int64_t d, float scale,
+               cudaStream_t stream) {
+  if (rows < 0 || d < 1 || first_row < 0) throw Error("init_rows: bad rows or d");
+  if (rows == 0) return;
+  if (dst == nullptr) throw Error("init_rows: null destination");
+  const uint64_t key = num::init_table_key(seed, table);
+  const int blocks = blocks_for(rows * d, 256);
+  if (elem == Elem::kF16) init_kernel<kF16><<<blocks, 256, 0, stream>>>(dst, key, first_row, rows, d, scale);
+  else if (elem == Elem::kBF16) init_kernel<kBF16><<<blocks, 256, 0, stream>>>(dst, key, first_row, rows, d, scale);
+  else init_kernel<kF32><<<blocks, 256, 0, stream>>>(dst, key, first_row, rows, d, scale);
+  SLUICE_CUDA_LAUNCHED("init_rows");
 }
 
 size_t sparse_update_workspace_bytes(int64_t n, int64_t d, int64_t total_rows) {
@@ -641,38 +767,61 @@ size_t sparse_update_workspace_bytes(int64_t n, int64_t d, int64_t total_rows) {
 
 void sparse_sgd(float* table, int64_t total_rows, int64_t d, const int32_t* ids, const float* grad, int64_t n,
                 const float* lr, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
-  run_sparse(kSgd, table, nullptr, total_rows, d, ids, grad, n, lr, 0.f, nullptr, nullptr, nullptr, workspace,
-             workspace_bytes, stream);
+  run_sparse(kSgd, table, kF32, nullptr, nullptr, total_rows, d, ids, grad, n, lr, 0.f, nullptr, nullptr, nullptr,
+             workspace, workspace_bytes, stream);
 }
 void sparse_sgd(float* table, int64_t total_rows, int64_t d, const int64_t* ids, const float* grad, int64_t n,
                 const float* lr, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
-  run_sparse(kSgd, table, nullptr, total_rows, d, ids, grad, n, lr, 0.f, nullptr, nullptr, nullptr, workspace,
-             workspace_bytes, stream);
+  run_sparse(kSgd, table, kF32, nullptr, nullptr, total_rows, d, ids, grad, n, lr, 0.f, nullptr, nullptr, nullptr,
+             workspace, workspace_bytes, stream);
 }
 
 void sparse_adagrad(float* table, float* state, int64_t total_rows, int64_t d, const int32_t* ids, const float* grad,
                     int64_t n, const float* lr, float eps, void* workspace, size_t workspace_bytes,
                     cudaStream_t stream) {
-  run_sparse(kAdagrad, table, state, total_rows, d, ids, grad, n, lr, eps, nullptr, nullptr, nullptr, workspace,
-             workspace_bytes, stream);
+  run_sparse(kAdagrad, table, kF32, nullptr, state, total_rows, d, ids, grad, n, lr, eps, nullptr, nullptr, nullptr,
+             workspace, workspace_bytes, stream);
 }
 void sparse_adagrad(float* table, float* state, int64_t total_rows, int64_t d, const int64_t* ids, const float* grad,
                     int64_t n, const float* lr, float eps, void* workspace, size_t workspace_bytes,
                     cudaStream_t stream) {
-  run_sparse(kAdagrad, table, state, total_rows, d, ids, grad, n, lr, eps, nullptr, nullptr, nullptr, workspace,
-             workspace_bytes, stream);
+  run_sparse(kAdagrad, table, kF32, nullptr, state, total_rows, d, ids, grad, n, lr, eps, nullptr, nullptr, nullptr,
+             workspace, workspace_bytes, stream);
+}
+
+void sparse_sgd(const TableRef& t, const int32_t* ids, const float* grad, int64_t n, const float* lr,
+                const uint64_t* round_seed, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  run_sparse(kSgd, t.data, int(t.elem), round_seed, nullptr, t.rows, t.d, ids, grad, n, lr, 0.f, nullptr, nullptr,
+             nullptr, workspace, workspace_bytes, stream);
+}
+void sparse_sgd(const TableRef& t, const int64_t* ids, const float* grad, int64_t n, const float* lr,
+                const uint64_t* round_seed, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  run_sparse(kSgd, t.data, int(t.elem), round_seed, nullptr, t.rows, t.d, ids, grad, n, lr, 0.f, nullptr, nullptr,
+             nullptr, workspace, workspace_bytes, stream);
+}
+void sparse_adagrad(const TableRef& t, float* state, const int32_t* ids, const float* grad, int64_t n,
+                    const float* lr, float eps, const uint64_t* round_seed, void* workspace, size_t workspace_bytes,
+                    cudaStream_t stream) {
+  run_sparse(kAdagrad, t.data, int(t.elem), round_seed, state, t.rows, t.d, ids, grad, n, lr, eps, nullptr, nullptr,
+             nullptr, workspace, workspace_bytes, stream);
+}
+void sparse_adagrad(const TableRef& t, float* state, const int64_t* ids, const float* grad, int64_t n,
+                    const float* lr, float eps, const uint64_t* round_seed, void* workspace, size_t workspace_bytes,
+                    cudaStream_t stream) {
+  run_sparse(kAdagrad, t.data, int(t.elem), round_seed, state, t.rows, t.d, ids, grad, n, lr, eps, nullptr, nullptr,
+             nullptr, workspace, workspace_bytes, stream);
 }
 
 void sparse_reduce(int64_t total_rows, int64_t d, const int32_t* ids, const float* grad, int64_t n,
                    int64_t* unique_ids, float* sums, int64_t* count, void* workspace, size_t workspace_bytes,
                    cudaStream_t stream) {
-  run_sparse(kReduce, nullptr, nullptr, total_rows, d, ids, grad, n, nullptr, 0.f, unique_ids, sums, count,
+  run_sparse(kReduce, nullptr, kF32, nullptr, nullptr, total_rows, d, ids, grad, n, nullptr, 0.f, unique_ids, sums, count,
              workspace, workspace_bytes, stream);
 }
 void sparse_reduce(int64_t total_rows, int64_t d, const int64_t* ids, const float* grad, int64_t n,
                    int64_t* unique_ids, float* sums, int64_t* count, void* workspace, size_t workspace_bytes,
                    cudaStream_t stream) {
-  run_sparse(kReduce, nullptr, nullptr, total_rows, d, ids, grad, n, nullptr, 0.f, unique_ids, sums, count,
+  run_sparse(kReduce, nullptr, kF32, nullptr, nullptr, total_rows, d, ids, grad, n, nullptr, 0.f, unique_ids, sums, count,
              workspace, workspace_bytes, stream);
 }
 
