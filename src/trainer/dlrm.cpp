@@ -55,6 +55,12 @@ torch::ScalarType emb_scalar_type(EmbDtype t) {
 
 double emb_elem_bytes(EmbDtype t) { return t == EmbDtype::kFp32 ? 4.0 : 2.0; }
 
+namespace {
+const char* emb_type_text(EmbDtype t) {  // for messages
+  return t == EmbDtype::kFp16 ? "float16" : t == EmbDtype::kBf16 ? "bfloat16" : "float32";
+}
+}  // namespace
+
 Dlrm::Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision precision)
     : arch_(arch), device_(device), precision_(precision) {
   validate_arch(arch_);
@@ -95,7 +101,7 @@ Dlrm::Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision prec
   const auto tables_what = [&] {
     return "allocating the embedding tables (" + std::to_string(arch_.table_sizes.size()) + " tables, " +
            count_text(static_cast<double>(total_rows_)) + " rows x " + std::to_string(d) + " = " +
-           bytes_text(table_bytes) + " of " + emb_dtype_name(arch_.emb_dtype) + " on " + device_.str() + ")";
+           bytes_text(table_bytes) + " of " + emb_type_text(arch_.emb_dtype) + " on " + device_.str() + ")";
   };
   require_capacity(tables_what, table_bytes, device_);
   oom_guard(tables_what, [&] {
@@ -198,7 +204,7 @@ void check_model_fits(const Arch& a, OptimizerKind opt, const torch::Device& dev
   double rows = 0;
   for (int64_t n : a.table_sizes) rows += static_cast<double>(n);
   std::string msg = "out of memory: the model needs " + bytes_text(need) + " (" + count_text(rows) +
-                    " embedding rows x " + std::to_string(a.emb_dim) + " " + emb_dtype_name(a.emb_dtype) +
+                    " embedding rows x " + std::to_string(a.emb_dim) + " " + emb_type_text(a.emb_dtype) +
                     (opt == OptimizerKind::kAdagrad ? " plus Adagrad's row-wise state" : "") + ") and " + where;
   // The largest cap on the table sizes that fits.
   int64_t lo = 0, hi = 0;
