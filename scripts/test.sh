@@ -12,7 +12,7 @@ if [ "${SLUICE_QUICK:-0}" != 1 ]; then
   echo "== core tests under ASan/UBSan"
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_SANITIZE=ON -DSLUICE_WITH_TORCH=OFF \
         -DSLUICE_WITH_CUDA=OFF -DSLUICE_BUILD_BENCH=OFF >/dev/null
-  cmake --build build-asan -j"$(nproc 2>/dev/null || echo 2)" --target sluice_tests sluice
+  cmake --build build-asan -j"$(nproc 2>/dev/null || echo 2)" --target sluice_tests sluice_serial_tests sluice
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j2 --timeout 1800)
   if command -v clang++ >/dev/null 2>&1; then
     echo "== fuzzing the line parser (60 s)"

@@ -62,7 +62,7 @@ train::Arch arch_from(const TrainArgs& a) {
 void run_bench(const TrainArgs& a) {
   train::BenchOptions b;
   b.arch = arch_from(a);
-  b.arch.table_sizes = train::parse_table_sizes(a.table_sizes, a.o.max_ind_range);
+  if (a.o.data_dir.empty()) b.arch.table_sizes = train::parse_table_sizes(a.table_sizes, a.o.max_ind_range);
   b.device = a.o.device;
   b.batch_size = a.o.batch_size;
   b.steps = a.steps;
@@ -75,7 +75,8 @@ void run_bench(const TrainArgs& a) {
   b.cuda_graph = !a.no_graph;
   b.seed = a.o.seed;
   b.threads = a.o.threads;
-  const nlohmann::json j = train::bench_synthetic(b);
+  // With --data: the dataset's own batches (and table sizes), resident on the device.
+  const nlohmann::json j = a.o.data_dir.empty() ? train::bench_synthetic(b) : train::bench_dataset(b, a.o);
   std::printf("%s\n", j.dump().c_str());
   std::fflush(stdout);
 }
@@ -246,7 +247,8 @@ void add_train_command(CLI::App& app) {
   c->add_flag("--no-pinned", a->no_pinned, "GPU runs: keep the batch ring in pageable host memory (default: page-locked)");
   c->add_flag("--no-eval", a->no_eval, "Skip the final evaluation");
   c->add_flag("--bench-synthetic", a->bench,
-              "Benchmark training alone: random batches resident on the device, no data pipeline");
+              "Benchmark training alone: batches resident on the device, no data pipeline (random ones, or with "
+              "--data the first --bench-batches batches of the data)");
   c->add_option("--table-sizes", a->table_sizes, "Benchmark tables: kaggle, terabyte (Criteo Terabyte at --max-ind-range 40000000), N or 26 comma-separated sizes")
       ->capture_default_str();
   c->add_option("--steps", a->steps, "Benchmark: timed steps")->capture_default_str()

@@ -45,12 +45,23 @@ void sync_device(const torch::Device& d) {
 }
 
 void check_batch_ids(const BatchView& v, const std::vector<int64_t>& sizes, uint64_t id_modulo) {
-  const int32_t* s = v.sparse;
+  // A branch-free pass (comparisons OR-ed together, vectorised by the compiler) over the B*26 ids; only a
+  // batch holding a bad id is searched again for the first one, to name it.
+  uint32_t limit[kNumSparse];
+  for (int t = 0; t < kNumSparse; ++t)
+    limit[t] = id_modulo > 0 ? uint32_t(INT32_MAX) + 1u : uint32_t(std::min<int64_t>(sizes[t], int64_t(INT32_MAX) + 1));
+  const uint32_t* s = reinterpret_cast<const uint32_t*>(v.sparse);  // a negative id is >= 2^31 here
+  uint32_t bad = 0;
   for (int64_t r = 0; r < v.rows; ++r, s += kNumSparse) {
+    for (int t = 0; t < kNumSparse; ++t) bad |= s[t] >= limit[t] ? 1u : 0u;
+  }
+  if (bad == 0) return;
+  const int32_t* p = v.sparse;
+  for (int64_t r = 0; r < v.rows; ++r, p += kNumSparse) {
     for (int t = 0; t < kNumSparse; ++t) {
-      const int64_t id = s[t];
-      const int64_t limit = id_modulo > 0 ? std::numeric_limits<int64_t>::max() : sizes[t];
-      if (id < 0 || id >= limit)
+      const int64_t id = p[t];
+      const int64_t max = id_modulo > 0 ? std::numeric_limits<int64_t>::max() : sizes[t];
+      if (id < 0 || id >= max)
         throw Error("row " + std::to_string(v.first_row + static_cast<uint64_t>(r)) + ": C" +
                     std::to_string(t + 1) + " id " + std::to_string(id) + " is outside its embedding table of " +
                     std::to_string(sizes[t]) + " rows (do the table sizes match the data?)");

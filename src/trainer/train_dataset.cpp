@@ -10,7 +10,10 @@
 
 namespace sluice::train {
 
-TrainResult train_dataset(TrainOptions o) {
+namespace {
+
+// The stream factory of a dataset directory; sets o.arch.table_sizes (and o.id_modulo, o.train_rows_hint).
+StreamFactory dataset_factory(TrainOptions& o) {
   if (o.data_dir.empty()) throw Error("--data DIR is required");
   const DatasetInfo info = inspect_dataset(o.data_dir);
   StreamOptions so;
@@ -51,7 +54,7 @@ TrainResult train_dataset(TrainOptions o) {
   if (raw && so.ids == OnlineIds::kFirstSeen) state = make_online_state(info, so);
   if (o.train_rows_hint < 0) o.train_rows_hint = split_rows(info, Split::kTrain);  // negative: unknown (raw days)
   const std::string device = o.pinned_memory ? o.device : std::string("cpu");
-  StreamFactory factory = [info, so, state, device](Split split, uint64_t start_row, int64_t batch_size) {
+  return [info, so, state, device](Split split, uint64_t start_row, int64_t batch_size) {
     StreamOptions s = so;
     s.split = split;
     s.start_row = start_row;
@@ -61,7 +64,24 @@ TrainResult train_dataset(TrainOptions o) {
     s.host_free = pinned.free;
     return open_batch_stream(info, s, state);
   };
+}
+
+}  // namespace
+
+TrainResult train_dataset(TrainOptions o) {
+  const StreamFactory factory = dataset_factory(o);
   return train(o, factory);
+}
+
+nlohmann::json bench_dataset(BenchOptions b, const TrainOptions& data) {
+  TrainOptions o = data;
+  o.arch = b.arch;
+  o.batch_size = b.batch_size;
+  o.device = b.device;
+  b.data = dataset_factory(o);
+  b.arch.table_sizes = o.arch.table_sizes;
+  b.id_modulo = o.id_modulo;
+  return bench_synthetic(b);
 }
 
 }  // namespace sluice::train

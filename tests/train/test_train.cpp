@@ -301,6 +301,38 @@ TEST(Train, BenchSyntheticReportsThroughput) {
   EXPECT_TRUE(std::isfinite(j.at("final_loss").get<double>()));
 }
 
+// The benchmark on a dataset's own batches: the first full batches of the training stream, resident,
+// cycled; the ids it trains on are the data's (a run on another dataset gives another loss).
+TEST(Train, BenchOnTheDatasFirstBatches) {
+  const Data d = make_data(64 * 5 + 10, 50);
+  st::BenchOptions b;
+  const st::TrainOptions o = small_options(d);
+  b.arch = o.arch;
+  b.batch_size = 64;
+  b.steps = 4;
+  b.warmup_steps = 1;
+  b.distinct_batches = 3;
+  b.threads = 1;
+  b.data = factory_for(d);
+  const nlohmann::json j = st::bench_synthetic(b);
+  EXPECT_EQ(j.at("mode"), "bench-resident-data");
+  EXPECT_EQ(j.at("distinct_batches"), 3);
+  EXPECT_GT(j.at("samples_per_s").get<double>(), 0);
+  // More batches asked for than the split holds: the full ones (5) are used.
+  b.distinct_batches = 50;
+  EXPECT_EQ(st::bench_synthetic(b).at("distinct_batches"), 5);
+  // The data's ids, not random ones: another dataset trains to another loss.
+  b.distinct_batches = 3;
+  const double loss = st::bench_synthetic(b).at("final_loss").get<double>();
+  EXPECT_EQ(loss, j.at("final_loss").get<double>());
+  const Data other = make_data(64 * 5 + 10, 50, 9);
+  b.data = factory_for(other);
+  EXPECT_NE(st::bench_synthetic(b).at("final_loss").get<double>(), loss);
+  // No full batch: a clear error.
+  b.batch_size = 1000;
+  EXPECT_NE(error_of([&] { st::bench_synthetic(b); }).find("no full batch"), std::string::npos);
+}
+
 // ---- end to end through the `sluice` binary (slow) --------------------------------------------------
 
 

@@ -210,10 +210,19 @@ struct BenchOptions {
   bool cuda_graph = true;
   uint64_t seed = 123;
   int threads = 0;
+  // Set: the batches are the first distinct_batches full batches of this factory's training stream (a
+  // dataset's own ids, copied to the device once) instead of random ones; id_modulo as TrainOptions'.
+  StreamFactory data;
+  uint64_t id_modulo = 0;
 };
 
-// Training-only throughput: batches resident on the device, random ids in range, no data pipeline.
-// Returns a JSON object with samples_per_s and the configuration.
+// Training-only throughput: batches resident on the device (random ids in range, or a dataset's), no
+// data pipeline. Returns a JSON object with samples_per_s and the configuration.
 nlohmann::json bench_synthetic(const BenchOptions& opts);
+
+// bench_synthetic on the first batches of a dataset directory (`sluice train --bench-synthetic --data
+// DIR`): the table sizes and the batches come from the data, opened as train_dataset() opens it (data's
+// dataset fields: data_dir, max_ind_range, online_ids, vocab_dir, engine, device, data_threads).
+nlohmann::json bench_dataset(BenchOptions opts, const TrainOptions& data);
 
 }  // namespace sluice::train
