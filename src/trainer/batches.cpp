@@ -2,6 +2,8 @@
 // CPU BLAS library's work buffers.
 #include "trainer/batches.hpp"
 
+#include <c10/core/StreamGuard.h>
+
 #include <dlfcn.h>
 
 #include <cstdlib>
@@ -69,6 +71,22 @@ void check_batch_ids(const BatchView& v, const std::vector<int64_t>& sizes, uint
   }
 }
 
+namespace {
+// One stream per GPU for the host-to-device copies of batches.
+c10::Stream copy_stream(const torch::Device& device) {
+  static std::mutex mu;
+  static std::unordered_map<int, c10::Stream> streams;
+  const std::lock_guard<std::mutex> lock(mu);
+  const int index = device.index() < 0 ? 0 : device.index();
+  auto it = streams.find(index);
+  if (it == streams.end()) {
+    c10::impl::VirtualGuardImpl impl(c10::DeviceType::CUDA);
+    it = streams.emplace(index, impl.getStreamFromGlobalPool(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index)))).first;
+  }
+  return it->second;
+}
+}  // namespace
+
 // Wraps a batch's memory as tensors (no copy); host batches are copied to a GPU model's device
 // (asynchronously when the memory is pinned). The lease must outlive the work that reads them.
 Staged stage(const BatchView& v, const Dlrm& model, const TrainOptions& o) {
@@ -86,9 +104,30 @@ Staged stage(const BatchView& v, const Dlrm& model, const TrainOptions& o) {
   b.labels = torch::from_blob(const_cast<float*>(v.labels), {v.rows}, f32);
   if (src != model.device()) {
     const bool non_blocking = v.memory == MemoryKind::kPinnedHost;
-    b.dense = b.dense.to(model.device(), non_blocking);
-    sparse = sparse.to(model.device(), non_blocking);
-    b.labels = b.labels.to(model.device(), non_blocking);
+    if (non_blocking && model.device().is_cuda()) {
+      // Page-locked batches are copied on a stream of their own: the copy of the next batch runs while
+      // the current step computes (on the caller's stream it would wait for that step to finish). The
+      // caller's stream waits for the copy; the copies' memory is marked as used there, so the caching
+      // allocator does not hand it out again before the step that reads it has run.
+      c10::impl::VirtualGuardImpl impl(c10::DeviceType::CUDA);
+      const c10::Stream compute = impl.getStream(model.device());
+      const c10::Stream copy = copy_stream(model.device());
+      {
+        const c10::StreamGuard on_copy(copy);
+        b.dense = b.dense.to(model.device(), true);
+        sparse = sparse.to(model.device(), true);
+        b.labels = b.labels.to(model.device(), true);
+      }
+      c10::Event copied(c10::DeviceType::CUDA);
+      copied.record(copy);
+      copied.block(compute);
+      for (const torch::Tensor* t : {&b.dense, &sparse, &b.labels})
+        impl.recordDataPtrOnStream(t->storage().data_ptr(), compute);
+    } else {
+      b.dense = b.dense.to(model.device(), non_blocking);
+      sparse = sparse.to(model.device(), non_blocking);
+      b.labels = b.labels.to(model.device(), non_blocking);
+    }
   }
   b.flat_ids = model.flat_ids(sparse, o.id_modulo);
   return b;

@@ -37,7 +37,9 @@ class FusedStep final : public TrainStep {
       : model_(model),
         opt_(opt),
         use_graph_(cuda_graph),
-        stream_(c10::cuda::getStreamFromPool(false, model.device().index())) {
+        // High priority: where a data pipeline's kernels (the cuda engine) share the GPU, the step's
+        // kernels are scheduled first and the pipeline fills the gaps.
+        stream_(c10::cuda::getStreamFromPool(true, model.device().index())) {
     torch::NoGradGuard no_grad;
     const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(model.device());
     // The MLP parameters become views of one flat buffer (in mlp_params() order); so do their gradients
