@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sluice/dataset.hpp"
 #include "sluice/io.hpp"
 #include "sluice/prep.hpp"
 #include "source/blocks.hpp"
@@ -375,6 +376,21 @@ TEST(MetaLayout, Cli) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("at least two days"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir / "bad"));
+}
+
+TEST(MetaLayout, NotDaysForSluiceTrain) {
+  TempDir dir("meta");
+  PrepOptions o = opts_for({sample_path()}, dir / "out");
+  o.format = OutputFormat::kDlrmBin;
+  o.layout = OutputLayout::kMeta;
+  o.days = 2;
+  prep(o);
+  try {
+    inspect_dataset(dir / "out");
+    ADD_FAILURE() << "read as days";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--days"), std::string::npos) << e.what();
+  }
 }
 
 TEST(MetaLayout, NumpyReadsItAsMetasLoaderDoes) {
