@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=(cmake g++ make pkg-config zlib1g-dev libcli11-dev nlohmann-json3-dev libgtest-dev)
+# numpy: the tests read the npy and npz outputs with it, as TorchRec's and Meta's loaders do
+# (those checks are skipped without it).
+pkgs+=(python3-numpy)
 [ "${SLUICE_WITH_PLOT:-0}" = 1 ] && pkgs+=(python3-matplotlib)
 python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
 want_debian_torch=0

@@ -56,6 +56,18 @@ class NpyWriter {
 template <class T>
 std::vector<T> read_npy(const std::string& path, NpyType expect, int64_t* rows, int64_t cols);
 
+// ---- npz (a ZIP archive of npy members, stored uncompressed) -------------------------------------
+
+struct NpzMember {
+  std::string name;            // the key numpy.load gives it ("counts"); stored as name + ".npy"
+  NpyType type = NpyType::kInt32;
+  std::vector<int64_t> shape;
+  std::string data;            // the array's bytes, little-endian, C order
+};
+
+// Writes an npz file that numpy.load reads (fsynced; throws sluice::Error naming the file).
+void write_npz(const std::string& path, const std::vector<NpzMember>& members);
+
 // ---- Meta DLRM binary rows ----------------------------------------------------------------------
 
 // Appends rows of 40 little-endian int32 (label, 13 clamped ints, 26 ids) to a file.

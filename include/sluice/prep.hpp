@@ -11,6 +11,11 @@ namespace sluice {
 
 enum class VocabMode : uint8_t { kFirstSeen, kNone };
 enum class OutputFormat : uint8_t { kNpy, kDlrmBin };
+// kParts: one part per input, or per day with --days. kMeta: the files Meta's DLRM reads with
+// --mlperf-bin-loader: NAME_train.bin (every day but the last), NAME_test.bin (the first half of the
+// last day, rounded up), NAME_val.bin (the rest of it) and NAME_fea_count.npz (key "counts": the 26
+// table sizes, int32). Binary rows only.
+enum class OutputLayout : uint8_t { kParts, kMeta };
 
 struct PrepOptions {
   std::vector<std::string> inputs;
@@ -22,6 +27,8 @@ struct PrepOptions {
   OnError on_error = OnError::kFail;
   OutputFormat format = OutputFormat::kNpy;
   int days = 0;              // 0 = one part per input file
+  OutputLayout layout = OutputLayout::kParts;
+  std::string meta_name = "day";  // kMeta: the files' prefix
   std::string engine = "cpu";
   bool overwrite = false;
   bool progress = false;     // a progress line on a terminal (stderr)
@@ -50,5 +57,13 @@ PrepResult prep(const PrepOptions& opts);
 
 // Meta's day split: total = q*D + r, the first r days get q+1 rows.
 std::vector<uint64_t> split_days(uint64_t total, int days);
+
+// Meta's layout from the rows of each day: {train, test, val} rows. Train is every day but the
+// last; the last day's first ceil(n/2) rows are the test set, the rest the validation set.
+std::vector<uint64_t> meta_split(const std::vector<uint64_t>& day_rows);
+
+// Why `name` cannot prefix Meta's files, or "" when it can: letters, digits, '_' and '-' only
+// (Meta's loader cuts the processed-data file name at its first '.').
+std::string meta_name_problem(const std::string& name);
 
 }  // namespace sluice

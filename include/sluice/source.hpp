@@ -32,6 +32,9 @@ class ByteSource {
   // sluice::Interrupted on Ctrl-C/SIGTERM, ReadCancelled after cancel().
   virtual size_t read(char* buf, size_t n) = 0;
   const std::string& path() const { return path_; }
+  // Bytes of the file itself consumed so far: for gzip the compressed bytes handed to the
+  // decompressor, otherwise the bytes read.
+  virtual uint64_t file_offset() const = 0;
   // May be called from another thread: a read waiting on a pipe gives up (ReadCancelled).
   void cancel() { cancelled_.store(true); }
 

@@ -20,6 +20,7 @@ void add_prep_command(CLI::App& app) {
   auto vocab = std::make_shared<std::string>("first-seen");
   auto on_error = std::make_shared<std::string>("fail");
   auto format = std::make_shared<std::string>("npy");
+  auto layout = std::make_shared<std::string>("parts");
   auto chunk_mb = std::make_shared<double>(4.0);
   auto quiet = std::make_shared<bool>(false);
   CLI::App* cmd = app.add_subcommand("prep", "Preprocess Criteo TSV (plain or .gz) or Meta binary rows into training tensors");
@@ -37,8 +38,17 @@ void add_prep_command(CLI::App& app) {
   cmd->add_option("--threads", opts->threads, "Worker threads (0 = all cores)")->default_val(0)->check(NonNegativeInt<int>());
   cmd->add_option("--on-error", *on_error, "Malformed rows: fail (exit with FILE:LINE) or skip (count them)")
       ->check(CLI::IsMember({"fail", "skip"}))->default_val("fail");
-  cmd->add_option("--format", *format, "Output: npy (TorchRec layout) or dlrm-bin (Meta's 160-byte rows)")
-      ->check(CLI::IsMember({"npy", "dlrm-bin"}))->default_val("npy");
+  CLI::Option* format_opt =
+      cmd->add_option("--format", *format, "Output: npy (TorchRec layout) or dlrm-bin (Meta's 160-byte rows)")
+          ->check(CLI::IsMember({"npy", "dlrm-bin"}))->default_val("npy");
+  cmd->add_option("--layout", *layout,
+                  "parts: one part per input (or per --days day); meta: NAME_train.bin, NAME_test.bin, "
+                  "NAME_val.bin and NAME_fea_count.npz, as Meta's dlrm_s_pytorch.py --mlperf-bin-loader reads "
+                  "them (implies --format dlrm-bin; the days are the inputs, or --days D)")
+      ->check(CLI::IsMember({"parts", "meta"}))->default_val("parts");
+  CLI::Option* name_opt =
+      cmd->add_option("--name", opts->meta_name, "--layout meta: the files' prefix (letters, digits, _ and -)")
+          ->default_val("day");
   cmd->add_option("--days", opts->days, "Split all rows into D consecutive days as Meta does (0 = one part per input)")
       ->default_val(0)->check(NonNegativeInt<int>());
   cmd->add_option("--engine", opts->engine, "Engine: auto (cuda when a GPU is usable, else cpu), cpu or cuda")
@@ -53,6 +63,14 @@ void add_prep_command(CLI::App& app) {
     o.vocab = *vocab == "none" ? VocabMode::kNone : VocabMode::kFirstSeen;
     o.on_error = *on_error == "skip" ? OnError::kSkip : OnError::kFail;
     o.format = *format == "dlrm-bin" ? OutputFormat::kDlrmBin : OutputFormat::kNpy;
+    if (*layout == "meta") {
+      if (format_opt->count() && o.format != OutputFormat::kDlrmBin)
+        throw CLI::ValidationError("--layout meta", "writes Meta's binary rows: --format npy does not apply");
+      o.layout = OutputLayout::kMeta;
+      o.format = OutputFormat::kDlrmBin;
+    } else if (name_opt->count()) {
+      throw CLI::ValidationError("--name", "applies to --layout meta only");
+    }
     // At least one byte: a tiny --chunk-mb must not make an empty work unit.
     o.chunk_bytes = chunk_opt->count() ? std::max<size_t>(1, size_t(*chunk_mb * 1048576.0)) : 0;
     o.progress = stderr_is_tty();

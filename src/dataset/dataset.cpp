@@ -119,6 +119,11 @@ DatasetInfo inspect_dataset(const std::string& dir) {
       const std::string format = m.at("format").get<std::string>();
       info.kind = format == "npy" ? DatasetKind::kPreparedNpy : DatasetKind::kPreparedBin;
       if (format != "npy" && format != "dlrm-bin") throw Error(manifest + ": unknown format '" + format + "'");
+      // Meta's layout holds a training file and the last day cut in two, not days: read as days, its
+      // test file would train and the validation file would test.
+      if (m.value("layout", "parts") == "meta")
+        throw Error(manifest + ": Meta's layout (NAME_train/test/val.bin, for Meta's dlrm_s_pytorch.py); "
+                    "sluice train reads days: prepare with --format dlrm-bin --days D (or one input per day)");
       for (const auto& p : m.at("parts")) {
         info.parts.push_back(p.at("name").get<std::string>());
         info.part_rows.push_back(p.at("rows").get<int64_t>());

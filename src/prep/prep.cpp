@@ -38,6 +38,25 @@ std::vector<uint64_t> split_days(uint64_t total, int days) {
   return out;
 }
 
+std::vector<uint64_t> meta_split(const std::vector<uint64_t>& day_rows) {
+  if (day_rows.empty()) return {0, 0, 0};
+  uint64_t train = 0;
+  for (size_t d = 0; d + 1 < day_rows.size(); ++d) train += day_rows[d];
+  const uint64_t last = day_rows.back();
+  const uint64_t test = last / 2 + last % 2;
+  return {train, test, last - test};
+}
+
+std::string meta_name_problem(const std::string& name) {
+  if (name.empty()) return "the name is empty";
+  if (name.size() > 200) return "the name is longer than 200 characters";
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+    if (!ok) return "the name may hold only letters, digits, '_' and '-' (Meta's loader cuts file names at '.')";
+  }
+  return "";
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -112,6 +131,14 @@ void validate(const PrepOptions& o) {
   if (o.inputs.empty()) throw Error("no input files given");
   if (o.out.empty()) throw Error("no output directory given (--out)");
   if (o.days < 0) throw Error("--days must be >= 0");
+  if (o.layout == OutputLayout::kMeta) {
+    if (o.format != OutputFormat::kDlrmBin) throw Error("--layout meta writes Meta's binary rows: use --format dlrm-bin");
+    if (const std::string why = meta_name_problem(o.meta_name); !why.empty())
+      throw Error("--name '" + o.meta_name + "': " + why);
+    if ((o.days == 0 && o.inputs.size() < 2) || o.days == 1)
+      throw Error("--layout meta needs at least two days (a training day and the last day, cut into test and "
+                  "validation): give one input per day or --days D with D >= 2");
+  }
   if (o.min_freq > 1 && o.vocab == VocabMode::kNone) throw Error("--min-freq needs --vocab first-seen");
   if (o.format == OutputFormat::kDlrmBin && o.vocab == VocabMode::kNone &&
       (o.max_ind_range == 0 || o.max_ind_range > (uint64_t(1) << 31)))
@@ -133,7 +160,7 @@ void validate(const PrepOptions& o) {
     if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode))
       throw Error(in + ": not a regular file, FIFO or character device");
   }
-  if (o.days == 0) {
+  if (o.days == 0 && o.layout == OutputLayout::kParts) {
     std::set<std::string> names;
     for (const auto& in : o.inputs) {
       if (!names.insert(part_stem(in)).second)
@@ -168,7 +195,10 @@ PrepResult prep(const PrepOptions& o) {
   // twice). Meta's day split (--days) needs the row total first: rows are spilled to scratch files,
   // then cut into days; host engines then hand out each chunk's distinct values, merged here and
   // applied in parallel while the days are written.
-  const bool streaming = o.days == 0;
+  // Meta's layout cuts the last day in two halves, so it needs the day's row count first: the same
+  // path as --days (the days are the inputs when --days is not given).
+  const bool meta = o.layout == OutputLayout::kMeta;
+  const bool streaming = o.days == 0 && !meta;
   bool engine_ids = false;
   if (o.vocab == VocabMode::kFirstSeen) {
     if (streaming || !engine->supports(IdMode::kDistinct)) {
@@ -189,8 +219,8 @@ PrepResult prep(const PrepOptions& o) {
     for (int c = 0; c < kNumSparse; ++c) max_value[c] = std::max(max_value[c], w.max_values()[c]);
   };
 
-  // The ETA needs the total input size: unknown for gzip (the engine counts decompressed bytes) and
-  // for streams (standard input, FIFOs, devices), whose size is not asked for at all.
+  // The ETA compares the bytes of the input files consumed (for gzip, compressed bytes) with their
+  // sizes; streams (standard input, FIFOs, devices) have no size, and then no ETA is shown.
   uint64_t input_bytes = 0;
   bool sizes_known = true;
   for (const auto& in : o.inputs) {
@@ -200,11 +230,10 @@ PrepResult prep(const PrepOptions& o) {
       continue;
     }
     input_bytes += uint64_t(st.st_size);
-    if (input_format_of(in) == InputFormat::kTsv && in.size() > 3 && in.substr(in.size() - 3) == ".gz") sizes_known = false;
   }
   uint64_t seen_bytes = 0;
   auto last_report = Clock::now();
-  auto report = [&](const ChunkView& c) {
+  auto report = [&](const ChunkView& c, uint64_t file_bytes) {
     seen_bytes += c.bytes;
     if (!o.progress && o.progress_every <= 0) return;
     // A terminal gets a line redrawn twice a second; a log a plain line every progress_every s.
@@ -215,9 +244,9 @@ PrepResult prep(const PrepOptions& o) {
     const double secs = std::chrono::duration<double>(now - t0).count();
     const uint64_t rows = c.first_row + uint64_t(c.rows);
     std::string eta = "";
-    if (sizes_known && seen_bytes > 0 && input_bytes > seen_bytes) {
+    if (sizes_known && file_bytes > 0 && input_bytes > file_bytes) {
       char b[48];
-      std::snprintf(b, sizeof b, ", ETA %.0f s", secs * double(input_bytes - seen_bytes) / double(seen_bytes));
+      std::snprintf(b, sizeof b, ", ETA %.0f s", secs * double(input_bytes - file_bytes) / double(file_bytes));
       eta = b;
     }
     if (o.progress) {
@@ -232,6 +261,7 @@ PrepResult prep(const PrepOptions& o) {
 
   PrepResult res;
   EngineStats stats;
+  std::vector<uint64_t> day_rows;  // not streamed: the rows of each day
   Vocabulary vocab;
   VocabBuilder builder(o.min_freq);
   auto t_read = Clock::now();
@@ -256,7 +286,7 @@ PrepResult prep(const PrepOptions& o) {
       if (!w) w = std::make_unique<PartWriter>(out, part_stem(o.inputs[c.file_index]), o.format, wide, track_max);
       w->append(c.labels, eo.dense == DenseOut::kLog ? static_cast<const void*>(c.dense) : c.dense_int, c.sparse,
                 uint64_t(c.rows));
-      report(c);
+      report(c, blocks.file_bytes_read());
       return true;
     });
     finish_through(o.inputs.size());
@@ -288,7 +318,7 @@ PrepResult prep(const PrepOptions& o) {
         if (eo.dense == DenseOut::kLog) fd.write(c.dense, n * kNumDense * 4);
         else fd.write(c.dense_int, n * kNumDense * 4);
         fs.write(c.sparse, n * kNumSparse * 4);
-        report(c);
+        report(c, blocks.file_bytes_read());
         return true;
       });
       fl.close();
@@ -301,8 +331,14 @@ PrepResult prep(const PrepOptions& o) {
       vocab = engine_ids ? engine->take_vocabulary() : builder.finish();
       vocab.save(out.path());
     }
-    res.part_rows = split_days(stats.rows, o.days);
-    for (int d = 0; d < o.days; ++d) res.parts.push_back("day_" + std::to_string(d));
+    day_rows = o.days > 0 ? split_days(stats.rows, o.days) : stats.rows_per_file;
+    if (meta) {
+      res.part_rows = meta_split(day_rows);
+      for (const char* split : {"_train", "_test", "_val"}) res.parts.push_back(o.meta_name + split);
+    } else {
+      res.part_rows = day_rows;
+      for (int d = 0; d < o.days; ++d) res.parts.push_back("day_" + std::to_string(d));
+    }
     // ---- pass 2: the days cut from the spilled rows ----
     {
       MappedFile ml(spill_labels), md(spill_dense), ms(spill_sparse);
@@ -342,6 +378,23 @@ PrepResult prep(const PrepOptions& o) {
   res.rows = stats.rows;
   res.rows_skipped = stats.rows_skipped;
   res.bytes = stats.bytes;
+  std::string counts_file;
+  if (meta) {
+    // The table sizes as Meta's preprocessing stores them (int32); int64 only where a size does not fit.
+    const bool fits = std::all_of(res.vocab_sizes.begin(), res.vocab_sizes.end(),
+                                  [](int64_t v) { return v <= int64_t(INT32_MAX); });
+    NpzMember counts{"counts", fits ? NpyType::kInt32 : NpyType::kInt64, {int64_t(kNumSparse)}, {}};
+    for (int64_t v : res.vocab_sizes) {
+      if (fits) {
+        const int32_t x = int32_t(v);
+        counts.data.append(reinterpret_cast<const char*>(&x), 4);
+      } else {
+        counts.data.append(reinterpret_cast<const char*>(&v), 8);
+      }
+    }
+    counts_file = o.meta_name + "_fea_count.npz";
+    write_npz(out.file(counts_file), {counts});
+  }
 
   // ---- manifest ----
   nlohmann::json m;
@@ -353,6 +406,10 @@ PrepResult prep(const PrepOptions& o) {
   m["rows"] = res.rows;
   m["vocab_sizes"] = res.vocab_sizes;
   m["rows_skipped"] = res.rows_skipped;
+  if (meta) {
+    m["layout"] = "meta";
+    m["meta"] = {{"name", o.meta_name}, {"day_rows", day_rows}, {"counts_file", counts_file}};
+  }
   nlohmann::json bad = nlohmann::json::array();
   for (const auto& b : stats.bad_rows) bad.push_back({{"file", b.file}, {"line", b.line}, {"reason", b.reason}});
   m["bad_rows"] = bad;
@@ -367,6 +424,10 @@ PrepResult prep(const PrepOptions& o) {
   opt["on_error"] = o.on_error == OnError::kFail ? "fail" : "skip";
   opt["format"] = m["format"];
   opt["days"] = o.days;
+  if (meta) {
+    opt["layout"] = "meta";
+    opt["name"] = o.meta_name;
+  }
   // Neither the engine nor the thread count is recorded: they never change a byte of the output.
   m["options"] = opt;
   if (o.vocab == VocabMode::kFirstSeen) m["vocab_id_offset"] = vocab.id_offset;

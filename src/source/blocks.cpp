@@ -123,6 +123,7 @@ bool BlockReader::next(Block* out, BlockBuffer* buf) {
       const size_t remaining = m->size() - map_pos_;
       if (remaining == 0 && pushed_any_) {
         opened_ = false;
+        file_bytes_done_ = file_bytes_.load();
         ++file_;
         continue;
       }
@@ -150,12 +151,14 @@ bool BlockReader::next(Block* out, BlockBuffer* buf) {
       map_pos_ += take;
       b.end_of_file = map_pos_ == m->size();
       bytes_ += take;
+      file_bytes_.store(file_bytes_done_ + map_pos_);
     } else {
       // Read from the stream into buf: the carried tail first, then at least one whole line.
       if (eof_ && carry_.empty() && pushed_any_) {
         std::lock_guard<std::mutex> lk(src_mu_);
         src_.reset();
         opened_ = false;
+        file_bytes_done_ = file_bytes_.load();
         ++file_;
         continue;
       }
@@ -176,6 +179,7 @@ bool BlockReader::next(Block* out, BlockBuffer* buf) {
             }
             have += n;
             bytes_ += n;
+            file_bytes_.store(file_bytes_done_ + src_->file_offset());
           }
         } catch (const ReadCancelled&) {
           return false;

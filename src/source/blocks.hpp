@@ -82,6 +82,9 @@ class BlockReader {
   // The mapping of file f when it is served mapped (nullptr otherwise); valid while the reader lives.
   const MappedFile* mapping(size_t f) const;
   uint64_t bytes_read() const { return bytes_.load(); }
+  // Bytes of the input files consumed so far (gzip: compressed bytes), for progress against the
+  // files' sizes. May be read from another thread.
+  uint64_t file_bytes_read() const { return file_bytes_.load(); }
   size_t block_bytes() const { return block_bytes_; }
   bool maps_files() const { return map_files_; }
 
@@ -100,6 +103,8 @@ class BlockReader {
   std::string carry_;       // bytes after the last line end of the previous block
   bool eof_ = false;
   std::atomic<uint64_t> bytes_{0};
+  std::atomic<uint64_t> file_bytes_{0};
+  uint64_t file_bytes_done_ = 0;  // file_bytes_ of the files before file_
   std::atomic<bool> cancelled_{false};
   std::mutex src_mu_;       // guards src_ against cancel() from another thread
 };

@@ -166,6 +166,7 @@ class PlainSource final : public ByteSource {
     f_->consume(k);
     return k;
   }
+  uint64_t file_offset() const override { return f_->offset(); }
 
  private:
   std::unique_ptr<RawFile> f_;
@@ -185,6 +186,7 @@ class GzipSource final : public ByteSource {
   ~GzipSource() override {
     if (inited_) inflateEnd(&zs_);
   }
+  uint64_t file_offset() const override { return f_->offset(); }
 
   size_t read(char* buf, size_t n) override {
     if (n == 0 || done_) return 0;

@@ -363,11 +363,15 @@ TEST(Output, EveryFailingFileOperationOfPrepKeepsThePreviousOutput) {
   TempDir dir("out");
   const std::string a = make_input(dir, "day_0.tsv", 3000, 31), b = make_input(dir, "day_1.tsv", 2000, 32);
   const std::string other = make_input(dir, "other.tsv", 500, 33);
-  for (OutputFormat format : {OutputFormat::kNpy, OutputFormat::kDlrmBin}) {
-    const std::string out = dir / (format == OutputFormat::kNpy ? "out_npy" : "out_bin");
+  // npy parts, binary-row parts, and Meta's layout (train, test, validation rows and the counts npz).
+  for (int variant = 0; variant < 3; ++variant) {
+    const OutputFormat format = variant == 0 ? OutputFormat::kNpy : OutputFormat::kDlrmBin;
+    const OutputLayout layout = variant == 2 ? OutputLayout::kMeta : OutputLayout::kParts;
+    const std::string out = dir / (variant == 0 ? "out_npy" : variant == 1 ? "out_bin" : "out_meta");
     const std::string ref = out + "_ref";
     PrepOptions ro = prep_options({a, b}, ref);
     ro.format = format;
+    ro.layout = layout;
     prep(ro);
     const auto expected = read_tree(ref);
     // The output to be replaced: a different, earlier run.
@@ -382,6 +386,7 @@ TEST(Output, EveryFailingFileOperationOfPrepKeepsThePreviousOutput) {
       for (uint64_t n = 1; n <= 400 && !finished; ++n) {
         PrepOptions o = prep_options({a, b}, out);
         o.format = format;
+        o.layout = layout;
         o.overwrite = true;
         std::vector<std::string> notices;
         auto old = set_notice_sink([&](const std::string& t) { notices.push_back(t); });
