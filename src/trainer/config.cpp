@@ -242,6 +242,9 @@ nlohmann::json TrainResult::to_json() const {
   j["eval_seconds"] = num(eval_seconds);
   j["data_wait_seconds"] = num(data_wait_seconds);
   j["data_wait_fraction"] = num(data_wait_fraction);
+  j["host_stage_seconds"] = num(host_stage_seconds);
+  j["host_step_seconds"] = num(host_step_seconds);
+  j["device_wait_seconds"] = num(device_wait_seconds);
   j["device"] = device;
   j["precision"] = precision;
   j["optimizer"] = optimizer;

@@ -213,6 +213,7 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
   LossWindow shown_loss(o.print_freq);
   double last_loss = std::numeric_limits<double>::quiet_NaN();
   double train_seconds = 0, eval_seconds = 0, wait_seconds = 0;
+  double stage_seconds = 0, enqueue_seconds = 0, device_wait_seconds = 0;  // the training thread's time, split
   int64_t rows_run = 0;
   double interval_start_s = 0;     // training time at the previous metrics line
   int64_t interval_start_rows = 0;
@@ -328,11 +329,18 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
         if (!lease) break;
         const int64_t rows = lease.view().rows;
         const double lr = lr_at(o.lr, pos.step);
+        const auto t_stage = Clock::now();
+        Clock::time_point t_run;
         const torch::Tensor loss = oom_guard(step_what, [&] {
           const Staged b = stage(lease.view(), model, o);
+          t_run = Clock::now();
           return step->run(b.dense, b.flat_ids, b.labels, lr, pos.step);
         });
+        const auto t_retire = Clock::now();
         keeper.retire(std::move(lease));
+        stage_seconds += seconds_between(t_stage, t_run);
+        enqueue_seconds += seconds_between(t_run, t_retire);
+        device_wait_seconds += seconds_between(t_retire, Clock::now());
         loss_sum.add_(loss);
         ++loss_count;
         ++pos.step;
@@ -447,6 +455,9 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
   res.train_seconds = train_seconds;
   res.eval_seconds = eval_seconds;
   res.data_wait_seconds = wait_seconds;
+  res.host_stage_seconds = stage_seconds;
+  res.host_step_seconds = enqueue_seconds;
+  res.device_wait_seconds = device_wait_seconds;
   res.data_wait_fraction = train_seconds > 0 ? wait_seconds / train_seconds : 0;
   res.stopped = stopped;
   nlohmann::json summary = res.to_json();

@@ -158,6 +158,13 @@ struct TrainResult {
   double eval_seconds = 0;
   double data_wait_seconds = 0;       // time next() blocked on the training streams
   double data_wait_fraction = 0;      // data_wait_seconds / train_seconds
+  // The training thread's own time per step, summed: staging a batch (id check, copies to the device:
+  // host_stage_seconds), enqueuing its step (host_step_seconds), and waiting for the device to finish
+  // older steps so that their batches can be released (device_wait_seconds). With data_wait_seconds
+  // they tell a host-bound loop (little device wait) from a device-bound one.
+  double host_stage_seconds = 0;
+  double host_step_seconds = 0;
+  double device_wait_seconds = 0;
   std::string device;
   std::string precision;
   std::string optimizer;
