@@ -1,0 +1,132 @@
+// The sluice preprocessing core for Criteo TSV text.
+//
+//   s_axis (512-bit text) -> sluice_tsv_split -> NumLanes x sluice_tsv_lane -> sluice_row_merge
+//     -> sluice_row_xform -> sluice_row_pack -> m_axis (packed 160-byte rows) + e_axis (errors)
+//
+// One transfer (tlast-terminated) is one piece of whole lines; lines are numbered from 0 within it.
+// Control (held stable while a transfer is in flight): dense_int_i selects clamped int32 dense
+// values instead of float32 ln(x + 1); mod_n_i / mod_magic_i the ids' modulus (0: none) and its
+// reciprocal floor((2^64 - 1) / n) + 1.
+module sluice_tsv_core
+  import sluice_pkg::*;
+#(
+  parameter int unsigned NumLanes      = 16,
+  parameter int unsigned BytesPerCycle = 8,
+  parameter int unsigned SegsPerCycle  = 4
+) (
+  input  logic                   clk_i,
+  input  logic                   rst_ni,
+  // control
+  input  logic                   dense_int_i,
+  input  logic [63:0]            mod_n_i,
+  input  logic [63:0]            mod_magic_i,
+  // text in
+  input  logic                   s_axis_tvalid_i,
+  output logic                   s_axis_tready_o,
+  input  logic [BeatBytes*8-1:0] s_axis_tdata_i,
+  input  logic [BeatBytes-1:0]   s_axis_tkeep_i,
+  input  logic                   s_axis_tlast_i,
+  // packed rows out
+  output logic                   m_axis_tvalid_o,
+  input  logic                   m_axis_tready_i,
+  output logic [BeatBytes*8-1:0] m_axis_tdata_o,
+  output logic [BeatBytes-1:0]   m_axis_tkeep_o,
+  output logic                   m_axis_tlast_o,
+  // error records out
+  output logic                   e_axis_tvalid_o,
+  input  logic                   e_axis_tready_i,
+  output logic [63:0]            e_axis_tdata_o
+);
+
+  logic [NumLanes-1:0] seg_valid, seg_ready, row_valid, row_ready;
+  seg_t                segs [NumLanes];
+  prow_t               rows [NumLanes];
+
+  sluice_tsv_split #(
+    .NumLanes    (NumLanes),
+    .SegsPerCycle(SegsPerCycle)
+  ) u_split (
+    .clk_i,
+    .rst_ni,
+    .s_tvalid_i (s_axis_tvalid_i),
+    .s_tready_o (s_axis_tready_o),
+    .s_tdata_i  (s_axis_tdata_i),
+    .s_tkeep_i  (s_axis_tkeep_i),
+    .s_tlast_i  (s_axis_tlast_i),
+    .seg_valid_o(seg_valid),
+    .seg_ready_i(seg_ready),
+    .seg_o      (segs)
+  );
+
+  for (genvar l = 0; l < NumLanes; l++) begin : gen_lane
+    sluice_tsv_lane #(
+      .BytesPerCycle(BytesPerCycle)
+    ) u_lane (
+      .clk_i,
+      .rst_ni,
+      .seg_valid_i(seg_valid[l]),
+      .seg_ready_o(seg_ready[l]),
+      .seg_i      (segs[l]),
+      .row_valid_o(row_valid[l]),
+      .row_ready_i(row_ready[l]),
+      .row_o      (rows[l])
+    );
+  end
+
+  logic              m_valid, m_ready;
+  prow_t             m_row;
+  logic [RowNoW-1:0] m_row_no;
+
+  sluice_row_merge #(
+    .NumLanes(NumLanes)
+  ) u_merge (
+    .clk_i,
+    .rst_ni,
+    .row_valid_i (row_valid),
+    .row_ready_o (row_ready),
+    .row_i       (rows),
+    .out_valid_o (m_valid),
+    .out_ready_i (m_ready),
+    .out_row_o   (m_row),
+    .out_row_no_o(m_row_no)
+  );
+
+  logic  x_valid, x_ready;
+  xrow_t x_row;
+
+  sluice_row_xform u_xform (
+    .clk_i,
+    .rst_ni,
+    .dense_int_i,
+    .mod_n_i,
+    .mod_magic_i,
+    .in_valid_i (m_valid),
+    .in_ready_o (m_ready),
+    .in_row_i   (m_row),
+    .in_row_no_i(m_row_no),
+    .out_valid_o(x_valid),
+    .out_ready_i(x_ready),
+    .out_row_o  (x_row)
+  );
+
+  err_rec_t err_rec;
+
+  sluice_row_pack u_pack (
+    .clk_i,
+    .rst_ni,
+    .in_valid_i(x_valid),
+    .in_ready_o(x_ready),
+    .in_row_i  (x_row),
+    .m_tvalid_o(m_axis_tvalid_o),
+    .m_tready_i(m_axis_tready_i),
+    .m_tdata_o (m_axis_tdata_o),
+    .m_tkeep_o (m_axis_tkeep_o),
+    .m_tlast_o (m_axis_tlast_o),
+    .e_tvalid_o(e_axis_tvalid_o),
+    .e_tready_i(e_axis_tready_i),
+    .e_tdata_o (err_rec)
+  );
+
+  assign e_axis_tdata_o = err_rec;
+
+endmodule

@@ -1,0 +1,65 @@
+// The fpga engine's driver: the few calls the host makes on the card, shaped like Coyote's thread
+// API (set a control register, invoke a local transfer from a source buffer to a destination
+// buffer, poll for completion). Backends: the Verilated core (sim_device.cpp, built with
+// Verilator) and Coyote (coyote_device.cpp, built only where Coyote's headers exist).
+//
+// The core's contract per transfer: `src` holds whole TSV lines (the last may lack its '\n');
+// packed rows (40 little-endian 32-bit words: label, 13 dense, 26 ids) of the good lines go to
+// `dst` back to back, and one 64-bit record per malformed line to `err`:
+//   bits 39:0 line index in the transfer (0-based), 43:40 sluice::RowError, 49:44 field (63: none).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace sluice::fpga {
+
+// Control and status registers (64-bit).
+enum Csr : uint32_t {
+  kCsrDenseInt = 0,   // rw: 1 = dense values as clamped int32, 0 = float32 ln(x + 1)
+  kCsrModN = 1,       // rw: ids modulo n (0 = none)
+  kCsrModMagic = 2,   // rw: floor((2^64 - 1) / n) + 1 for kCsrModN (the core's reciprocal)
+  kCsrOutBytes = 8,   // ro: bytes written to dst by the last transfer
+  kCsrErrCount = 9,   // ro: error records written by the last transfer
+  kCsrCycles = 10,    // ro: clock cycles the last transfer took
+  kCsrInBeats = 11,   // ro: 512-bit beats the last transfer read
+};
+
+inline constexpr size_t kRowBytes = 160;
+inline constexpr uint32_t kErrFieldNone = 63;
+
+struct Transfer {
+  const void* src = nullptr;
+  size_t src_bytes = 0;
+  void* dst = nullptr;       // packed rows
+  size_t dst_bytes = 0;      // capacity
+  uint64_t* err = nullptr;   // error records
+  size_t err_capacity = 0;   // records
+};
+
+class Device {
+ public:
+  virtual ~Device() = default;
+  virtual const char* backend() const = 0;
+  virtual void set_csr(uint32_t reg, uint64_t value) = 0;
+  virtual uint64_t get_csr(uint32_t reg) = 0;
+  // Starts one transfer. Throws sluice::Error when the device cannot run it.
+  virtual void invoke(const Transfer& t) = 0;
+  // True once the last transfer has finished (its outputs and status registers are final).
+  virtual bool check_completed() = 0;
+};
+
+// Knobs of the simulated device (tests): percent of cycles the text source holds tvalid low, and
+// percent of cycles the sinks hold tready low, from a seeded generator.
+struct SimOptions {
+  int valid_gap_pct = 0;
+  int stall_pct = 0;
+  uint64_t seed = 1;
+};
+
+// The Verilated core; throws sluice::Error when this build has no Verilator model.
+std::unique_ptr<Device> open_sim_device(const SimOptions& opts = {});
+
+}  // namespace sluice::fpga
