@@ -35,7 +35,7 @@ module sluice_log1p (
   end
   assign frac_d = (a_d << (7'd64 - {1'b0, k_d})) >> 1;
 
-  logic        zero_q [6];
+  logic        zero_q [5];
   logic [5:0]  k_q    [5];
   s128_t       t_q    [5];
   s128_t       sum_q  [5];
@@ -121,7 +121,6 @@ module sluice_log1p (
       zero5_q <= zero_q[4];
     end
   end
-  assign zero_q[5] = zero5_q;
 
   // ---- stage 6: round to float32 ---------------------------------------------------------------
   logic [6:0]  p;
@@ -141,7 +140,7 @@ module sluice_log1p (
   assign rnd    = v_q[p - 7'd24];
   assign mant_r = {1'b0, mant_t} + 25'(rnd);
   assign expo   = 8'(p) - 8'd100 + 8'd127 + 8'(mant_r[24]);
-  assign y_d    = zero_q[5] ? 32'd0 :
+  assign y_d    = zero5_q ? 32'd0 :
                   {1'b0, expo, mant_r[24] ? mant_r[23:1] : mant_r[22:0]};
 
   always_ff @(posedge clk_i or negedge rst_ni) begin

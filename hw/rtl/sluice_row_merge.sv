@@ -1,7 +1,6 @@
 // Collects the lanes' rows in line order (lane 0, 1, ..., NumLanes-1, 0, ...) and numbers them
 // within the transfer. The end marker ends the transfer: numbering restarts at lane 0, line 0.
 module sluice_row_merge
-  import sluice_pkg::*;
 #(
   parameter int unsigned NumLanes = 16
 ) (
@@ -9,17 +8,17 @@ module sluice_row_merge
   input  logic                rst_ni,
   input  logic [NumLanes-1:0] row_valid_i,
   output logic [NumLanes-1:0] row_ready_o,
-  input  prow_t               row_i [NumLanes],
+  input  sluice_pkg::prow_t [NumLanes-1:0] row_i,
   output logic                out_valid_o,
   input  logic                out_ready_i,
-  output prow_t               out_row_o,
-  output logic [RowNoW-1:0]   out_row_no_o
+  output sluice_pkg::prow_t               out_row_o,
+  output logic [sluice_pkg::RowNoW-1:0]   out_row_no_o
 );
 
   localparam int unsigned LaneW = $clog2(NumLanes);
 
   logic [LaneW-1:0]  lane_q;
-  logic [RowNoW-1:0] row_no_q;
+  logic [sluice_pkg::RowNoW-1:0] row_no_q;
   logic              take;
 
   assign out_valid_o  = row_valid_i[lane_q];

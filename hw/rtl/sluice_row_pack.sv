@@ -2,23 +2,22 @@
 // each malformed line on the error stream instead. At the end of a transfer the last beat (partial
 // tkeep, or a null beat when nothing is left) carries tlast.
 module sluice_row_pack
-  import sluice_pkg::*;
 (
   input  logic                   clk_i,
   input  logic                   rst_ni,
   input  logic                   in_valid_i,
   output logic                   in_ready_o,
-  input  xrow_t                  in_row_i,
+  input  sluice_pkg::xrow_t                  in_row_i,
   // rows out
   output logic                   m_tvalid_o,
   input  logic                   m_tready_i,
-  output logic [BeatBytes*8-1:0] m_tdata_o,
-  output logic [BeatBytes-1:0]   m_tkeep_o,
+  output logic [sluice_pkg::BeatBytes*8-1:0] m_tdata_o,
+  output logic [sluice_pkg::BeatBytes-1:0]   m_tkeep_o,
   output logic                   m_tlast_o,
   // error records out
   output logic                   e_tvalid_o,
   input  logic                   e_tready_i,
-  output err_rec_t               e_tdata_o
+  output sluice_pkg::err_rec_t               e_tdata_o
 );
 
   // Fill level in 32-byte units: a row is 5 units, a beat 2; at most 2 + 5 are held.
@@ -29,8 +28,8 @@ module sluice_row_pack
   logic                 is_eot, is_err, is_row, final_beat, emit, take_row;
 
   assign is_eot = in_valid_i & in_row_i.eot;
-  assign is_err = in_valid_i & !in_row_i.eot & (in_row_i.err != ErrOk);
-  assign is_row = in_valid_i & !in_row_i.eot & (in_row_i.err == ErrOk);
+  assign is_err = in_valid_i & !in_row_i.eot & (in_row_i.err != sluice_pkg::ErrOk);
+  assign is_row = in_valid_i & !in_row_i.eot & (in_row_i.err == sluice_pkg::ErrOk);
 
   assign final_beat = is_eot & (fill_q <= 3'd2);
   assign m_tvalid_o = final_beat | (fill_q >= 3'd2);
@@ -58,7 +57,7 @@ module sluice_row_pack
     buf_d  = emit ? (buf_q >> 512) : buf_q;
     fill_d = fill_after;
     if (take_row) begin
-      buf_d  = buf_d | ({{(Units * 256 - RowBits){1'b0}}, in_row_i.words} << {fill_after, 8'd0});
+      buf_d  = buf_d | ({{(Units * 256 - sluice_pkg::RowBits){1'b0}}, in_row_i.words} << {fill_after, 8'd0});
       fill_d = fill_after + 3'd5;
     end
   end

@@ -3,7 +3,6 @@
 // runtime n. Pipelined (the latency of sluice_log1p); the whole pipeline holds while the output
 // is stalled.
 module sluice_row_xform
-  import sluice_pkg::*;
 (
   input  logic              clk_i,
   input  logic              rst_ni,
@@ -12,11 +11,11 @@ module sluice_row_xform
   input  logic [63:0]       mod_magic_i,
   input  logic              in_valid_i,
   output logic              in_ready_o,
-  input  prow_t             in_row_i,
-  input  logic [RowNoW-1:0] in_row_no_i,
+  input  sluice_pkg::prow_t             in_row_i,
+  input  logic [sluice_pkg::RowNoW-1:0] in_row_no_i,
   output logic              out_valid_o,
   input  logic              out_ready_i,
-  output xrow_t             out_row_o
+  output sluice_pkg::xrow_t             out_row_o
 );
 
   localparam int unsigned Lat = 7;  // sluice_log1p's pipeline depth
@@ -26,10 +25,10 @@ module sluice_row_xform
   assign in_ready_o = en;
 
   // Everything but the logs goes through a delay line of the same length.
-  xrow_t            meta_d;
+  sluice_pkg::xrow_t            meta_d;
   logic [Lat-1:0]   valid_q;
-  xrow_t            meta_q [Lat];
-  logic [NumDense-1:0][31:0] logs;
+  sluice_pkg::xrow_t            meta_q [Lat];
+  logic [sluice_pkg::NumDense-1:0][31:0] logs;
 
   always_comb begin
     meta_d        = '0;
@@ -38,23 +37,23 @@ module sluice_row_xform
     meta_d.field  = in_row_i.field;
     meta_d.row_no = in_row_no_i;
     meta_d.words[31:0] = {31'd0, in_row_i.label};
-    for (int i = 0; i < NumDense; i++) begin
+    for (int i = 0; i < sluice_pkg::NumDense; i++) begin
       logic [63:0] x;
       x = in_row_i.ints[i];
       meta_d.words[32*(1+i) +: 32] = x[63] ? 32'd0 : (x[62:31] != '0 ? 32'h7fffffff : x[31:0]);
     end
   end
 
-  for (genvar c = 0; c < NumSparse; c++) begin : gen_mod
+  for (genvar c = 0; c < sluice_pkg::NumSparse; c++) begin : gen_mod
     sluice_mod32 u_mod (
       .value_i(in_row_i.cats[c]),
       .n_i    (mod_n_i),
       .magic_i(mod_magic_i),
-      .value_o(meta_d.words[32*(1+NumDense+c) +: 32])
+      .value_o(meta_d.words[32*(1+sluice_pkg::NumDense+c) +: 32])
     );
   end
 
-  for (genvar i = 0; i < NumDense; i++) begin : gen_log
+  for (genvar i = 0; i < sluice_pkg::NumDense; i++) begin : gen_log
     sluice_log1p u_log (
       .clk_i,
       .rst_ni,
@@ -81,7 +80,7 @@ module sluice_row_xform
   always_comb begin
     out_row_o = meta_q[Lat-1];
     if (!dense_int_i) begin
-      for (int i = 0; i < NumDense; i++) out_row_o.words[32*(1+i) +: 32] = logs[i];
+      for (int i = 0; i < sluice_pkg::NumDense; i++) out_row_o.words[32*(1+i) +: 32] = logs[i];
     end
   end
   assign out_valid_o = valid_q[Lat-1];

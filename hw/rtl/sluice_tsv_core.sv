@@ -8,7 +8,6 @@
 // values instead of float32 ln(x + 1); mod_n_i / mod_magic_i the ids' modulus (0: none) and its
 // reciprocal floor((2^64 - 1) / n) + 1.
 module sluice_tsv_core
-  import sluice_pkg::*;
 #(
   parameter int unsigned NumLanes      = 16,
   parameter int unsigned BytesPerCycle = 8,
@@ -23,14 +22,14 @@ module sluice_tsv_core
   // text in
   input  logic                   s_axis_tvalid_i,
   output logic                   s_axis_tready_o,
-  input  logic [BeatBytes*8-1:0] s_axis_tdata_i,
-  input  logic [BeatBytes-1:0]   s_axis_tkeep_i,
+  input  logic [sluice_pkg::BeatBytes*8-1:0] s_axis_tdata_i,
+  input  logic [sluice_pkg::BeatBytes-1:0]   s_axis_tkeep_i,
   input  logic                   s_axis_tlast_i,
   // packed rows out
   output logic                   m_axis_tvalid_o,
   input  logic                   m_axis_tready_i,
-  output logic [BeatBytes*8-1:0] m_axis_tdata_o,
-  output logic [BeatBytes-1:0]   m_axis_tkeep_o,
+  output logic [sluice_pkg::BeatBytes*8-1:0] m_axis_tdata_o,
+  output logic [sluice_pkg::BeatBytes-1:0]   m_axis_tkeep_o,
   output logic                   m_axis_tlast_o,
   // error records out
   output logic                   e_axis_tvalid_o,
@@ -39,8 +38,8 @@ module sluice_tsv_core
 );
 
   logic [NumLanes-1:0] seg_valid, seg_ready, row_valid, row_ready;
-  seg_t                segs [NumLanes];
-  prow_t               rows [NumLanes];
+  sluice_pkg::seg_t  [NumLanes-1:0] segs;
+  sluice_pkg::prow_t [NumLanes-1:0] rows;
 
   sluice_tsv_split #(
     .NumLanes    (NumLanes),
@@ -74,8 +73,8 @@ module sluice_tsv_core
   end
 
   logic              m_valid, m_ready;
-  prow_t             m_row;
-  logic [RowNoW-1:0] m_row_no;
+  sluice_pkg::prow_t             m_row;
+  logic [sluice_pkg::RowNoW-1:0] m_row_no;
 
   sluice_row_merge #(
     .NumLanes(NumLanes)
@@ -92,7 +91,7 @@ module sluice_tsv_core
   );
 
   logic  x_valid, x_ready;
-  xrow_t x_row;
+  sluice_pkg::xrow_t x_row;
 
   sluice_row_xform u_xform (
     .clk_i,
@@ -109,7 +108,7 @@ module sluice_tsv_core
     .out_row_o  (x_row)
   );
 
-  err_rec_t err_rec;
+  sluice_pkg::err_rec_t err_rec;
 
   sluice_row_pack u_pack (
     .clk_i,

@@ -3,10 +3,9 @@
 // (int64, empty = 0, overflow and bad bytes flagged), hex ids (up to 8 digits), the first bad field
 // in field order, and the line-level checks (empty line, NUL byte, field count) that take
 // precedence. A '\r' right before the end of the line is dropped; anywhere else it is an ordinary
-// (bad) byte. Each finished line leaves as one prow_t, in line order; the end-of-transfer marker is
+// (bad) byte. Each finished line leaves as one sluice_pkg::prow_t, in line order; the end-of-transfer marker is
 // passed on in its place in the order.
 module sluice_tsv_lane
-  import sluice_pkg::*;
 #(
   parameter int unsigned BytesPerCycle = 8,
   parameter int unsigned InDepth       = 8,
@@ -16,10 +15,10 @@ module sluice_tsv_lane
   input  logic  rst_ni,
   input  logic  seg_valid_i,
   output logic  seg_ready_o,
-  input  seg_t  seg_i,
+  input  sluice_pkg::seg_t  seg_i,
   output logic  row_valid_o,
   input  logic  row_ready_i,
-  output prow_t row_o
+  output sluice_pkg::prow_t row_o
 );
 
   localparam logic [7:0] ChTab = 8'h09;
@@ -37,46 +36,50 @@ module sluice_tsv_lane
     logic                       bad;       // a byte not allowed in the field
     logic                       ovf;       // the int field is outside int64
     logic [63:0]                acc;       // the field's value so far
-    row_err_e                   err;       // the first field error
+    sluice_pkg::row_err_e                   err;       // the first field error
     logic [5:0]                 err_fld;
     logic                       label;
-    logic [NumDense-1:0][63:0]  ints;
-    logic [NumSparse-1:0][31:0] cats;
+    logic [sluice_pkg::NumDense-1:0][63:0]  ints;
+    logic [sluice_pkg::NumSparse-1:0][31:0] cats;
   } st_t;
 
   // ---- per-byte functions ----------------------------------------------------------------------
 
   function automatic logic [4:0] hex_val(logic [7:0] c);
-    // {invalid, value}
-    if (c >= 8'h30 && c <= 8'h39) return {1'b0, 4'(c - 8'h30)};
-    if ((c | 8'h20) >= 8'h61 && (c | 8'h20) <= 8'h66) return {1'b0, 4'((c | 8'h20) - 8'h57)};
-    return 5'h10;
+    // {invalid, value}: '0'-'9' are 0x30-0x39, 'a'-'f' 0x61-0x66, 'A'-'F' 0x41-0x46
+    logic [4:0] r;
+    logic [7:0] l;
+    l = c | 8'h20;
+    if (c >= 8'h30 && c <= 8'h39) r = {1'b0, c[3:0]};
+    else if (l >= 8'h61 && l <= 8'h66) r = {1'b0, c[3:0] + 4'd9};
+    else r = 5'h10;
+    return r;
   endfunction
 
   // The field in progress is complete: check it, store its value, start the next one.
   function automatic st_t end_field(st_t s_in);
     st_t        s;
-    row_err_e   code;
+    sluice_pkg::row_err_e   code;
     logic [4:0] idx;
     s    = s_in;
-    code = ErrOk;
+    code = sluice_pkg::ErrOk;
     if (!s.extra) begin
       if (s.fld == 6'd0) begin
-        code = s.bad ? ErrBadLabel : ErrOk;
+        code = s.bad ? sluice_pkg::ErrBadLabel : sluice_pkg::ErrOk;
         s.label = s.acc[0];
-      end else if (s.fld <= 6'(NumDense)) begin
-        if (s.flen == 5'd0) code = ErrOk;
-        else if (s.bad || (s.neg && s.flen == 5'd1)) code = ErrBadInt;
-        else if (s.ovf) code = ErrIntOverflow;
+      end else if (s.fld <= 6'(sluice_pkg::NumDense)) begin
+        if (s.flen == 5'd0) code = sluice_pkg::ErrOk;
+        else if (s.bad || (s.neg && s.flen == 5'd1)) code = sluice_pkg::ErrBadInt;
+        else if (s.ovf) code = sluice_pkg::ErrIntOverflow;
         idx = 5'(s.fld - 6'd1);
         s.ints[4'(idx)] = (s.flen == 5'd0) ? 64'd0 : (s.neg ? 64'd0 - s.acc : s.acc);
       end else begin
-        if (s.bad) code = ErrBadHex;
-        else if (s.flen > 5'd8) code = ErrHexTooLong;
-        idx = 5'(s.fld - 6'(NumDense + 1));
+        if (s.bad) code = sluice_pkg::ErrBadHex;
+        else if (s.flen > 5'd8) code = sluice_pkg::ErrHexTooLong;
+        idx = 5'(s.fld - 6'(sluice_pkg::NumDense + 1));
         s.cats[idx] = s.acc[31:0];
       end
-      if (s.err == ErrOk && code != ErrOk) begin
+      if (s.err == sluice_pkg::ErrOk && code != sluice_pkg::ErrOk) begin
         s.err     = code;
         s.err_fld = s.fld;
       end
@@ -100,13 +103,13 @@ module sluice_tsv_lane
     if (c == 8'h00) s.nul = 1'b1;
     if (c == ChTab) begin
       s = end_field(s);
-      if (s.fld == 6'(NumFields - 1)) s.extra = 1'b1;
+      if (s.fld == 6'(sluice_pkg::NumFields - 1)) s.extra = 1'b1;
       else s.fld = s.fld + 6'd1;
     end else if (!s.extra) begin
       if (s.fld == 6'd0) begin
         if (s.flen == 5'd0 && (c == 8'h30 || c == 8'h31)) s.acc = {63'd0, c[0]};
         else s.bad = 1'b1;
-      end else if (s.fld <= 6'(NumDense)) begin
+      end else if (s.fld <= 6'(sluice_pkg::NumDense)) begin
         if (s.flen == 5'd0 && c == 8'h2d) begin
           s.neg = 1'b1;
         end else if (c >= 8'h30 && c <= 8'h39) begin
@@ -143,15 +146,15 @@ module sluice_tsv_lane
   function automatic st_t fresh();
     st_t s;
     s     = '0;
-    s.err = ErrOk;
+    s.err = sluice_pkg::ErrOk;
     return s;
   endfunction
 
   // ---- input FIFO ------------------------------------------------------------------------------
   logic seg_valid, seg_pop;
-  seg_t seg;
+  sluice_pkg::seg_t seg;
 
-  sluice_fifo #(.Width($bits(seg_t)), .Depth(InDepth)) u_in_fifo (
+  sluice_fifo #(.Width($bits(sluice_pkg::seg_t)), .Depth(InDepth)) u_in_fifo (
     .clk_i,
     .rst_ni,
     .in_valid_i (seg_valid_i),
@@ -164,9 +167,9 @@ module sluice_tsv_lane
 
   // ---- output FIFO -----------------------------------------------------------------------------
   logic  out_push, out_ready;
-  prow_t out_row;
+  sluice_pkg::prow_t out_row;
 
-  sluice_fifo #(.Width($bits(prow_t)), .Depth(OutDepth)) u_out_fifo (
+  sluice_fifo #(.Width($bits(sluice_pkg::prow_t)), .Depth(OutDepth)) u_out_fifo (
     .clk_i,
     .rst_ni,
     .in_valid_i (out_push),
@@ -182,7 +185,7 @@ module sluice_tsv_lane
   logic [6:0] off_q, off_d;    // bytes of the head segment already parsed
   logic [6:0] pos, left;
   logic       last_chunk, advance;
-  logic [BeatBytes*8-1:0] window;
+  logic [sluice_pkg::BeatBytes*8-1:0] window;
 
   assign pos        = seg.start + off_q;
   assign left       = (seg.stop > pos) ? seg.stop - pos : 7'd0;
@@ -208,14 +211,14 @@ module sluice_tsv_lane
     out_row.err   = st_end.err;
     out_row.field = st_end.err_fld;
     if (!st_end.nonempty) begin
-      out_row.err   = ErrEmptyLine;
-      out_row.field = FieldNone;
+      out_row.err   = sluice_pkg::ErrEmptyLine;
+      out_row.field = sluice_pkg::FieldNone;
     end else if (st_end.nul) begin
-      out_row.err   = ErrNulByte;
-      out_row.field = FieldNone;
-    end else if (st_end.extra || st_end.fld != 6'(NumFields - 1)) begin
-      out_row.err   = ErrFieldCount;
-      out_row.field = FieldNone;
+      out_row.err   = sluice_pkg::ErrNulByte;
+      out_row.field = sluice_pkg::FieldNone;
+    end else if (st_end.extra || st_end.fld != 6'(sluice_pkg::NumFields - 1)) begin
+      out_row.err   = sluice_pkg::ErrFieldCount;
+      out_row.field = sluice_pkg::FieldNone;
     end
     if (seg.eot) begin
       out_row     = '0;

@@ -6,7 +6,6 @@
 //
 // tkeep must be contiguous from byte 0 (a partial beat carries its bytes in the low lanes).
 module sluice_tsv_split
-  import sluice_pkg::*;
 #(
   parameter int unsigned NumLanes     = 16,  // a power of two
   parameter int unsigned SegsPerCycle = 4    // < NumLanes
@@ -16,13 +15,13 @@ module sluice_tsv_split
   // text in
   input  logic                   s_tvalid_i,
   output logic                   s_tready_o,
-  input  logic [BeatBytes*8-1:0] s_tdata_i,
-  input  logic [BeatBytes-1:0]   s_tkeep_i,
+  input  logic [sluice_pkg::BeatBytes*8-1:0] s_tdata_i,
+  input  logic [sluice_pkg::BeatBytes-1:0]   s_tkeep_i,
   input  logic                   s_tlast_i,
   // segments out, one port per lane
   output logic [NumLanes-1:0]    seg_valid_o,
   input  logic [NumLanes-1:0]    seg_ready_i,
-  output seg_t                   seg_o [NumLanes]
+  output sluice_pkg::seg_t [NumLanes-1:0]    seg_o
 );
 
   localparam int unsigned LaneW = $clog2(NumLanes);
@@ -30,17 +29,17 @@ module sluice_tsv_split
 
   // The beat being split.
   logic                   full_q;
-  logic [BeatBytes*8-1:0] data_q;
+  logic [sluice_pkg::BeatBytes*8-1:0] data_q;
   logic [6:0]             nbytes_q;
   logic                   last_q;
-  logic [BeatBytes-1:0]   nl_q;
+  logic [sluice_pkg::BeatBytes-1:0]   nl_q;
   logic [6:0]             pos_q;       // first byte not yet handed out
   logic [LaneW-1:0]       lane_q;      // owner of the line that continues at pos_q
   logic                   open_q;      // that line already has bytes (from earlier beats)
   logic                   eot_q;       // the end marker is due
 
   // Newlines at or after pos_q, the first NSeg of them.
-  logic [BeatBytes-1:0] rem [NSeg+1];
+  logic [sluice_pkg::BeatBytes-1:0] rem [NSeg+1];
   logic [6:0]           nlp [NSeg];
   logic [NSeg-1:0]      found;
   logic                 more;
@@ -51,7 +50,7 @@ module sluice_tsv_split
     for (int j = 0; j < NSeg; j++) begin
       nlp[j]   = 7'd0;
       found[j] = rem[j] != '0;
-      for (int b = BeatBytes - 1; b >= 0; b--) begin
+      for (int b = sluice_pkg::BeatBytes - 1; b >= 0; b--) begin
         if (rem[j][b]) nlp[j] = 7'(b);
       end
       rem[j+1] = rem[j] & (rem[j] - 64'd1);
@@ -96,25 +95,40 @@ module sluice_tsv_split
   // Route the segments to their lanes (distinct: NSeg + 1 <= NumLanes).
   logic [NumLanes-1:0] want;
   logic                fire;
+  logic [LaneW-1:0]    tgt;
+  sluice_pkg::seg_t    seg;
 
   always_comb begin
     want = '0;
+    tgt  = '0;
+    seg  = '0;
     for (int l = 0; l < NumLanes; l++) begin
       seg_o[l] = '0;
     end
     if (full_q && !eot_q) begin
-      for (int j = 0; j <= NSeg; j++) begin
-        if (use_seg[j]) begin
-          want[lane_q + LaneW'(j)]           = 1'b1;
-          seg_o[lane_q + LaneW'(j)].data     = data_q;
-          seg_o[lane_q + LaneW'(j)].start    = start[j];
-          seg_o[lane_q + LaneW'(j)].stop     = stop[j];
-          seg_o[lane_q + LaneW'(j)].row_end  = seg_end[j];
+      for (int l = 0; l < NumLanes; l++) begin
+        for (int j = 0; j <= NSeg; j++) begin
+          tgt = lane_q + LaneW'(j);
+          if (use_seg[j] && tgt == LaneW'(l)) begin
+            want[l]     = 1'b1;
+            seg.data    = data_q;
+            seg.start   = start[j];
+            seg.stop    = stop[j];
+            seg.row_end = seg_end[j];
+            seg.eot     = 1'b0;
+            seg_o[l]    = seg;
+          end
         end
       end
     end else if (eot_q) begin
-      want[lane_q]        = 1'b1;
-      seg_o[lane_q].eot   = 1'b1;
+      for (int l = 0; l < NumLanes; l++) begin
+        if (lane_q == LaneW'(l)) begin
+          want[l]  = 1'b1;
+          seg      = '0;
+          seg.eot  = 1'b1;
+          seg_o[l] = seg;
+        end
+      end
     end
   end
 
@@ -130,12 +144,12 @@ module sluice_tsv_split
   logic [6:0] keep_count;
   always_comb begin
     keep_count = '0;
-    for (int b = 0; b < BeatBytes; b++) keep_count = keep_count + 7'(s_tkeep_i[b]);
+    for (int b = 0; b < sluice_pkg::BeatBytes; b++) keep_count = keep_count + 7'(s_tkeep_i[b]);
   end
 
-  logic [BeatBytes-1:0] nl_in;
+  logic [sluice_pkg::BeatBytes-1:0] nl_in;
   always_comb begin
-    for (int b = 0; b < BeatBytes; b++) nl_in[b] = s_tkeep_i[b] & (s_tdata_i[b*8 +: 8] == 8'h0a);
+    for (int b = 0; b < sluice_pkg::BeatBytes; b++) nl_in[b] = s_tkeep_i[b] & (s_tdata_i[b*8 +: 8] == 8'h0a);
   end
 
   always_ff @(posedge clk_i or negedge rst_ni) begin

@@ -11,4 +11,6 @@ set(SLUICE_RTL_SOURCES
   ${SLUICE_RTL_DIR}/sluice_row_merge.sv
   ${SLUICE_RTL_DIR}/sluice_row_xform.sv
   ${SLUICE_RTL_DIR}/sluice_row_pack.sv
-  ${SLUICE_RTL_DIR}/sluice_tsv_core.sv)
+  ${SLUICE_RTL_DIR}/sluice_tsv_core.sv
+  ${SLUICE_RTL_DIR}/sluice_ctrl_axil.sv
+  ${SLUICE_RTL_DIR}/sluice_vfpga.sv)

@@ -1,11 +1,13 @@
-// The Verilated backend of the fpga driver: the RTL core (hw/rtl/sluice_tsv_core.sv) clocked in
-// simulation. invoke() streams the source as 512-bit beats (tkeep on the last one, tlast at the
-// end), collects the packed rows and the error records until the output's tlast, and counts cycles.
+// The Verilated backend of the fpga driver: the card's user logic (hw/rtl/sluice_vfpga.sv: the core
+// and its AXI4-Lite control port) clocked in simulation. Registers are written and read over
+// AXI4-Lite as a host would; invoke() streams the source as 512-bit beats (tkeep on the last one,
+// tlast at the end) while it drains the error records through the control port, collects the
+// packed rows until the output's tlast, and counts cycles.
 #include <cstring>
 #include <random>
 #include <vector>
 
-#include "Vsluice_tsv_core.h"
+#include "Vsluice_vfpga.h"
 #include "engine/fpga/driver.hpp"
 #include "sluice/source.hpp"
 #include "verilated.h"
@@ -17,12 +19,12 @@ class SimDevice final : public Device {
  public:
   explicit SimDevice(const SimOptions& o) : opts_(o), rng_(o.seed) {
     ctx_ = std::make_unique<VerilatedContext>();
-    core_ = std::make_unique<Vsluice_tsv_core>(ctx_.get());
+    core_ = std::make_unique<Vsluice_vfpga>(ctx_.get());
     core_->clk_i = 0;
     core_->rst_ni = 0;
     core_->s_axis_tvalid_i = 0;
     core_->m_axis_tready_i = 0;
-    core_->e_axis_tready_i = 0;
+    core_->awvalid_i = core_->wvalid_i = core_->bready_i = core_->arvalid_i = core_->rready_i = 0;
     core_->eval();
     for (int i = 0; i < 4; ++i) tick();
     core_->rst_ni = 1;
@@ -37,13 +39,14 @@ class SimDevice final : public Device {
     else if (reg == kCsrModN) mod_n_ = v;
     else if (reg == kCsrModMagic) mod_magic_ = v;
     else throw Error("fpga: register " + std::to_string(reg) + " is read-only or unknown");
+    axil_write(uint8_t(8 * reg), v);
   }
 
   uint64_t get_csr(uint32_t reg) override {
     switch (reg) {
-      case kCsrDenseInt: return dense_int_;
-      case kCsrModN: return mod_n_;
-      case kCsrModMagic: return mod_magic_;
+      case kCsrDenseInt: return axil_read(0x00);
+      case kCsrModN: return axil_read(0x08);
+      case kCsrModMagic: return axil_read(0x10);
       case kCsrOutBytes: return out_bytes_;
       case kCsrErrCount: return err_count_;
       case kCsrCycles: return cycles_;
@@ -53,10 +56,9 @@ class SimDevice final : public Device {
   }
 
   void invoke(const Transfer& t) override {
-    core_->dense_int_i = dense_int_;
-    core_->mod_n_i = mod_n_;
-    core_->mod_magic_i = mod_magic_;
+    completed_ = false;
     out_bytes_ = err_count_ = cycles_ = in_beats_ = 0;
+    const uint64_t done_before = axil_read(0x28);
     const auto* src = static_cast<const uint8_t*>(t.src);
     auto* dst = static_cast<uint8_t*>(t.dst);
     const size_t beats = t.src_bytes == 0 ? 1 : (t.src_bytes + 63) / 64;
@@ -65,6 +67,14 @@ class SimDevice final : public Device {
     // A generous bound: the core needs about one cycle per beat plus a few per line.
     const uint64_t limit = 64 * uint64_t(beats) + 100000;
     std::uniform_int_distribution<int> pct(0, 99);
+    // The control port's reader: asks how many error records wait, then pops that many.
+    enum { kIdle, kAr, kR } rd = kIdle;
+    uint8_t rd_addr = 0;
+    uint64_t waiting = 0;
+    auto pop_record = [&](uint64_t rec) {
+      if (err_count_ >= t.err_capacity) throw Error("fpga: the error buffer is too small");
+      t.err[err_count_++] = rec;
+    };
     while (!done) {
       if (cycles_ > limit) throw Error("fpga: the simulated core did not finish the transfer");
       // Drive the inputs for this cycle.
@@ -84,7 +94,13 @@ class SimDevice final : public Device {
         core_->s_axis_tlast_i = beat + 1 == beats;
       }
       core_->m_axis_tready_i = !(opts_.stall_pct > 0 && pct(rng_) < opts_.stall_pct);
-      core_->e_axis_tready_i = !(opts_.stall_pct > 0 && pct(rng_) < opts_.stall_pct);
+      if (rd == kIdle && !(opts_.stall_pct > 0 && pct(rng_) < opts_.stall_pct)) {
+        rd = kAr;
+        rd_addr = waiting > 0 ? 0x20 : 0x18;
+      }
+      core_->arvalid_i = rd == kAr;
+      core_->araddr_i = rd_addr;
+      core_->rready_i = rd == kR;
       core_->clk_i = 0;
       core_->eval();
       // Sample the handshakes before the edge.
@@ -97,20 +113,89 @@ class SimDevice final : public Device {
         out_bytes_ += n;
         if (core_->m_axis_tlast_o) done = true;
       }
-      if (core_->e_axis_tvalid_o && core_->e_axis_tready_i) {
-        if (err_count_ >= t.err_capacity) throw Error("fpga: the error buffer is too small");
-        t.err[err_count_++] = core_->e_axis_tdata_o;
+      if (rd == kAr && core_->arready_o) {
+        rd = kR;
+      } else if (rd == kR && core_->rvalid_o) {
+        const uint64_t v = core_->rdata_o;
+        if (rd_addr == 0x18) waiting = v;
+        else {
+          pop_record(v);
+          --waiting;
+        }
+        rd = kIdle;
       }
       tick();
       ++cycles_;
     }
+    // Finish the read in flight, then drain what is left.
+    while (rd != kIdle) {
+      core_->arvalid_i = rd == kAr;
+      core_->araddr_i = rd_addr;
+      core_->rready_i = rd == kR;
+      core_->clk_i = 0;
+      core_->eval();
+      if (rd == kAr && core_->arready_o) rd = kR;
+      else if (rd == kR && core_->rvalid_o) {
+        if (rd_addr == 0x20) pop_record(core_->rdata_o);
+        rd = kIdle;
+      }
+      tick();
+    }
+    core_->arvalid_i = core_->rready_i = 0;
+    for (uint64_t left = axil_read(0x18); left > 0; --left) pop_record(axil_read(0x20));
     in_beats_ = beat;
+    // The control port's own account of the transfer must agree with what the stream delivered.
+    if (axil_read(0x28) != done_before + 1 || axil_read(0x30) != out_bytes_)
+      throw Error("fpga: the control port disagrees with the output stream");
     completed_ = true;
   }
 
   bool check_completed() override { return completed_; }
 
  private:
+  // One AXI4-Lite write (waits for the response).
+  void axil_write(uint8_t addr, uint64_t v) {
+    core_->awaddr_i = addr;
+    core_->wdata_i = v;
+    core_->wstrb_i = 0xff;
+    core_->awvalid_i = core_->wvalid_i = 1;
+    core_->bready_i = 1;
+    bool accepted = false, responded = false;
+    for (int i = 0; i < 100 && !responded; ++i) {
+      core_->clk_i = 0;
+      core_->eval();
+      if (!accepted && core_->awready_o && core_->wready_o) accepted = true;
+      else if (accepted && core_->bvalid_o) responded = true;
+      tick();
+      if (accepted) core_->awvalid_i = core_->wvalid_i = 0;
+    }
+    core_->awvalid_i = core_->wvalid_i = core_->bready_i = 0;
+    if (!responded) throw Error("fpga: no response to a register write");
+  }
+
+  // One AXI4-Lite read.
+  uint64_t axil_read(uint8_t addr) {
+    core_->araddr_i = addr;
+    core_->arvalid_i = 1;
+    core_->rready_i = 1;
+    bool accepted = false;
+    for (int i = 0; i < 100; ++i) {
+      core_->clk_i = 0;
+      core_->eval();
+      if (!accepted && core_->arready_o) {
+        accepted = true;
+      } else if (accepted && core_->rvalid_o) {
+        const uint64_t v = core_->rdata_o;
+        tick();
+        core_->arvalid_i = core_->rready_i = 0;
+        return v;
+      }
+      tick();
+      if (accepted) core_->arvalid_i = 0;
+    }
+    throw Error("fpga: no response to a register read");
+  }
+
   void tick() {
     core_->clk_i = 0;
     core_->eval();
@@ -121,7 +206,7 @@ class SimDevice final : public Device {
   SimOptions opts_;
   std::mt19937_64 rng_;
   std::unique_ptr<VerilatedContext> ctx_;
-  std::unique_ptr<Vsluice_tsv_core> core_;
+  std::unique_ptr<Vsluice_vfpga> core_;
   uint64_t dense_int_ = 0, mod_n_ = 0, mod_magic_ = 0;
   uint64_t out_bytes_ = 0, err_count_ = 0, cycles_ = 0, in_beats_ = 0;
   bool completed_ = false;
