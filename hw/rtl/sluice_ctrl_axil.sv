@@ -6,6 +6,7 @@
 //   0x20 err_pop    ro  the oldest error record (reading removes it); 0 when none
 //   0x28 done       ro  transfers finished (output tlast beats) since reset
 //   0x30 out_bytes  ro  bytes of packed rows the last finished transfer produced
+//   0x38 mode       rw  input: 0 TSV text, 1 Meta's 160-byte rows, 2 192-byte rows
 // Error records (see sluice_pkg::err_rec_t) wait in a FIFO; when it is full the core holds its
 // error stream, and with it the pipeline, until the host reads records out.
 module sluice_ctrl_axil #(
@@ -32,6 +33,7 @@ module sluice_ctrl_axil #(
   output logic        rvalid_o,
   input  logic        rready_i,
   // to and from the core
+  output logic [1:0]  mode_o,
   output logic        dense_int_o,
   output logic [63:0] mod_n_o,
   output logic [63:0] mod_magic_o,
@@ -46,6 +48,7 @@ module sluice_ctrl_axil #(
   localparam int unsigned CntW = $clog2(ErrDepth) + 1;
 
   logic        ctrl_q;
+  logic [1:0]  mode_q;
   logic [63:0] mod_n_q, mod_magic_q, done_q, rdata_q, run_bytes_q, last_bytes_q;
   logic        bvalid_q, rvalid_q;
   logic        wr, rd, pop;
@@ -77,6 +80,7 @@ module sluice_ctrl_axil #(
   always_ff @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
       ctrl_q      <= 1'b0;
+      mode_q      <= '0;
       mod_n_q     <= '0;
       mod_magic_q <= '0;
       done_q      <= '0;
@@ -91,6 +95,7 @@ module sluice_ctrl_axil #(
           5'd0: ctrl_q      <= wstrb_i[0] ? wdata_i[0] : ctrl_q;
           5'd1: mod_n_q     <= merge(mod_n_q, wdata_i, wstrb_i);
           5'd2: mod_magic_q <= merge(mod_magic_q, wdata_i, wstrb_i);
+          5'd7: mode_q      <= wstrb_i[0] ? wdata_i[1:0] : mode_q;
           default: ;
         endcase
         bvalid_q <= 1'b1;
@@ -106,6 +111,7 @@ module sluice_ctrl_axil #(
           5'd4:    rdata_q <= err_valid ? err_head : 64'd0;
           5'd5:    rdata_q <= done_q;
           5'd6:    rdata_q <= last_bytes_q;
+          5'd7:    rdata_q <= {62'd0, mode_q};
           default: rdata_q <= '0;
         endcase
         rvalid_q <= 1'b1;
@@ -147,6 +153,7 @@ module sluice_ctrl_axil #(
   );
 
   assign dense_int_o = ctrl_q;
+  assign mode_o      = mode_q;
   assign mod_n_o     = mod_n_q;
   assign mod_magic_o = mod_magic_q;
 

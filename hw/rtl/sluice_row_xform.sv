@@ -29,6 +29,7 @@ module sluice_row_xform
   logic [Lat-1:0]   valid_q;
   sluice_pkg::xrow_t            meta_q [Lat];
   logic [sluice_pkg::NumDense-1:0][31:0] logs;
+  logic [sluice_pkg::NumSparse-1:0][31:0] cats_mod;
 
   always_comb begin
     meta_d        = '0;
@@ -42,6 +43,9 @@ module sluice_row_xform
       x = in_row_i.ints[i];
       meta_d.words[32*(1+i) +: 32] = x[63] ? 32'd0 : (x[62:31] != '0 ? 32'h7fffffff : x[31:0]);
     end
+    for (int c = 0; c < sluice_pkg::NumSparse; c++) begin
+      meta_d.words[32*(1+sluice_pkg::NumDense+c) +: 32] = cats_mod[c];
+    end
   end
 
   for (genvar c = 0; c < sluice_pkg::NumSparse; c++) begin : gen_mod
@@ -49,7 +53,7 @@ module sluice_row_xform
       .value_i(in_row_i.cats[c]),
       .n_i    (mod_n_i),
       .magic_i(mod_magic_i),
-      .value_o(meta_d.words[32*(1+sluice_pkg::NumDense+c) +: 32])
+      .value_o(cats_mod[c])
     );
   end
 

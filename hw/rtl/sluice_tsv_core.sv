@@ -4,6 +4,8 @@
 //     -> sluice_row_xform -> sluice_row_pack -> m_axis (packed 160-byte rows) + e_axis (errors)
 //
 // One transfer (tlast-terminated) is one piece of whole lines; lines are numbered from 0 within it.
+// mode_i selects the input: 0 TSV text (above), 1 Meta's 160-byte binary rows, 2 192-byte rows of
+// three beats (sluice_bin_rows), which join the pipeline at the transforms.
 // Control (held stable while a transfer is in flight): dense_int_i selects clamped int32 dense
 // values instead of float32 ln(x + 1); mod_n_i / mod_magic_i the ids' modulus (0: none) and its
 // reciprocal floor((2^64 - 1) / n) + 1.
@@ -16,6 +18,7 @@ module sluice_tsv_core
   input  logic                   clk_i,
   input  logic                   rst_ni,
   // control
+  input  logic [1:0]             mode_i,
   input  logic                   dense_int_i,
   input  logic [63:0]            mod_n_i,
   input  logic [63:0]            mod_magic_i,
@@ -39,6 +42,10 @@ module sluice_tsv_core
 
   logic [NumLanes-1:0] seg_valid, seg_ready, row_valid, row_ready;
   sluice_pkg::seg_t  [NumLanes-1:0] segs;
+  logic                text, split_ready, bin_ready;
+
+  assign text            = mode_i == 2'd0;
+  assign s_axis_tready_o = text ? split_ready : bin_ready;
   sluice_pkg::prow_t [NumLanes-1:0] rows;
 
   sluice_tsv_split #(
@@ -47,8 +54,8 @@ module sluice_tsv_core
   ) u_split (
     .clk_i,
     .rst_ni,
-    .s_tvalid_i (s_axis_tvalid_i),
-    .s_tready_o (s_axis_tready_o),
+    .s_tvalid_i (s_axis_tvalid_i & text),
+    .s_tready_o (split_ready),
     .s_tdata_i  (s_axis_tdata_i),
     .s_tkeep_i  (s_axis_tkeep_i),
     .s_tlast_i  (s_axis_tlast_i),
@@ -90,6 +97,36 @@ module sluice_tsv_core
     .out_row_no_o(m_row_no)
   );
 
+  // Binary rows skip the text stages.
+  logic                          b_valid, b_ready;
+  sluice_pkg::prow_t             b_row;
+  logic [sluice_pkg::RowNoW-1:0] b_row_no;
+
+  sluice_bin_rows u_bin (
+    .clk_i,
+    .rst_ni,
+    .wide192_i  (mode_i == 2'd2),
+    .s_tvalid_i (s_axis_tvalid_i & !text),
+    .s_tready_o (bin_ready),
+    .s_tdata_i  (s_axis_tdata_i),
+    .s_tkeep_i  (s_axis_tkeep_i),
+    .s_tlast_i  (s_axis_tlast_i),
+    .row_valid_o(b_valid),
+    .row_ready_i(b_ready),
+    .row_o      (b_row),
+    .row_no_o   (b_row_no)
+  );
+
+  logic                          t_valid, t_ready;
+  sluice_pkg::prow_t             t_row;
+  logic [sluice_pkg::RowNoW-1:0] t_row_no;
+
+  assign t_valid  = text ? m_valid : b_valid;
+  assign t_row    = text ? m_row : b_row;
+  assign t_row_no = text ? m_row_no : b_row_no;
+  assign m_ready  = text & t_ready;
+  assign b_ready  = !text & t_ready;
+
   logic  x_valid, x_ready;
   sluice_pkg::xrow_t x_row;
 
@@ -99,10 +136,10 @@ module sluice_tsv_core
     .dense_int_i,
     .mod_n_i,
     .mod_magic_i,
-    .in_valid_i (m_valid),
-    .in_ready_o (m_ready),
-    .in_row_i   (m_row),
-    .in_row_no_i(m_row_no),
+    .in_valid_i (t_valid),
+    .in_ready_o (t_ready),
+    .in_row_i   (t_row),
+    .in_row_no_i(t_row_no),
     .out_valid_o(x_valid),
     .out_ready_i(x_ready),
     .out_row_o  (x_row)

@@ -37,6 +37,7 @@ module sluice_vfpga #(
 );
 
   logic        dense_int;
+  logic [1:0]  mode;
   logic [63:0] mod_n, mod_magic;
   logic        err_valid, err_ready;
   logic [63:0] err_data;
@@ -49,6 +50,7 @@ module sluice_vfpga #(
   ) u_core (
     .clk_i,
     .rst_ni,
+    .mode_i         (mode),
     .dense_int_i    (dense_int),
     .mod_n_i        (mod_n),
     .mod_magic_i    (mod_magic),
@@ -87,6 +89,7 @@ module sluice_vfpga #(
     .rresp_o,
     .rvalid_o,
     .rready_i,
+    .mode_o     (mode),
     .dense_int_o(dense_int),
     .mod_n_o    (mod_n),
     .mod_magic_o(mod_magic),

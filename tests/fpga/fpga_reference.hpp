@@ -55,6 +55,41 @@ inline Expected expected_output(const std::string& text, bool dense_int, uint64_
   return e;
 }
 
+// Binary rows of `rec` bytes (160: Meta's 40 words; 192: label, 13 dense, 2 pad, 26 ids, 6 pad), as
+// sluice reads Meta's rows: a label other than 0 or 1 is a bad label (field 0), a partial last row
+// has the wrong number of fields.
+inline Expected expected_binary(const std::string& bytes, size_t rec, bool dense_int, uint64_t mod_n) {
+  Expected e;
+  const size_t full = bytes.size() / rec;
+  for (size_t k = 0; k < full; ++k) {
+    uint32_t v[48] = {};
+    std::memcpy(v, bytes.data() + k * rec, rec);
+    if (v[0] > 1) {
+      e.errors.push_back(uint64_t(k) | (uint64_t(sluice::RowError::kBadLabel) << 40));
+      continue;
+    }
+    uint32_t w[40];
+    w[0] = v[0];
+    for (int i = 0; i < sluice::kNumDense; ++i) {
+      const int64_t x = int32_t(v[1 + i]);
+      if (dense_int) {
+        w[1 + i] = uint32_t(sluice::clamp_dense_int32(x));
+      } else {
+        const float f = sluice::dense_value(x);
+        std::memcpy(&w[1 + i], &f, 4);
+      }
+    }
+    const size_t ids = rec == 192 ? 16 : 14;
+    for (int c = 0; c < sluice::kNumSparse; ++c) w[14 + c] = sluice::apply_modulo(v[ids + c], mod_n);
+    const auto* b = reinterpret_cast<const uint8_t*>(w);
+    e.rows.insert(e.rows.end(), b, b + sizeof w);
+  }
+  if (bytes.size() % rec != 0)
+    e.errors.push_back(uint64_t(full) | (uint64_t(sluice::RowError::kFieldCount) << 40) |
+                       (uint64_t(sluice::fpga::kErrFieldNone) << 44));
+  return e;
+}
+
 // Random lines: mostly good rows with values across their whole ranges, and every kind of
 // malformed line, '\r' before '\n', overlong fields, leading zeros.
 class RowGen {
@@ -138,6 +173,18 @@ class RowGen {
     return t;
   }
   uint64_t pick(uint64_t n) { return n == 0 ? 0 : g_() % n; }
+  // Binary rows of `rec` bytes with random words (labels mostly 0 or 1), plus `tail` stray bytes.
+  std::string binary(size_t rows, size_t rec, size_t tail) {
+    std::string s;
+    for (size_t r = 0; r < rows; ++r) {
+      uint32_t v[48];
+      for (auto& x : v) x = uint32_t(g_() >> pick(33));
+      v[0] = pick(20) == 0 ? uint32_t(g_()) | 2 : uint32_t(pick(2));
+      s.append(reinterpret_cast<const char*>(v), rec);
+    }
+    for (size_t i = 0; i < tail; ++i) s += char(g_());
+    return s;
+  }
 
  private:
   static constexpr int kHardN = 8;

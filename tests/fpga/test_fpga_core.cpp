@@ -30,11 +30,13 @@ struct Got {
   uint64_t cycles = 0, beats = 0;
 };
 
-Got run_core(fpga::Device& dev, const std::string& text, bool dense_int, uint64_t mod_n) {
+Got run_core(fpga::Device& dev, const std::string& text, bool dense_int, uint64_t mod_n, int mode = 0) {
+  dev.set_csr(fpga::kCsrInputMode, uint64_t(mode));
+  EXPECT_EQ(dev.get_csr(fpga::kCsrInputMode), uint64_t(mode));
   dev.set_csr(fpga::kCsrDenseInt, dense_int);
   dev.set_csr(fpga::kCsrModN, mod_n);
   dev.set_csr(fpga::kCsrModMagic, mod_magic(mod_n));
-  size_t lines = 1;
+  size_t lines = 1 + text.size() / 160;
   for (char c : text) lines += c == '\n';
   Got g;
   g.rows.resize(lines * fpga::kRowBytes + 64);
@@ -160,4 +162,33 @@ TEST(FpgaCore, Throughput) {
               (unsigned long long)g.cycles, (unsigned long long)g.beats, bpc);
   RecordProperty("bytes_per_cycle", std::to_string(bpc));
   EXPECT_GE(bpc, 32.0);
+}
+
+TEST(FpgaCore, BinaryRows) {
+  // Meta's 160-byte rows and 192-byte rows, at every alignment of the rows to the beats, partial
+  // last rows, bad labels, gaps and back-pressure.
+  uint64_t seed = 1;
+  for (size_t rec : {size_t(160), size_t(192)}) {
+    for (size_t tail : {size_t(0), size_t(1), size_t(63), size_t(100)}) {
+      RowGen gen(seed);
+      fpga::SimOptions o;
+      o.seed = seed;
+      o.valid_gap_pct = int(seed % 3) * 25;
+      o.stall_pct = int(seed % 2) * 30;
+      ++seed;
+      auto dev = fpga::open_sim_device(o);
+      const std::string bytes = gen.binary(90 + tail, rec, tail);
+      const uint64_t n = tail % 2 ? 1000 : 0;
+      for (bool dense_int : {false, true}) {
+        const Expected e = expected_binary(bytes, rec, dense_int, n);
+        expect_same(run_core(*dev, bytes, dense_int, n, rec == 160 ? 1 : 2), e,
+                    std::to_string(rec) + "-byte rows, tail " + std::to_string(tail));
+      }
+    }
+  }
+  // Back to text on the same device.
+  auto dev = fpga::open_sim_device();
+  const std::string text = sample();
+  expect_same(run_core(*dev, RowGen(3).binary(10, 160, 0), false, 0, 1), expected_binary(RowGen(3).binary(10, 160, 0), 160, false, 0), "binary");
+  expect_same(run_core(*dev, text, false, 0, 0), expected_output(text, false, 0), "text after binary");
 }

@@ -3,7 +3,8 @@
 // buffer, poll for completion). Backends: the Verilated core (sim_device.cpp, built with
 // Verilator) and Coyote (coyote_device.cpp, built only where Coyote's headers exist).
 //
-// The core's contract per transfer: `src` holds whole TSV lines (the last may lack its '\n');
+// The core's contract per transfer: `src` holds whole TSV lines (the last may lack its '\n'), or
+// binary rows (kCsrInputMode; a partial last row is a malformed line);
 // packed rows (40 little-endian 32-bit words: label, 13 dense, 26 ids) of the good lines go to
 // `dst` back to back, and one 64-bit record per malformed line to `err`:
 //   bits 39:0 line index in the transfer (0-based), 43:40 sluice::RowError, 49:44 field (63: none).
@@ -21,6 +22,7 @@ enum Csr : uint32_t {
   kCsrDenseInt = 0,   // rw: 1 = dense values as clamped int32, 0 = float32 ln(x + 1)
   kCsrModN = 1,       // rw: ids modulo n (0 = none)
   kCsrModMagic = 2,   // rw: floor((2^64 - 1) / n) + 1 for kCsrModN (the core's reciprocal)
+  kCsrInputMode = 7,  // rw: 0 TSV text, 1 Meta's 160-byte rows, 2 192-byte rows (three beats)
   kCsrOutBytes = 8,   // ro: bytes written to dst by the last transfer
   kCsrErrCount = 9,   // ro: error records written by the last transfer
   kCsrCycles = 10,    // ro: clock cycles the last transfer took
@@ -59,7 +61,11 @@ struct SimOptions {
   uint64_t seed = 1;
 };
 
-// The Verilated core; throws sluice::Error when this build has no Verilator model.
+// The Verilated card logic (sim_device.cpp).
 std::unique_ptr<Device> open_sim_device(const SimOptions& opts = {});
+
+// A Coyote vFPGA running hw/coyote/vfpga_top.svh (coyote_device.cpp; only where Coyote's headers
+// exist, not part of the default build).
+std::unique_ptr<Device> open_coyote_device(int vfid);
 
 }  // namespace sluice::fpga

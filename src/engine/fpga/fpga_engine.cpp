@@ -1,5 +1,6 @@
 // The fpga engine. The core parses, checks and transforms every line (label, dense values, ids
-// modulo max_ind_range) and flags malformed lines with their index; the host turns its output into
+// modulo max_ind_range) and flags malformed lines with their index, for TSV text and Meta's binary
+// rows alike; the host turns its output into
 // chunks, reports bad lines as FILE:LINE like the other engines, and, until the core's vocabulary
 // unit exists, numbers first-seen ids on the host from each chunk's distinct values.
 #include "engine/fpga/fpga_engine.hpp"
@@ -44,18 +45,23 @@ class FpgaEngine final : public Engine {
 };
 
 void FpgaEngine::parse_block(const Block& b, ParsedChunk* c) {
-  if (b.format != InputFormat::kTsv) throw Error("the fpga engine reads TSV text only (not Meta's binary rows yet)");
+  const bool binary = b.format == InputFormat::kDlrmBin;
   const uint64_t n = opts_.max_ind_range;
+  dev_->set_csr(fpga::kCsrInputMode, binary ? 1 : 0);
   dev_->set_csr(fpga::kCsrDenseInt, opts_.dense == DenseOut::kClampedInt ? 1 : 0);
   dev_->set_csr(fpga::kCsrModN, n);
   dev_->set_csr(fpga::kCsrModMagic, n == 0 ? 0 : ~uint64_t(0) / n + 1);
-  // Every line yields one row or one error record: size the buffers for the line count.
+  // Every line (binary: row) yields one row or one error record: size the buffers for the count.
   size_t lines = 1;
-  for (const char* p = b.data; p && p < b.data + b.size;) {
-    const void* q = std::memchr(p, '\n', size_t(b.data + b.size - p));
-    if (!q) break;
-    ++lines;
-    p = static_cast<const char*>(q) + 1;
+  if (binary) {
+    lines = (b.size + kDlrmBinRowBytes - 1) / kDlrmBinRowBytes + 1;
+  } else {
+    for (const char* p = b.data; p && p < b.data + b.size;) {
+      const void* q = std::memchr(p, '\n', size_t(b.data + b.size - p));
+      if (!q) break;
+      ++lines;
+      p = static_cast<const char*>(q) + 1;
+    }
   }
   rows_.resize(lines * fpga::kRowBytes + 64);
   errs_.resize(lines + 1);

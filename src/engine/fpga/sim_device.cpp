@@ -38,6 +38,7 @@ class SimDevice final : public Device {
     if (reg == kCsrDenseInt) dense_int_ = v & 1;
     else if (reg == kCsrModN) mod_n_ = v;
     else if (reg == kCsrModMagic) mod_magic_ = v;
+    else if (reg == kCsrInputMode) mode_ = v & 3;
     else throw Error("fpga: register " + std::to_string(reg) + " is read-only or unknown");
     axil_write(uint8_t(8 * reg), v);
   }
@@ -47,6 +48,7 @@ class SimDevice final : public Device {
       case kCsrDenseInt: return axil_read(0x00);
       case kCsrModN: return axil_read(0x08);
       case kCsrModMagic: return axil_read(0x10);
+      case kCsrInputMode: return axil_read(0x38);
       case kCsrOutBytes: return out_bytes_;
       case kCsrErrCount: return err_count_;
       case kCsrCycles: return cycles_;
@@ -207,7 +209,7 @@ class SimDevice final : public Device {
   std::mt19937_64 rng_;
   std::unique_ptr<VerilatedContext> ctx_;
   std::unique_ptr<Vsluice_vfpga> core_;
-  uint64_t dense_int_ = 0, mod_n_ = 0, mod_magic_ = 0;
+  uint64_t dense_int_ = 0, mod_n_ = 0, mod_magic_ = 0, mode_ = 0;
   uint64_t out_bytes_ = 0, err_count_ = 0, cycles_ = 0, in_beats_ = 0;
   bool completed_ = false;
 };
