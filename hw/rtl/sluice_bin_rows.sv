@@ -41,9 +41,12 @@ module sluice_bin_rows (
   end
 
   // The row (or the partial-row error, or the end marker) on offer.
+  logic [31:0] w [48];
   always_comb begin
-    logic [31:0] w [48];
     for (int i = 0; i < 48; i++) w[i] = buf_q[32*i +: 32];
+  end
+
+  always_comb begin
     row_o       = '0;
     row_o.field = sluice_pkg::FieldNone;
     row_o.err   = sluice_pkg::ErrOk;
@@ -96,9 +99,7 @@ module sluice_bin_rows (
   assign load       = s_tvalid_i & s_tready_o;
 
   function automatic logic [511:0] keep_mask(logic [63:0] keep);
-    logic [511:0] m;
-    for (int b = 0; b < 64; b++) m[b*8 +: 8] = {8{keep[b]}};
-    return m;
+    for (int b = 0; b < 64; b++) keep_mask[b*8 +: 8] = {8{keep[b]}};
   endfunction
 
   always_ff @(posedge clk_i or negedge rst_ni) begin

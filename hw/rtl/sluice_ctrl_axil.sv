@@ -72,9 +72,7 @@ module sluice_ctrl_axil #(
   assign pop       = rd & (araddr_i[7:3] == 5'd4) & err_valid;
 
   function automatic logic [63:0] merge(logic [63:0] old, logic [63:0] data, logic [7:0] strb);
-    logic [63:0] r;
-    for (int b = 0; b < 8; b++) r[b*8 +: 8] = strb[b] ? data[b*8 +: 8] : old[b*8 +: 8];
-    return r;
+    for (int b = 0; b < 8; b++) merge[b*8 +: 8] = strb[b] ? data[b*8 +: 8] : old[b*8 +: 8];
   endfunction
 
   always_ff @(posedge clk_i or negedge rst_ni) begin

@@ -162,6 +162,20 @@ TEST(FpgaCore, Throughput) {
               (unsigned long long)g.cycles, (unsigned long long)g.beats, bpc);
   RecordProperty("bytes_per_cycle", std::to_string(bpc));
   EXPECT_GE(bpc, 32.0);
+  // For the record: random lines (a third of them malformed, many short) and binary rows.
+  const std::string lines = RowGen(21).text(3000);
+  const Got gl = run_core(*dev, lines, false, 0);
+  expect_same(gl, expected_output(lines, false, 0), "random lines");
+  std::printf("fpga core: random lines: %zu bytes in %llu cycles: %.1f bytes/cycle\n", lines.size(),
+              (unsigned long long)gl.cycles, double(lines.size()) / double(gl.cycles));
+  for (int mode : {1, 2}) {
+    const size_t rec = mode == 1 ? 160 : 192;
+    const std::string rows = RowGen(22).binary(3000, rec, 0);
+    const Got gb = run_core(*dev, rows, false, 0, mode);
+    expect_same(gb, expected_binary(rows, rec, false, 0), "binary rows");
+    std::printf("fpga core: %zu-byte rows: %zu bytes in %llu cycles: %.1f bytes/cycle\n", rec, rows.size(),
+                (unsigned long long)gb.cycles, double(rows.size()) / double(gb.cycles));
+  }
 }
 
 TEST(FpgaCore, BinaryRows) {
