@@ -19,7 +19,8 @@ if [ "${SLUICE_QUICK:-0}" != 1 ]; then
   if command -v clang++ >/dev/null 2>&1; then
     echo "== fuzzing the line parser (60 s)"
     CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_FUZZ=ON \
-          -DSLUICE_WITH_TORCH=OFF -DSLUICE_WITH_CUDA=OFF -DSLUICE_BUILD_TESTS=OFF -DSLUICE_BUILD_BENCH=OFF >/dev/null
+          -DSLUICE_WITH_TORCH=OFF -DSLUICE_WITH_CUDA=OFF -DSLUICE_WITH_VERILATOR=OFF -DSLUICE_BUILD_TESTS=OFF \
+          -DSLUICE_BUILD_BENCH=OFF >/dev/null
     cmake --build build-fuzz -j"$(nproc 2>/dev/null || echo 2)" --target fuzz_line_parser
     mkdir -p build-fuzz/corpus
     ./build-fuzz/fuzz/fuzz_line_parser -max_total_time=60 -print_final_stats=0 build-fuzz/corpus tests/data >/dev/null 2>build-fuzz/fuzz.log \

@@ -134,6 +134,14 @@ TEST(FpgaCore, EdgeCases) {
   }
 }
 
+TEST(FpgaCore, ManyEmptyLines) {
+  // 64 lines per beat, every one an error record drained through the control port.
+  auto dev = fpga::open_sim_device();
+  const std::string text = std::string(20000, '\n') + RowGen(8).good_line();
+  const Got g = run_core(*dev, text, false, 0);
+  expect_same(g, expected_output(text, false, 0), "20000 empty lines");
+}
+
 TEST(FpgaCore, AnyAlignment) {
   // The same lines behind 0..63 bytes of a leading line, so that every line boundary and field
   // falls at every byte of a beat; many short lines per beat as well.
