@@ -42,7 +42,22 @@ sluice_vfpga #(
   .rdata_o        (axi_ctrl.rdata),
   .rresp_o        (axi_ctrl.rresp),
   .rvalid_o       (axi_ctrl.rvalid),
-  .rready_i       (axi_ctrl.rready)
+  .rready_i       (axi_ctrl.rready),
+  // vocabulary tables: not bound to card memory yet (keep the vocab register's bit 0 low)
+  .m_axi_arvalid_o(),
+  .m_axi_arready_i(1'b0),
+  .m_axi_araddr_o (),
+  .m_axi_rvalid_i (1'b0),
+  .m_axi_rready_o (),
+  .m_axi_rdata_i  ('0),
+  .m_axi_awvalid_o(),
+  .m_axi_awready_i(1'b0),
+  .m_axi_awaddr_o (),
+  .m_axi_wvalid_o (),
+  .m_axi_wready_i (1'b0),
+  .m_axi_wdata_o  (),
+  .m_axi_bvalid_i (1'b0),
+  .m_axi_bready_o ()
 );
 
 // The output stream carries no stream id.

@@ -7,6 +7,10 @@
 //   0x28 done       ro  transfers finished (output tlast beats) since reset
 //   0x30 out_bytes  ro  bytes of packed rows the last finished transfer produced
 //   0x38 mode       rw  input: 0 TSV text, 1 Meta's 160-byte rows, 2 192-byte rows
+//   0x40 vocab      rw  bit 0: first-seen ids (sluice_vocab); writing bit 1 restarts the numbering
+//   0x48 vocab_base rw  byte address of the tables in card memory
+//   0x50 vocab_bits rw  log2 of the entries per column's table (1 .. 24)
+//   0x58 vocab_full ro  a column's table was full (cleared by a restart)
 // Error records (see sluice_pkg::err_rec_t) wait in a FIFO; when it is full the core holds its
 // error stream, and with it the pipeline, until the host reads records out.
 module sluice_ctrl_axil #(
@@ -34,6 +38,11 @@ module sluice_ctrl_axil #(
   input  logic        rready_i,
   // to and from the core
   output logic [1:0]  mode_o,
+  output logic        vocab_en_o,
+  output logic        vocab_clear_o,
+  output logic [63:0] vocab_base_o,
+  output logic [4:0]  vocab_tbits_o,
+  input  logic        vocab_full_i,
   output logic        dense_int_o,
   output logic [63:0] mod_n_o,
   output logic [63:0] mod_magic_o,
@@ -49,6 +58,9 @@ module sluice_ctrl_axil #(
 
   logic        ctrl_q;
   logic [1:0]  mode_q;
+  logic        vocab_en_q, vocab_clear_q;
+  logic [63:0] vocab_base_q;
+  logic [4:0]  vocab_tbits_q;
   logic [63:0] mod_n_q, mod_magic_q, done_q, rdata_q, run_bytes_q, last_bytes_q;
   logic        bvalid_q, rvalid_q;
   logic        wr, rd, pop;
@@ -79,6 +91,10 @@ module sluice_ctrl_axil #(
     if (!rst_ni) begin
       ctrl_q      <= 1'b0;
       mode_q      <= '0;
+      vocab_en_q    <= 1'b0;
+      vocab_clear_q <= 1'b0;
+      vocab_base_q  <= '0;
+      vocab_tbits_q <= 5'd16;
       mod_n_q     <= '0;
       mod_magic_q <= '0;
       done_q      <= '0;
@@ -88,12 +104,16 @@ module sluice_ctrl_axil #(
       bvalid_q    <= 1'b0;
       rvalid_q    <= 1'b0;
     end else begin
+      vocab_clear_q <= wr && awaddr_i[7:3] == 5'd8 && wstrb_i[0] && wdata_i[1];
       if (wr) begin
         unique case (awaddr_i[7:3])
           5'd0: ctrl_q      <= wstrb_i[0] ? wdata_i[0] : ctrl_q;
           5'd1: mod_n_q     <= merge(mod_n_q, wdata_i, wstrb_i);
           5'd2: mod_magic_q <= merge(mod_magic_q, wdata_i, wstrb_i);
           5'd7: mode_q      <= wstrb_i[0] ? wdata_i[1:0] : mode_q;
+          5'd8: vocab_en_q  <= wstrb_i[0] ? wdata_i[0] : vocab_en_q;
+          5'd9: vocab_base_q <= merge(vocab_base_q, wdata_i, wstrb_i);
+          5'd10: vocab_tbits_q <= wstrb_i[0] ? wdata_i[4:0] : vocab_tbits_q;
           default: ;
         endcase
         bvalid_q <= 1'b1;
@@ -110,6 +130,10 @@ module sluice_ctrl_axil #(
           5'd5:    rdata_q <= done_q;
           5'd6:    rdata_q <= last_bytes_q;
           5'd7:    rdata_q <= {62'd0, mode_q};
+          5'd8:    rdata_q <= {63'd0, vocab_en_q};
+          5'd9:    rdata_q <= vocab_base_q;
+          5'd10:   rdata_q <= {59'd0, vocab_tbits_q};
+          5'd11:   rdata_q <= {63'd0, vocab_full_i};
           default: rdata_q <= '0;
         endcase
         rvalid_q <= 1'b1;
@@ -152,6 +176,10 @@ module sluice_ctrl_axil #(
 
   assign dense_int_o = ctrl_q;
   assign mode_o      = mode_q;
+  assign vocab_en_o    = vocab_en_q;
+  assign vocab_clear_o = vocab_clear_q;
+  assign vocab_base_o  = vocab_base_q;
+  assign vocab_tbits_o = vocab_tbits_q;
   assign mod_n_o     = mod_n_q;
   assign mod_magic_o = mod_magic_q;
 

@@ -1,7 +1,8 @@
 // The sluice preprocessing core for Criteo TSV text.
 //
 //   s_axis (512-bit text) -> sluice_tsv_split -> NumLanes x sluice_tsv_lane -> sluice_row_merge
-//     -> sluice_row_xform -> sluice_row_pack -> m_axis (packed 160-byte rows) + e_axis (errors)
+//     -> sluice_row_xform -> sluice_vocab -> sluice_row_pack -> m_axis (packed 160-byte rows)
+//                                                                + e_axis (errors)
 //
 // One transfer (tlast-terminated) is one piece of whole lines; lines are numbered from 0 within it.
 // mode_i selects the input: 0 TSV text (above), 1 Meta's 160-byte binary rows, 2 192-byte rows of
@@ -20,6 +21,11 @@ module sluice_tsv_core
   // control
   input  logic [1:0]             mode_i,
   input  logic                   dense_int_i,
+  input  logic                   vocab_en_i,
+  input  logic                   vocab_clear_i,
+  input  logic [63:0]            vocab_base_i,
+  input  logic [4:0]             vocab_tbits_i,
+  output logic                   vocab_full_o,
   input  logic [63:0]            mod_n_i,
   input  logic [63:0]            mod_magic_i,
   // text in
@@ -34,6 +40,21 @@ module sluice_tsv_core
   output logic [sluice_pkg::BeatBytes*8-1:0] m_axis_tdata_o,
   output logic [sluice_pkg::BeatBytes-1:0]   m_axis_tkeep_o,
   output logic                   m_axis_tlast_o,
+  // vocabulary tables (AXI4 master, single 16-byte beats)
+  output logic                   m_axi_arvalid_o,
+  input  logic                   m_axi_arready_i,
+  output logic [63:0]            m_axi_araddr_o,
+  input  logic                   m_axi_rvalid_i,
+  output logic                   m_axi_rready_o,
+  input  logic [127:0]           m_axi_rdata_i,
+  output logic                   m_axi_awvalid_o,
+  input  logic                   m_axi_awready_i,
+  output logic [63:0]            m_axi_awaddr_o,
+  output logic                   m_axi_wvalid_o,
+  input  logic                   m_axi_wready_i,
+  output logic [127:0]           m_axi_wdata_o,
+  input  logic                   m_axi_bvalid_i,
+  output logic                   m_axi_bready_o,
   // error records out
   output logic                   e_axis_tvalid_o,
   input  logic                   e_axis_tready_i,
@@ -145,14 +166,47 @@ module sluice_tsv_core
     .out_row_o  (x_row)
   );
 
+  logic              v_valid, v_ready;
+  sluice_pkg::xrow_t v_row;
+
+  sluice_vocab u_vocab (
+    .clk_i,
+    .rst_ni,
+    .enable_i   (vocab_en_i),
+    .clear_i    (vocab_clear_i),
+    .base_i     (vocab_base_i),
+    .tbits_i    (vocab_tbits_i),
+    .full_o     (vocab_full_o),
+    .in_valid_i (x_valid),
+    .in_ready_o (x_ready),
+    .in_row_i   (x_row),
+    .out_valid_o(v_valid),
+    .out_ready_i(v_ready),
+    .out_row_o  (v_row),
+    .m_arvalid_o(m_axi_arvalid_o),
+    .m_arready_i(m_axi_arready_i),
+    .m_araddr_o (m_axi_araddr_o),
+    .m_rvalid_i (m_axi_rvalid_i),
+    .m_rready_o (m_axi_rready_o),
+    .m_rdata_i  (m_axi_rdata_i),
+    .m_awvalid_o(m_axi_awvalid_o),
+    .m_awready_i(m_axi_awready_i),
+    .m_awaddr_o (m_axi_awaddr_o),
+    .m_wvalid_o (m_axi_wvalid_o),
+    .m_wready_i (m_axi_wready_i),
+    .m_wdata_o  (m_axi_wdata_o),
+    .m_bvalid_i (m_axi_bvalid_i),
+    .m_bready_o (m_axi_bready_o)
+  );
+
   sluice_pkg::err_rec_t err_rec;
 
   sluice_row_pack u_pack (
     .clk_i,
     .rst_ni,
-    .in_valid_i(x_valid),
-    .in_ready_o(x_ready),
-    .in_row_i  (x_row),
+    .in_valid_i(v_valid),
+    .in_ready_o(v_ready),
+    .in_row_i  (v_row),
     .m_tvalid_o(m_axis_tvalid_o),
     .m_tready_i(m_axis_tready_i),
     .m_tdata_o (m_axis_tdata_o),

@@ -33,11 +33,30 @@ module sluice_vfpga #(
   output logic [63:0]  rdata_o,
   output logic [1:0]   rresp_o,
   output logic         rvalid_o,
-  input  logic         rready_i
+  input  logic         rready_i,
+  // card memory for the vocabulary tables (AXI4, single 16-byte beats)
+  output logic         m_axi_arvalid_o,
+  input  logic         m_axi_arready_i,
+  output logic [63:0]  m_axi_araddr_o,
+  input  logic         m_axi_rvalid_i,
+  output logic         m_axi_rready_o,
+  input  logic [127:0] m_axi_rdata_i,
+  output logic         m_axi_awvalid_o,
+  input  logic         m_axi_awready_i,
+  output logic [63:0]  m_axi_awaddr_o,
+  output logic         m_axi_wvalid_o,
+  input  logic         m_axi_wready_i,
+  output logic [127:0] m_axi_wdata_o,
+  input  logic         m_axi_bvalid_i,
+  output logic         m_axi_bready_o
 );
 
   logic        dense_int;
   logic [1:0]  mode;
+  logic        vocab_en, vocab_clear;
+  logic [63:0] vocab_base;
+  logic [4:0]  vocab_tbits;
+  logic        vocab_full;
   logic [63:0] mod_n, mod_magic;
   logic        err_valid, err_ready;
   logic [63:0] err_data;
@@ -52,6 +71,25 @@ module sluice_vfpga #(
     .rst_ni,
     .mode_i         (mode),
     .dense_int_i    (dense_int),
+    .vocab_en_i     (vocab_en),
+    .vocab_clear_i  (vocab_clear),
+    .vocab_base_i   (vocab_base),
+    .vocab_tbits_i  (vocab_tbits),
+    .vocab_full_o   (vocab_full),
+    .m_axi_arvalid_o,
+    .m_axi_arready_i,
+    .m_axi_araddr_o,
+    .m_axi_rvalid_i,
+    .m_axi_rready_o,
+    .m_axi_rdata_i,
+    .m_axi_awvalid_o,
+    .m_axi_awready_i,
+    .m_axi_awaddr_o,
+    .m_axi_wvalid_o,
+    .m_axi_wready_i,
+    .m_axi_wdata_o,
+    .m_axi_bvalid_i,
+    .m_axi_bready_o,
     .mod_n_i        (mod_n),
     .mod_magic_i    (mod_magic),
     .s_axis_tvalid_i,
@@ -90,6 +128,11 @@ module sluice_vfpga #(
     .rvalid_o,
     .rready_i,
     .mode_o     (mode),
+    .vocab_en_o   (vocab_en),
+    .vocab_clear_o(vocab_clear),
+    .vocab_base_o (vocab_base),
+    .vocab_tbits_o(vocab_tbits),
+    .vocab_full_i (vocab_full),
     .dense_int_o(dense_int),
     .mod_n_o    (mod_n),
     .mod_magic_o(mod_magic),

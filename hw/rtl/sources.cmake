@@ -11,6 +11,7 @@ set(SLUICE_RTL_SOURCES
   ${SLUICE_RTL_DIR}/sluice_row_merge.sv
   ${SLUICE_RTL_DIR}/sluice_row_xform.sv
   ${SLUICE_RTL_DIR}/sluice_row_pack.sv
+  ${SLUICE_RTL_DIR}/sluice_vocab.sv
   ${SLUICE_RTL_DIR}/sluice_bin_rows.sv
   ${SLUICE_RTL_DIR}/sluice_tsv_core.sv
   ${SLUICE_RTL_DIR}/sluice_ctrl_axil.sv

@@ -25,7 +25,7 @@ class CoyoteDevice final : public Device {
   const char* backend() const override { return "coyote"; }
 
   void set_csr(uint32_t reg, uint64_t v) override {
-    if (reg > kCsrModMagic && reg != kCsrInputMode)
+    if (reg > kCsrVocabBits && reg != kCsrInputMode)
       throw Error("fpga: register " + std::to_string(reg) + " is read-only or unknown");
     thread_.setCSR(v, reg);  // the driver's writable registers are the control port's words 0, 1, 2, 7
   }
@@ -35,7 +35,11 @@ class CoyoteDevice final : public Device {
       case kCsrDenseInt:
       case kCsrModN:
       case kCsrModMagic:
-      case kCsrInputMode: return thread_.getCSR(reg);
+      case kCsrInputMode:
+      case kCsrVocab:
+      case kCsrVocabBase:
+      case kCsrVocabBits:
+      case kCsrVocabFull: return thread_.getCSR(reg);
       case kCsrOutBytes: return out_bytes_;
       case kCsrErrCount: return err_count_;
       case kCsrCycles:
@@ -71,6 +75,10 @@ class CoyoteDevice final : public Device {
   }
 
   bool check_completed() override { return completed_; }
+
+  // The vocabulary port is not bound to card memory in vfpga_top.svh yet.
+  void card_zero(uint64_t, uint64_t) override { throw Error("fpga: the Coyote build has no vocabulary tables yet"); }
+  void card_read(uint64_t, void*, uint64_t) override { throw Error("fpga: the Coyote build has no vocabulary tables yet"); }
 
  private:
   void reserve(void** buf, size_t* cap, size_t n) {

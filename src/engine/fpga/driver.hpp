@@ -23,11 +23,20 @@ enum Csr : uint32_t {
   kCsrModN = 1,       // rw: ids modulo n (0 = none)
   kCsrModMagic = 2,   // rw: floor((2^64 - 1) / n) + 1 for kCsrModN (the core's reciprocal)
   kCsrInputMode = 7,  // rw: 0 TSV text, 1 Meta's 160-byte rows, 2 192-byte rows (three beats)
-  kCsrOutBytes = 8,   // ro: bytes written to dst by the last transfer
-  kCsrErrCount = 9,   // ro: error records written by the last transfer
-  kCsrCycles = 10,    // ro: clock cycles the last transfer took
-  kCsrInBeats = 11,   // ro: 512-bit beats the last transfer read
+  kCsrVocab = 8,      // rw: bit 0 first-seen ids from the card's tables; writing bit 1 restarts ids
+  kCsrVocabBase = 9,  // rw: card-memory address of the tables
+  kCsrVocabBits = 10, // rw: log2 of the entries of each column's table
+  kCsrVocabFull = 11, // ro: a table was full (its values got id 0xffffffff)
+  // The driver's account of the last transfer (not card registers):
+  kCsrOutBytes = 100, // bytes written to dst
+  kCsrErrCount = 101, // error records written
+  kCsrCycles = 102,   // clock cycles it took (simulation)
+  kCsrInBeats = 103,  // 512-bit beats it read (simulation)
 };
+
+// The vocabulary tables in card memory: column c's table holds 2^bits entries of 16 bytes at
+// base + (c << bits) * 16; entry = value (bytes 0-3), id (4-7), count (8-11), valid (byte 12, bit 0).
+inline constexpr size_t kVocabEntryBytes = 16;
 
 inline constexpr size_t kRowBytes = 160;
 inline constexpr uint32_t kErrFieldNone = 63;
@@ -51,6 +60,9 @@ class Device {
   virtual void invoke(const Transfer& t) = 0;
   // True once the last transfer has finished (its outputs and status registers are final).
   virtual bool check_completed() = 0;
+  // Card memory (the vocabulary tables): zero a range, copy a range to the host.
+  virtual void card_zero(uint64_t addr, uint64_t bytes) = 0;
+  virtual void card_read(uint64_t addr, void* dst, uint64_t bytes) = 0;
 };
 
 // Knobs of the simulated device (tests): percent of cycles the text source holds tvalid low, and
@@ -59,6 +71,7 @@ struct SimOptions {
   int valid_gap_pct = 0;
   int stall_pct = 0;
   uint64_t seed = 1;
+  int mem_latency = 40;  // cycles from a card-memory request to its response
 };
 
 // The Verilated card logic (sim_device.cpp).

@@ -35,8 +35,14 @@ class FpgaEngine final : public Engine {
   EngineStats pass(BlockReader& blocks, const std::function<bool(ParsedChunk&)>& deliver, bool distinct,
                    const Vocabulary* vocab, Vocabulary::Unseen unseen, uint64_t row_limit);
 
+  // First-seen ids numbered by the core's vocabulary unit in card memory.
+  bool core_vocab_usable(uint64_t row_limit) const {
+    return opts_.ids == IdMode::kFirstSeen && opts_.min_freq <= 1 && opts_.id_capacity == 0 && row_limit == kNoRowLimit;
+  }
+  static constexpr uint32_t kVocabBits = 18;  // 2^18 entries per column: up to about 2^17 distinct values
   EngineOptions opts_;
   std::unique_ptr<fpga::Device> dev_;
+  bool core_vocab_ = false;  // the card's tables hold this engine's vocabulary
   std::vector<uint8_t> rows_;
   std::vector<uint64_t> errs_;
   std::mutex vocab_mu_;
@@ -75,6 +81,9 @@ void FpgaEngine::parse_block(const Block& b, ParsedChunk* c) {
   dev_->invoke(t);
   while (!dev_->check_completed()) {
   }
+  if (core_vocab_ && dev_->get_csr(fpga::kCsrVocabFull) != 0)
+    throw Error("fpga: a column has more than " + std::to_string(1u << kVocabBits) +
+                " distinct values, more than the card's vocabulary tables hold in this build (use --engine cpu)");
   const uint64_t out_bytes = dev_->get_csr(fpga::kCsrOutBytes);
   const uint64_t nerr = dev_->get_csr(fpga::kCsrErrCount);
   if (out_bytes % fpga::kRowBytes != 0 || nerr > errs_.size()) throw Error("fpga: the core returned a malformed transfer");
@@ -192,6 +201,28 @@ EngineStats FpgaEngine::run(BlockReader& blocks, const ChunkSink& sink, uint64_t
     return pass(blocks, [&](ParsedChunk& c) { return sink(view_of(c, distinct)); }, distinct,
                 opts_.ids == IdMode::kVocab ? opts_.vocab : nullptr, opts_.unseen, row_limit);
   }
+  if (core_vocab_usable(row_limit) && !builder_) {
+    // The core numbers the values: clear its tables on first use, then keep numbering.
+    if (!core_vocab_) {
+      dev_->card_zero(0, uint64_t(kNumSparse) << kVocabBits << 4);
+      dev_->set_csr(fpga::kCsrVocabBase, 0);
+      dev_->set_csr(fpga::kCsrVocabBits, kVocabBits);
+      dev_->set_csr(fpga::kCsrVocab, 3);  // restart the numbering, enable
+      core_vocab_ = true;
+    }
+    dev_->set_csr(fpga::kCsrVocab, 1);
+    struct Off {
+      fpga::Device* d;
+      ~Off() {
+        try {
+          d->set_csr(fpga::kCsrVocab, 0);
+        } catch (...) {  // the run's own error, if any, is the one to report
+        }
+      }
+    } off{dev_.get()};
+    return pass(blocks, [&](ParsedChunk& c) { return sink(view_of(c, false)); }, false, nullptr, opts_.unseen,
+                row_limit);
+  }
   // First-seen ids on the host: each chunk's distinct values, merged in chunk order.
   std::unique_lock<std::mutex> lock(vocab_mu_);
   if (!builder_) builder_ = std::make_unique<VocabBuilder>(opts_.min_freq);
@@ -233,6 +264,34 @@ EngineStats FpgaEngine::run(BlockReader& blocks, const ChunkSink& sink, uint64_t
 
 Vocabulary FpgaEngine::take_vocabulary() {
   std::lock_guard<std::mutex> g(vocab_mu_);
+  if (core_vocab_) {
+    // Read the tables back: entries (value, id, count), ids 0..n-1 in first-seen order.
+    Vocabulary v;
+    const uint64_t table_bytes = uint64_t(fpga::kVocabEntryBytes) << kVocabBits;
+    std::vector<uint8_t> t(table_bytes);
+    for (int col = 0; col < kNumSparse; ++col) {
+      dev_->card_read(uint64_t(col) * table_bytes, t.data(), table_bytes);
+      std::vector<std::pair<uint32_t, std::pair<uint32_t, uint32_t>>> e;  // id -> (value, count)
+      for (uint64_t k = 0; k < (uint64_t(1) << kVocabBits); ++k) {
+        const uint8_t* p = t.data() + k * fpga::kVocabEntryBytes;
+        if (!(p[12] & 1)) continue;
+        uint32_t value, id, count;
+        std::memcpy(&value, p, 4);
+        std::memcpy(&id, p + 4, 4);
+        std::memcpy(&count, p + 8, 4);
+        e.push_back({id, {value, count}});
+      }
+      std::sort(e.begin(), e.end());
+      for (size_t i = 0; i < e.size(); ++i) {
+        if (e[i].first != i) throw Error("fpga: the card's vocabulary table of C" + std::to_string(col + 1) + " is inconsistent");
+        v.values[col].push_back(e[i].second.first);
+        v.counts[col].push_back(e[i].second.second);
+      }
+    }
+    v.build_index();
+    core_vocab_ = false;
+    return v;
+  }
   if (builder_) {
     vocab_ = builder_->finish();
     builder_.reset();

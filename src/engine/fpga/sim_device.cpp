@@ -3,7 +3,9 @@
 // AXI4-Lite as a host would; invoke() streams the source as 512-bit beats (tkeep on the last one,
 // tlast at the end) while it drains the error records through the control port, collects the
 // packed rows until the output's tlast, and counts cycles.
+#include <array>
 #include <cstring>
+#include <unordered_map>
 #include <random>
 #include <vector>
 
@@ -39,6 +41,7 @@ class SimDevice final : public Device {
     else if (reg == kCsrModN) mod_n_ = v;
     else if (reg == kCsrModMagic) mod_magic_ = v;
     else if (reg == kCsrInputMode) mode_ = v & 3;
+    else if (reg == kCsrVocab || reg == kCsrVocabBase || reg == kCsrVocabBits) {}
     else throw Error("fpga: register " + std::to_string(reg) + " is read-only or unknown");
     axil_write(uint8_t(8 * reg), v);
   }
@@ -48,7 +51,11 @@ class SimDevice final : public Device {
       case kCsrDenseInt: return axil_read(0x00);
       case kCsrModN: return axil_read(0x08);
       case kCsrModMagic: return axil_read(0x10);
-      case kCsrInputMode: return axil_read(0x38);
+      case kCsrInputMode:
+      case kCsrVocab:
+      case kCsrVocabBase:
+      case kCsrVocabBits:
+      case kCsrVocabFull: return axil_read(uint8_t(8 * reg));
       case kCsrOutBytes: return out_bytes_;
       case kCsrErrCount: return err_count_;
       case kCsrCycles: return cycles_;
@@ -161,6 +168,21 @@ class SimDevice final : public Device {
 
   bool check_completed() override { return completed_; }
 
+  void card_zero(uint64_t addr, uint64_t bytes) override {
+    for (auto it = mem_.begin(); it != mem_.end();) {
+      if (it->first >= addr && it->first - addr < bytes) it = mem_.erase(it);
+      else ++it;
+    }
+  }
+  void card_read(uint64_t addr, void* dst, uint64_t bytes) override {
+    auto* d = static_cast<uint8_t*>(dst);
+    std::memset(d, 0, bytes);
+    for (const auto& [a, v] : mem_) {
+      if (a < addr || a - addr + 16 > bytes) continue;
+      std::memcpy(d + (a - addr), v.data(), 16);
+    }
+  }
+
  private:
   // One AXI4-Lite write (waits for the response).
   void axil_write(uint8_t addr, uint64_t v) {
@@ -205,11 +227,61 @@ class SimDevice final : public Device {
     throw Error("fpga: no response to a register read");
   }
 
+  // Card memory behind the core's AXI4 port: one read and one write in flight, each answered
+  // mem_latency cycles after its request. Driven before every clock edge.
+  void memory_edge() {
+    auto& c = *core_;
+    // Handshakes seen before this edge.
+    if (c.m_axi_arvalid_o && c.m_axi_arready_i) {
+      rd_pending_ = true;
+      rd_addr_ = c.m_axi_araddr_o;
+      rd_due_ = now_ + uint64_t(opts_.mem_latency);
+    }
+    if (c.m_axi_rvalid_i && c.m_axi_rready_o) rd_pending_ = false;
+    if (c.m_axi_awvalid_o && c.m_axi_awready_i) {
+      aw_have_ = true;
+      wr_addr_ = c.m_axi_awaddr_o;
+    }
+    if (c.m_axi_wvalid_o && c.m_axi_wready_i) {
+      w_have_ = true;
+      for (int i = 0; i < 4; ++i) std::memcpy(reinterpret_cast<uint8_t*>(wr_data_.data()) + 4 * i, &c.m_axi_wdata_o[i], 4);
+    }
+    if (aw_have_ && w_have_ && !wr_pending_) {
+      if (wr_addr_ % 16) throw Error("fpga: unaligned card-memory write");
+      mem_[wr_addr_] = wr_data_;
+      aw_have_ = w_have_ = false;
+      wr_pending_ = true;
+      wr_due_ = now_ + uint64_t(opts_.mem_latency);
+    }
+    if (c.m_axi_bvalid_i && c.m_axi_bready_o) wr_pending_ = false;
+  }
+  void memory_drive() {
+    auto& c = *core_;
+    c.m_axi_arready_i = !rd_pending_;
+    c.m_axi_rvalid_i = rd_pending_ && now_ >= rd_due_;
+    if (c.m_axi_rvalid_i) {
+      const auto it = mem_.find(rd_addr_);
+      std::array<uint64_t, 2> v{0, 0};
+      if (it != mem_.end()) v = it->second;
+      for (int i = 0; i < 4; ++i) {
+        uint32_t w;
+        std::memcpy(&w, reinterpret_cast<const uint8_t*>(v.data()) + 4 * i, 4);
+        c.m_axi_rdata_i[i] = w;
+      }
+    }
+    c.m_axi_awready_i = !aw_have_ && !wr_pending_;
+    c.m_axi_wready_i = !w_have_ && !wr_pending_;
+    c.m_axi_bvalid_i = wr_pending_ && now_ >= wr_due_;
+  }
+
   void tick() {
     core_->clk_i = 0;
+    memory_drive();
     core_->eval();
+    memory_edge();
     core_->clk_i = 1;
     core_->eval();
+    ++now_;
   }
 
   SimOptions opts_;
@@ -219,6 +291,11 @@ class SimDevice final : public Device {
   uint64_t dense_int_ = 0, mod_n_ = 0, mod_magic_ = 0, mode_ = 0;
   uint64_t out_bytes_ = 0, err_count_ = 0, cycles_ = 0, in_beats_ = 0;
   bool completed_ = false;
+  // Card memory.
+  std::unordered_map<uint64_t, std::array<uint64_t, 2>> mem_;
+  uint64_t now_ = 0, rd_addr_ = 0, rd_due_ = 0, wr_addr_ = 0, wr_due_ = 0;
+  bool rd_pending_ = false, aw_have_ = false, w_have_ = false, wr_pending_ = false;
+  std::array<uint64_t, 2> wr_data_{0, 0};
 };
 
 }  // namespace
