@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "engine/fpga/driver.hpp"
@@ -213,4 +214,66 @@ TEST(FpgaCore, BinaryRows) {
   const std::string text = sample();
   expect_same(run_core(*dev, RowGen(3).binary(10, 160, 0), false, 0, 1), expected_binary(RowGen(3).binary(10, 160, 0), 160, false, 0), "binary");
   expect_same(run_core(*dev, text, false, 0, 0), expected_output(text, false, 0), "text after binary");
+}
+
+TEST(FpgaCore, FirstSeenIdsInCardMemory) {
+  // Two transfers through the vocabulary unit, tables at an offset in card memory, gaps, stalls and
+  // 25 cycles of memory latency: ids are the first-seen positions over both transfers, and the
+  // tables read back hold every value with its id and count.
+  fpga::SimOptions o;
+  o.valid_gap_pct = 20;
+  o.stall_pct = 20;
+  o.mem_latency = 25;
+  auto dev = fpga::open_sim_device(o);
+  const uint64_t base = 0x100000, bits = 10, n = 50;
+  dev->card_zero(base, uint64_t(26) << bits << 4);
+  dev->set_csr(fpga::kCsrVocabBase, base);
+  dev->set_csr(fpga::kCsrVocabBits, bits);
+  dev->set_csr(fpga::kCsrVocab, 3);
+  dev->set_csr(fpga::kCsrVocab, 1);
+  std::vector<std::map<uint32_t, std::pair<uint32_t, uint32_t>>> ref(26);  // value -> (id, count)
+  RowGen gen(31);
+  for (int transfer = 0; transfer < 2; ++transfer) {
+    const std::string text = gen.text(120);
+    Expected e = expected_output(text, false, n);
+    for (size_t r = 0; r < e.rows.size() / fpga::kRowBytes; ++r) {
+      for (int c = 0; c < 26; ++c) {
+        uint32_t v;
+        std::memcpy(&v, &e.rows[r * fpga::kRowBytes + 4 * (14 + c)], 4);
+        auto [it, fresh] = ref[c].try_emplace(v, uint32_t(ref[c].size()), 0);
+        ++it->second.second;
+        std::memcpy(&e.rows[r * fpga::kRowBytes + 4 * (14 + c)], &it->second.first, 4);
+      }
+    }
+    expect_same(run_core(*dev, text, false, n), e, "transfer " + std::to_string(transfer));
+  }
+  EXPECT_EQ(dev->get_csr(fpga::kCsrVocabFull), 0u);
+  std::vector<uint8_t> table(size_t(16) << bits);
+  for (int c = 0; c < 26; ++c) {
+    dev->card_read(base + (uint64_t(c) << bits << 4), table.data(), table.size());
+    size_t entries = 0;
+    for (size_t k = 0; k < (size_t(1) << bits); ++k) {
+      const uint8_t* p = &table[k * 16];
+      if (!(p[12] & 1)) continue;
+      ++entries;
+      uint32_t v, id, count;
+      std::memcpy(&v, p, 4);
+      std::memcpy(&id, p + 4, 4);
+      std::memcpy(&count, p + 8, 4);
+      ASSERT_TRUE(ref[c].count(v)) << "C" << c + 1 << " value " << v;
+      EXPECT_EQ(id, ref[c][v].first) << "C" << c + 1 << " value " << v;
+      EXPECT_EQ(count, ref[c][v].second) << "C" << c + 1 << " value " << v;
+    }
+    EXPECT_EQ(entries, ref[c].size()) << "C" << c + 1;
+  }
+  // A table of 4 entries overflows: the flag is raised (and restarting clears it).
+  dev->card_zero(base, uint64_t(26) << 2 << 4);
+  dev->set_csr(fpga::kCsrVocabBits, 2);
+  dev->set_csr(fpga::kCsrVocab, 3);
+  dev->set_csr(fpga::kCsrVocab, 1);
+  run_core(*dev, gen.text(20), false, 0);
+  EXPECT_EQ(dev->get_csr(fpga::kCsrVocabFull), 1u);
+  dev->set_csr(fpga::kCsrVocab, 2);
+  EXPECT_EQ(dev->get_csr(fpga::kCsrVocabFull), 0u);
+  EXPECT_EQ(dev->get_csr(fpga::kCsrVocab), 0u);
 }
