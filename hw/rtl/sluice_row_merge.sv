@@ -4,13 +4,13 @@ module sluice_row_merge
 #(
   parameter int unsigned NumLanes = 16
 ) (
-  input  logic                clk_i,
-  input  logic                rst_ni,
-  input  logic [NumLanes-1:0] row_valid_i,
-  output logic [NumLanes-1:0] row_ready_o,
+  input  logic                            clk_i,
+  input  logic                            rst_ni,
+  input  logic              [NumLanes-1:0] row_valid_i,
+  output logic              [NumLanes-1:0] row_ready_o,
   input  sluice_pkg::prow_t [NumLanes-1:0] row_i,
-  output logic                out_valid_o,
-  input  logic                out_ready_i,
+  output logic                            out_valid_o,
+  input  logic                            out_ready_i,
   output sluice_pkg::prow_t               out_row_o,
   output logic [sluice_pkg::RowNoW-1:0]   out_row_no_o
 );

@@ -11,13 +11,13 @@ module sluice_tsv_lane
   parameter int unsigned InDepth       = 8,
   parameter int unsigned OutDepth      = 2
 ) (
-  input  logic  clk_i,
-  input  logic  rst_ni,
-  input  logic  seg_valid_i,
-  output logic  seg_ready_o,
+  input  logic              clk_i,
+  input  logic              rst_ni,
+  input  logic              seg_valid_i,
+  output logic              seg_ready_o,
   input  sluice_pkg::seg_t  seg_i,
-  output logic  row_valid_o,
-  input  logic  row_ready_i,
+  output logic              row_valid_o,
+  input  logic              row_ready_i,
   output sluice_pkg::prow_t row_o
 );
 
