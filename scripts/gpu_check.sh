@@ -52,7 +52,7 @@ if has asan; then
   t0=$(date +%s)
   gpu_configure build-gpu-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_SANITIZE=ON -DSLUICE_WITH_TORCH=OFF \
       -DSLUICE_WITH_CUDA=OFF -DSLUICE_BUILD_BENCH=OFF > "$OUT/asan_configure.log" 2>&1
-  if cmake --build build-gpu-asan -j"$JOBS" --target sluice_tests sluice_serial_tests sluice > "$OUT/asan_build.log" 2>&1; then
+  if cmake --build build-gpu-asan -j"$JOBS" > "$OUT/asan_build.log" 2>&1; then
     (cd build-gpu-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
         ctest -j"$JOBS" --output-on-failure --timeout 900) > "$OUT/asan_ctest.log" 2>&1
     row "core suite under ASan/UBSan ($(( $(date +%s) - t0 )) s)" "$(summarise "$OUT/asan_ctest.log")"

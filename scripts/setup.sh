@@ -10,6 +10,8 @@ pkgs=(cmake g++ make pkg-config zlib1g-dev libcli11-dev nlohmann-json3-dev libgt
 # (those checks are skipped without it).
 pkgs+=(python3-numpy)
 [ "${SLUICE_WITH_PLOT:-0}" = 1 ] && pkgs+=(python3-matplotlib)
+# The fpga engine's simulated core (Verilator) and its area estimate (Yosys). SLUICE_NO_FPGA=1 skips them.
+[ "${SLUICE_NO_FPGA:-0}" = 1 ] || pkgs+=(verilator yosys)
 python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
 want_debian_torch=0
 missing=()

@@ -51,7 +51,7 @@ void add_prep_command(CLI::App& app) {
           ->default_val("day");
   cmd->add_option("--days", opts->days, "Split all rows into D consecutive days as Meta does (0 = one part per input)")
       ->default_val(0)->check(NonNegativeInt<int>());
-  cmd->add_option("--engine", opts->engine, "Engine: auto (cuda when a GPU is usable, else cpu), cpu or cuda")
+  cmd->add_option("--engine", opts->engine, "Engine: auto (cuda when a GPU is usable, else cpu), cpu, cuda or fpga (the RTL core, simulated)")
       ->default_val("auto")->check(CLI::IsMember({"auto", "cpu", "cuda", "fpga"}));
   CLI::Option* chunk_opt = cmd->add_option("--chunk-mb", *chunk_mb,
                                            "Input bytes per block, in MB (default: 4 for the cpu engine, 64 for cuda)")

@@ -8,6 +8,9 @@
 #if defined(SLUICE_HAVE_CUDA)
 #include "engine/cuda/cuda_engine.hpp"
 #endif
+#if defined(SLUICE_HAVE_FPGA)
+#include "engine/fpga/fpga_engine.hpp"
+#endif
 
 namespace sluice {
 
@@ -38,6 +41,9 @@ std::vector<std::string> available_engines() {
 #if defined(SLUICE_HAVE_CUDA)
   v.push_back("cuda");
 #endif
+#if defined(SLUICE_HAVE_FPGA)
+  v.push_back("fpga");
+#endif
   return v;
 }
 
@@ -58,7 +64,11 @@ std::unique_ptr<Engine> make_engine(const std::string& name, const EngineOptions
     return make_cuda_engine(opts);
 #endif
   }
-  if (name == "fpga") throw Error("--engine fpga is not available in this build (available: cpu" +
+#if defined(SLUICE_HAVE_FPGA)
+  if (name == "fpga") return make_fpga_engine(opts);
+#endif
+  if (name == "fpga") throw Error("--engine fpga is not available in this build: it was built without Verilator, "
+                                  "which the fpga engine's simulated core needs (available: cpu" +
                                   std::string(cuda_device_available(nullptr) ? ", cuda" : "") + ")");
   std::string list;
   for (const auto& e : available_engines()) list += (list.empty() ? "" : ", ") + e;
