@@ -26,6 +26,12 @@ struct FieldKernels {
   bool (*hex)(const uint64_t* lanes, uint32_t* out);
   // lanes[kDecLanes] of decimal digits -> out[kDecLanes]; false when any byte is not a digit.
   bool (*dec)(const uint64_t* lanes, uint32_t* out);
+  // A whole line with 39 tabs: ends[f] = offset in data of the tab ending field f (f < 39), fe =
+  // end of the last field; every field must have 8 readable bytes. Fills ints[kNumDense] and
+  // cats[kHexLanes] and returns true when every field is in a form the kernel converts (integers of
+  // at most 8 digits after an optional '-', categoricals of at most 8 hex digits; a kernel may
+  // leave some of these out); false leaves the line to the reference parser.
+  bool (*row)(const char* data, const uint32_t* ends, const char* fe, int64_t* ints, uint32_t* cats);
 };
 
 // The plain kernels (any x86-64, any processor).

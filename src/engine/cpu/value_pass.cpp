@@ -75,43 +75,6 @@ inline bool fast_int(const char* b, const char* e, const char* limit, int64_t* o
   return true;
 }
 
-// The fields of one line with 39 tabs (ends[f] = offset of the tab ending field f, fe = end of the
-// last field), every field with 8 readable bytes: the 13 integers and the 26 categorical values, or
-// false when a field is not in the fast form (the reference parser then decides the line). Integers
-// take at most 8 digits after an optional '-', categoricals at most 8 hex digits.
-inline bool fast_row(const char* data, const uint32_t* ends, const char* fe, const FieldKernels& k,
-                     int64_t* ints, uint32_t* cats) {
-  alignas(32) uint64_t dec[kDecLanes];
-  alignas(32) uint64_t hex[kHexLanes];
-  uint32_t neg = 0;
-  bool ok = true;
-  for (int i = 0; i < kNumDense; ++i) {
-    const char* b = data + ends[i] + 1;
-    const char* e = data + ends[i + 1];
-    const bool minus = *b == '-';  // an empty field's *b is its tab
-    b += minus;
-    const size_t n = size_t(e - b);
-    ok &= (n <= 8) & !(minus & (n == 0));
-    neg |= uint32_t(minus) << i;
-    dec[i] = lane_from(b, unsigned(n <= 8 ? n : 8));
-  }
-  for (int i = kNumDense; i < kDecLanes; ++i) dec[i] = kZeroLane;
-  for (int j = 0; j < kNumSparse; ++j) {
-    const int f = 1 + kNumDense + j;
-    const char* b = data + ends[f - 1] + 1;
-    const char* e = j + 1 < kNumSparse ? data + ends[f] : fe;
-    const size_t n = size_t(e - b);
-    ok &= n <= 8;
-    hex[j] = lane_from(b, unsigned(n <= 8 ? n : 8));
-  }
-  for (int j = kNumSparse; j < kHexLanes; ++j) hex[j] = kZeroLane;
-  uint32_t v[kDecLanes];
-  ok &= k.dec(dec, v);
-  ok &= k.hex(hex, cats);
-  for (int i = 0; i < kNumDense; ++i) ints[i] = (neg >> i) & 1 ? -int64_t(v[i]) : int64_t(v[i]);
-  return ok;
-}
-
 struct Columns {
   ParsedChunk* out;
   const EngineOptions* opts;
@@ -200,7 +163,7 @@ void parse_tsv(const char* data, size_t size, const EngineOptions& opts, ParsedC
     uint32_t cats[kHexLanes];
     if (limit - le >= 8) {
       // Every field has 8 readable bytes: gather the fields into lanes, convert them all at once.
-      ok = fast_row(data, ends, fe, kernels, ints, cats);
+      ok = kernels.row(data, ends, fe, ints, cats);
     } else {
       // The buffer's last line: field by field, without reading past its end.
       for (int i = 0; i < kNumDense; ++i) ok &= fast_int(data + ends[i] + 1, data + ends[i + 1], limit, &ints[i]);
