@@ -109,7 +109,7 @@ void Vocabulary::apply(uint32_t* sparse, size_t rows, Unseen unseen, int threads
     // Column by column over blocks of rows. Tables that fit in the cache are probed straight; in
     // larger ones every lookup misses the cache, so the slots are prefetched far enough ahead
     // (kAhead lookups, about one memory latency of work) to keep many misses in flight at once.
-    constexpr size_t kBlock = 1024, kAhead = 24;
+    constexpr size_t kBlock = 1024, kAhead = 48;
     constexpr size_t kCachedBytes = size_t(256) << 10;
     for (size_t r0 = b; r0 < e; r0 += kBlock) {
       const size_t r1 = std::min(e, r0 + kBlock);
