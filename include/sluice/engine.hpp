@@ -122,6 +122,10 @@ class Engine {
 // saying why an engine is not available (not built in, no GPU, ...).
 std::unique_ptr<Engine> make_engine(const std::string& name, const EngineOptions& opts);
 
+// The cpu engine's kernels on this processor, chosen at run time from its instruction sets, e.g.
+// "structural avx2, fields avx2".
+std::string cpu_engine_kernels();
+
 // Engines compiled into this build, and whether a CUDA GPU is usable now.
 std::vector<std::string> available_engines();
 bool cuda_device_available(std::string* why = nullptr);

@@ -4,6 +4,7 @@
 // a host hash map, a GPU hash table or an FPGA memory can all be loaded from.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -12,6 +13,26 @@
 #include "sluice/schema.hpp"
 
 namespace sluice {
+
+namespace detail {
+// Memory for large lookup tables: blocks of 4 MiB or more are 2 MiB-aligned and marked for huge
+// pages (where the system offers them), so that random lookups in a multi-million-entry table do
+// not also miss the TLB on every access. Smaller blocks come from operator new.
+void* large_table_alloc(size_t bytes);
+void large_table_free(void* p, size_t bytes) noexcept;
+
+template <class T>
+struct LargeTableAllocator {
+  using value_type = T;
+  LargeTableAllocator() = default;
+  template <class U>
+  LargeTableAllocator(const LargeTableAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(large_table_alloc(n * sizeof(T))); }
+  void deallocate(T* p, size_t n) noexcept { large_table_free(p, n * sizeof(T)); }
+  template <class U>
+  bool operator==(const LargeTableAllocator<U>&) const { return true; }
+};
+}  // namespace detail
 
 // Open-addressing hash map uint32 -> uint32 (linear probing, power-of-two capacity, load <= 1/2).
 // Key and value share one 8-byte slot, so a lookup touches one cache line.
@@ -33,6 +54,7 @@ class U32Map {
   // Address of key's slot, for prefetching ahead of find().
   const void* slot_address(uint32_t key) const { return &slots_[hash(key) & mask_]; }
   size_t size() const { return size_; }
+  size_t bytes() const { return slots_.size() * sizeof(uint64_t); }  // the table's memory
   void reserve(size_t n);
   void clear();
 
@@ -41,7 +63,7 @@ class U32Map {
   static constexpr uint64_t kEmptySlot = ~uint64_t(0);
   static uint64_t hash(uint32_t k) { return (uint64_t(k) * 0x9E3779B97F4A7C15ull) >> 29; }
   void grow();
-  std::vector<uint64_t> slots_;
+  std::vector<uint64_t, detail::LargeTableAllocator<uint64_t>> slots_;
   uint64_t mask_ = 0;
   size_t size_ = 0;
 };

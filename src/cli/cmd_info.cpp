@@ -1,17 +1,20 @@
 // sluice info: the summary of a prepared dataset, and a check of its files against the manifest.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "sluice/engine.hpp"
 #include "sluice/io.hpp"
 #include "sluice/schema.hpp"
 #include "sluice/source.hpp"
@@ -193,15 +196,35 @@ class DatasetCheck {
   std::vector<std::string> problems_;
 };
 
+// What this machine runs: the cpu engine's kernels (chosen from the processor at run time), its
+// threads, and the engines built in.
+void print_system() {
+  std::printf("cpu kernels  %s\n", cpu_engine_kernels().c_str());
+  std::printf("cpu threads  %u\n", std::max(1u, std::thread::hardware_concurrency()));
+  std::string engines;
+  for (const auto& e : available_engines()) engines += (engines.empty() ? "" : ", ") + e;
+  std::printf("engines      %s\n", engines.c_str());
+  std::string why;
+  const bool gpu = cuda_device_available(&why);
+  std::printf("cuda GPU     %s\n", gpu ? "usable" : ("none (" + why + ")").c_str());
+}
+
 }  // namespace
 
 void add_info_command(CLI::App& app) {
   auto dir = std::make_shared<std::string>();
   auto as_json = std::make_shared<bool>(false);
+  auto system = std::make_shared<bool>(false);
   CLI::App* cmd = app.add_subcommand("info", "Summarise a prepared dataset (parts, rows, vocabulary sizes, options) and check its files");
-  cmd->add_option("dir", *dir, "A `sluice prep` output directory")->required();
+  cmd->add_option("dir", *dir, "A `sluice prep` output directory");
   cmd->add_flag("--json", *as_json, "Print the manifest as JSON");
+  cmd->add_flag("--system", *system, "Describe this machine instead: the cpu engine's kernels (chosen from the processor), threads, engines");
   cmd->callback([=] {
+    if (*system) {
+      print_system();
+      return;
+    }
+    if (dir->empty()) throw CLI::RequiredError("dir");
     const std::string path = *dir + "/manifest.json";
     std::ifstream in(path);
     if (!in) throw Error(path + ": no manifest (is this a `sluice prep` output?)");

@@ -1,12 +1,15 @@
 #include "sluice/vocab.hpp"
 
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <new>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -18,6 +21,33 @@
 
 namespace sluice {
 
+// ---- large tables ----------------------------------------------------------------------------
+
+namespace detail {
+
+namespace {
+constexpr size_t kHugePage = size_t(2) << 20;
+constexpr size_t kLargeTable = size_t(4) << 20;
+}  // namespace
+
+void* large_table_alloc(size_t bytes) {
+  if (bytes < kLargeTable) return ::operator new(bytes);
+  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  void* p = std::aligned_alloc(kHugePage, rounded);
+  if (!p) throw std::bad_alloc();
+#if defined(MADV_HUGEPAGE)
+  madvise(p, rounded, MADV_HUGEPAGE);  // a hint: without huge pages the table works the same
+#endif
+  return p;
+}
+
+void large_table_free(void* p, size_t bytes) noexcept {
+  if (bytes < kLargeTable) ::operator delete(p);
+  else std::free(p);
+}
+
+}  // namespace detail
+
 // ---- U32Map -------------------------------------------------------------------------------------
 
 U32Map::U32Map(size_t expect) { reserve(expect); }
@@ -26,7 +56,7 @@ void U32Map::reserve(size_t n) {
   size_t cap = 16;
   while (cap < n * 2) cap <<= 1;
   if (cap <= slots_.size()) return;
-  std::vector<uint64_t> old = std::move(slots_);
+  decltype(slots_) old = std::move(slots_);
   slots_.assign(cap, kEmptySlot);
   mask_ = cap - 1;
   size_ = 0;
@@ -76,18 +106,29 @@ void Vocabulary::apply(uint32_t* sparse, size_t rows, Unseen unseen, int threads
   if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
   const size_t per = std::max<size_t>(4096, (rows + size_t(threads) - 1) / size_t(threads));
   auto work = [&](size_t b, size_t e) {
-    // Column by column over blocks of rows, with the hash slots prefetched a few rows ahead.
-    constexpr size_t kBlock = 1024, kAhead = 8;
+    // Column by column over blocks of rows. Tables that fit in the cache are probed straight; in
+    // larger ones every lookup misses the cache, so the slots are prefetched far enough ahead
+    // (kAhead lookups, about one memory latency of work) to keep many misses in flight at once.
+    constexpr size_t kBlock = 1024, kAhead = 48;
+    constexpr size_t kCachedBytes = size_t(256) << 10;
     for (size_t r0 = b; r0 < e; r0 += kBlock) {
       const size_t r1 = std::min(e, r0 + kBlock);
       for (int c = 0; c < kNumSparse; ++c) {
         const U32Map& m = index_[c];
         const uint32_t missing = unseen_id(c, unseen);
         uint32_t* s = sparse + c;
-        for (size_t r = r0; r < r1; ++r) {
-          if (r + kAhead < r1) __builtin_prefetch(m.slot_address(s[(r + kAhead) * kNumSparse]));
+        if (m.bytes() <= kCachedBytes) {
+          for (size_t r = r0; r < r1; ++r) s[r * kNumSparse] = m.find(s[r * kNumSparse], missing);
+          continue;
+        }
+        const size_t ahead = std::min(r1, r0 + kAhead);
+        for (size_t r = r0; r < ahead; ++r) __builtin_prefetch(m.slot_address(s[r * kNumSparse]));
+        size_t r = r0;
+        for (; r + kAhead < r1; ++r) {
+          __builtin_prefetch(m.slot_address(s[(r + kAhead) * kNumSparse]));
           s[r * kNumSparse] = m.find(s[r * kNumSparse], missing);
         }
+        for (; r < r1; ++r) s[r * kNumSparse] = m.find(s[r * kNumSparse], missing);
       }
     }
   };

@@ -81,7 +81,7 @@ TEST(Cli, Help) {
   } cases[] = {
       {"gen", {"--rows", "--days", "--seed", "--cardinality-scale", "--out"}},
       {"prep", {"--out", "--max-ind-range", "--vocab", "--min-freq", "--threads", "--on-error", "--format", "--days"}},
-      {"info", {"--json", "dir"}},
+      {"info", {"--json", "--system", "dir"}},
   };
   for (const auto& c : cases) {
     const CmdResult r = run_sluice(std::string(c.sub) + " --help", dir);
@@ -97,6 +97,17 @@ TEST(Cli, Help) {
   EXPECT_NE(run_sluice("frobnicate", dir).exit_code, 0);
   EXPECT_NE(run_sluice("prep --no-such-option " + shell_quote(sample_path()) + " --out " + shell_quote(dir / "o"), dir).exit_code, 0);
   EXPECT_FALSE(fs::exists(dir / "o"));
+}
+
+TEST(Cli, InfoSystemNamesTheKernels) {
+  TempDir dir("cli");
+  const CmdResult r = run_sluice("info --system", dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "cpu kernels  structural ")) << r.out;
+  EXPECT_TRUE(contains(r.out, ", fields ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "engines      cpu")) << r.out;
+  // Without --system a directory is still required.
+  EXPECT_NE(run_sluice("info", dir).exit_code, 0);
 }
 
 TEST(Cli, PrepThenInfo) {

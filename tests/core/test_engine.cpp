@@ -656,64 +656,68 @@ void expect_same_structure(const detail::Structure& got, const detail::Structure
 }
 
 TEST(Engine, StructuralPassEqualsReference) {
-  std::mt19937_64 rng(8);
-  detail::Structure got, want;
-  for (int round = 0; round < 6; ++round) {
-    for (size_t len = 0; len <= 300; ++len) {
-      // Densities from "no delimiters" to "all delimiters".
-      const int density = int(rng() % 5);
-      std::string buf(len, 'a');
-      for (size_t i = 0; i < len; ++i) {
-        const uint64_t r = rng() % 100;
-        char ch = char('0' + rng() % 75);
-        if (density == 4 || r < uint64_t(density) * 20) {
-          const uint64_t w = rng() % 10;
-          ch = w < 5 ? '\t' : w < 8 ? '\n' : w < 9 ? '\0' : '\r';
-        } else if (rng() % 50 == 0) {
-          ch = char(0x80 + rng() % 128);  // high bytes (sign bit set)
+  for (const detail::StructuralKernel& kernel : detail::structural_kernels()) {
+    SCOPED_TRACE(kernel.name);
+    const auto find_structure = kernel.fn;
+    std::mt19937_64 rng(8);
+    detail::Structure got, want;
+    for (int round = 0; round < 6; ++round) {
+      for (size_t len = 0; len <= 300; ++len) {
+        // Densities from "no delimiters" to "all delimiters".
+        const int density = int(rng() % 5);
+        std::string buf(len, 'a');
+        for (size_t i = 0; i < len; ++i) {
+          const uint64_t r = rng() % 100;
+          char ch = char('0' + rng() % 75);
+          if (density == 4 || r < uint64_t(density) * 20) {
+            const uint64_t w = rng() % 10;
+            ch = w < 5 ? '\t' : w < 8 ? '\n' : w < 9 ? '\0' : '\r';
+          } else if (rng() % 50 == 0) {
+            ch = char(0x80 + rng() % 128);  // high bytes (sign bit set)
+          }
+          buf[i] = ch;
         }
-        buf[i] = ch;
+        if (round == 5) {  // stale contents must be replaced
+          got.tabs.assign(1000, 7);
+          got.newlines.assign(3, 7);
+          got.tabs_before.assign(5, 7);
+          got.has_nul = true;
+        }
+        if (round == 4) got = detail::Structure();  // and empty vectors grown
+        find_structure(buf.data(), buf.size(), &got);
+        detail::find_structure_reference(buf.data(), buf.size(), &want);
+        expect_same_structure(got, want, "len " + std::to_string(len) + " round " + std::to_string(round));
       }
-      if (round == 5) {  // stale contents must be replaced
-        got.tabs.assign(1000, 7);
-        got.newlines.assign(3, 7);
-        got.tabs_before.assign(5, 7);
-        got.has_nul = true;
+    }
+    // Long buffers of nothing but delimiters (the outputs outgrow their first reservation), and of
+    // nothing but newlines.
+    for (size_t len : {size_t(4096), size_t(65536 + 17), size_t(200000)}) {
+      for (int kind = 0; kind < 3; ++kind) {
+        std::string buf(len, kind == 2 ? '\n' : '\t');
+        if (kind == 1)
+          for (size_t i = 0; i < len; i += 3) buf[i] = '\n';
+        detail::Structure g;
+        find_structure(buf.data(), buf.size(), &g);
+        detail::find_structure_reference(buf.data(), buf.size(), &want);
+        expect_same_structure(g, want, "long " + std::to_string(len) + " kind " + std::to_string(kind));
+        EXPECT_EQ(g.tabs.size() + g.newlines.size(), len);
       }
-      if (round == 4) got = detail::Structure();  // and empty vectors grown
-      detail::find_structure(buf.data(), buf.size(), &got);
-      detail::find_structure_reference(buf.data(), buf.size(), &want);
-      expect_same_structure(got, want, "len " + std::to_string(len) + " round " + std::to_string(round));
     }
+    // A NUL only in the last (partial) block, and only in a full block.
+    std::string buf(130, 'x');
+    buf[129] = '\0';
+    find_structure(buf.data(), buf.size(), &got);
+    EXPECT_TRUE(got.has_nul);
+    buf[129] = 'x';
+    buf[5] = '\0';
+    find_structure(buf.data(), buf.size(), &got);
+    EXPECT_TRUE(got.has_nul);
+    buf[5] = 'x';
+    find_structure(buf.data(), buf.size(), &got);
+    EXPECT_FALSE(got.has_nul);
+    EXPECT_TRUE(got.tabs.empty());
+    EXPECT_TRUE(got.newlines.empty());
   }
-  // Long buffers of nothing but delimiters (the outputs outgrow their first reservation), and of
-  // nothing but newlines.
-  for (size_t len : {size_t(4096), size_t(65536 + 17), size_t(200000)}) {
-    for (int kind = 0; kind < 3; ++kind) {
-      std::string buf(len, kind == 2 ? '\n' : '\t');
-      if (kind == 1)
-        for (size_t i = 0; i < len; i += 3) buf[i] = '\n';
-      detail::Structure g;
-      detail::find_structure(buf.data(), buf.size(), &g);
-      detail::find_structure_reference(buf.data(), buf.size(), &want);
-      expect_same_structure(g, want, "long " + std::to_string(len) + " kind " + std::to_string(kind));
-      EXPECT_EQ(g.tabs.size() + g.newlines.size(), len);
-    }
-  }
-  // A NUL only in the last (partial) block, and only in a full block.
-  std::string buf(130, 'x');
-  buf[129] = '\0';
-  detail::find_structure(buf.data(), buf.size(), &got);
-  EXPECT_TRUE(got.has_nul);
-  buf[129] = 'x';
-  buf[5] = '\0';
-  detail::find_structure(buf.data(), buf.size(), &got);
-  EXPECT_TRUE(got.has_nul);
-  buf[5] = 'x';
-  detail::find_structure(buf.data(), buf.size(), &got);
-  EXPECT_FALSE(got.has_nul);
-  EXPECT_TRUE(got.tabs.empty());
-  EXPECT_TRUE(got.newlines.empty());
 }
 
 }  // namespace

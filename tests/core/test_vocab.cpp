@@ -386,3 +386,33 @@ TEST(Vocab, U32Map) {
 }
 
 }  // namespace
+
+// Tables past the cache size take apply()'s prefetching path, small ones the plain one; both give
+// lookup()'s ids, for values in the vocabulary and outside it, over rows in several row blocks
+// (and a tail shorter than the prefetch distance), and on huge-page table memory.
+TEST(Vocab, ApplyOnLargeTablesEqualsLookup) {
+  std::mt19937_64 rng(3);
+  Vocabulary v;
+  for (int c = 0; c < kNumSparse; ++c) {
+    const size_t n = c % 3 == 0 ? 300000 : (c % 3 == 1 ? 5000 : 3);
+    for (size_t i = 0; i < n; ++i) v.values[c].push_back(uint32_t(rng()) | 1u);  // odd: even values are unseen
+    v.counts[c].assign(v.values[c].size(), 1);
+  }
+  v.build_index();
+  EXPECT_GT(v.index(0).bytes(), size_t(4) << 20);
+  for (size_t rows : {size_t(1), size_t(47), size_t(1024 * 3 + 17)}) {
+    std::vector<uint32_t> sparse(rows * kNumSparse);
+    for (size_t i = 0; i < sparse.size(); ++i) {
+      const int c = int(i % kNumSparse);
+      sparse[i] = rng() % 4 == 0 ? uint32_t(rng()) & ~1u : v.values[c][size_t(rng() % v.values[c].size())];
+    }
+    for (const auto unseen : {Vocabulary::Unseen::kZero, Vocabulary::Unseen::kExtraId}) {
+      auto ids = sparse;
+      v.apply(ids.data(), rows, unseen, 1);
+      for (size_t i = 0; i < ids.size(); ++i) {
+        const int c = int(i % kNumSparse);
+        ASSERT_EQ(ids[i], v.lookup(c, sparse[i], v.unseen_id(c, unseen))) << "rows " << rows << " i " << i;
+      }
+    }
+  }
+}

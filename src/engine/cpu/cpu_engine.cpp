@@ -10,6 +10,8 @@
 #include <new>
 #include <thread>
 
+#include "engine/cpu/fields.hpp"
+#include "engine/cpu/structural.hpp"
 #include "engine/cpu/value_pass.hpp"
 #include "source/blocks.hpp"
 #include "util/ordered_pipeline.hpp"
@@ -186,6 +188,10 @@ EngineStats CpuEngine::run(BlockReader& blocks, const ChunkSink& sink, uint64_t 
   BlockReader again(paths, blocks.block_bytes(), blocks.maps_files());
   return pass(again, [&](ParsedChunk& c) { return sink(view_of(c, false)); }, false, &vocab_,
               Vocabulary::Unseen::kZero, row_limit);
+}
+
+std::string cpu_engine_kernels() {
+  return std::string("structural ") + detail::structural_kernel() + ", fields " + detail::field_kernels().name;
 }
 
 Vocabulary CpuEngine::take_vocabulary() {

@@ -2,10 +2,8 @@
 
 #include <cstring>
 
-#if defined(__AVX2__)
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
-#elif defined(__SSE2__)
-#include <emmintrin.h>
 #endif
 
 namespace sluice::detail {
@@ -31,20 +29,28 @@ struct Masks {
   uint64_t tab, nl, nul;
 };
 
-// Bit k of each mask describes byte p[k].
-inline Masks masks64(const char* p) {
+// Bit k of each mask describes byte p[k]. One version per instruction set: SSE2 is part of every
+// x86-64; AVX2 is used where the processor has it (chosen at run time).
+#if defined(__x86_64__) || defined(__i386__)
+#define SLUICE_STRUCTURAL_X86 1
+#define SLUICE_AVX2_TARGET __attribute__((target("avx2,popcnt,bmi,bmi2")))
+
+SLUICE_AVX2_TARGET inline Masks masks64_avx2(const char* p) {
   Masks m;
-#if defined(__AVX2__)
   const __m256i tab = _mm256_set1_epi8('\t'), nl = _mm256_set1_epi8('\n'), zero = _mm256_setzero_si256();
   const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32));
-  auto mask = [](__m256i x, __m256i y) {
+  auto mask = [](__m256i x, __m256i y) SLUICE_AVX2_TARGET {
     return uint64_t(uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi8(x, y))));
   };
   m.tab = mask(a, tab) | (mask(b, tab) << 32);
   m.nl = mask(a, nl) | (mask(b, nl) << 32);
   m.nul = mask(a, zero) | (mask(b, zero) << 32);
-#elif defined(__SSE2__)
+  return m;
+}
+
+inline Masks masks64_sse2(const char* p) {
+  Masks m;
   const __m128i tab = _mm_set1_epi8('\t'), nl = _mm_set1_epi8('\n'), zero = _mm_setzero_si128();
   m.tab = m.nl = m.nul = 0;
   for (int k = 0; k < 4; ++k) {
@@ -53,16 +59,20 @@ inline Masks masks64(const char* p) {
     m.nl |= uint64_t(uint32_t(_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl)))) << (16 * k);
     m.nul |= uint64_t(uint32_t(_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero)))) << (16 * k);
   }
+  return m;
+}
 #else
+inline Masks masks64_plain(const char* p) {
+  Masks m;
   m.tab = m.nl = m.nul = 0;
   for (int k = 0; k < 64; ++k) {
     m.tab |= uint64_t(p[k] == '\t') << k;
     m.nl |= uint64_t(p[k] == '\n') << k;
     m.nul |= uint64_t(p[k] == '\0') << k;
   }
-#endif
   return m;
 }
+#endif
 
 // A growable array written through a raw pointer (no zero-fill of the spare room on each call).
 struct Writer {
@@ -84,9 +94,10 @@ struct Writer {
   void finish() { v->resize(size_t(w - v->data())); }
 };
 
-}  // namespace
-
-void find_structure(const char* data, size_t size, Structure* s) {
+// The pass, for one way of computing the masks. Always inlined into the per-instruction-set
+// functions below, so that the masks (and the bit counts) compile for that instruction set.
+template <Masks (*kMasks)(const char*)>
+__attribute__((always_inline)) inline void structure_pass(const char* data, size_t size, Structure* s) {
   // Criteo rows are ~250 bytes with 39 tabs: size/5 tabs and size/128 lines leave room to spare.
   Writer tabs(&s->tabs, size / 5), nls(&s->newlines, size / 128), before(&s->tabs_before, size / 128);
   uint64_t nul = 0;
@@ -112,17 +123,53 @@ void find_structure(const char* data, size_t size, Structure* s) {
     }
   };
   size_t i = 0;
-  for (; i + 64 <= size; i += 64) block(masks64(data + i), uint32_t(i));
+  for (; i + 64 <= size; i += 64) block(kMasks(data + i), uint32_t(i));
   if (i < size) {
     char tail[64];
     std::memset(tail, 'x', sizeof tail);
     std::memcpy(tail, data + i, size - i);
-    block(masks64(tail), uint32_t(i));
+    block(kMasks(tail), uint32_t(i));
   }
   tabs.finish();
   nls.finish();
   before.finish();
   s->has_nul = nul != 0;
+}
+
+#if defined(SLUICE_STRUCTURAL_X86)
+SLUICE_AVX2_TARGET void find_structure_avx2(const char* data, size_t size, Structure* s) {
+  structure_pass<masks64_avx2>(data, size, s);
+}
+void find_structure_sse2(const char* data, size_t size, Structure* s) { structure_pass<masks64_sse2>(data, size, s); }
+#else
+void find_structure_plain(const char* data, size_t size, Structure* s) { structure_pass<masks64_plain>(data, size, s); }
+#endif
+
+std::vector<StructuralKernel> available() {
+  std::vector<StructuralKernel> ks;
+#if defined(SLUICE_STRUCTURAL_X86)
+  ks.push_back({"sse2", find_structure_sse2});
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("bmi") &&
+      __builtin_cpu_supports("bmi2"))
+    ks.push_back({"avx2", find_structure_avx2});
+#else
+  ks.push_back({"plain", find_structure_plain});
+#endif
+  return ks;
+}
+
+}  // namespace
+
+const std::vector<StructuralKernel>& structural_kernels() {
+  static const std::vector<StructuralKernel> ks = available();
+  return ks;
+}
+
+const char* structural_kernel() { return structural_kernels().back().name; }
+
+void find_structure(const char* data, size_t size, Structure* s) {
+  static const StructuralKernel::Fn fn = structural_kernels().back().fn;
+  fn(data, size, s);
 }
 
 }  // namespace sluice::detail

@@ -15,8 +15,18 @@ struct Structure {
   bool has_nul = false;            // a NUL byte anywhere in the buffer
 };
 
-// Fills *s for [data, data + size).
+// Fills *s for [data, data + size), with the widest kernel this processor runs.
 void find_structure(const char* data, size_t size, Structure* s);
+// Which one that is: "avx2", "sse2" (x86-64 without AVX2) or "plain".
+const char* structural_kernel();
+
+// Every version this processor runs, the widest last (tests check each against the reference).
+struct StructuralKernel {
+  using Fn = void (*)(const char*, size_t, Structure*);
+  const char* name;
+  Fn fn;
+};
+const std::vector<StructuralKernel>& structural_kernels();
 
 // Plain reference of the same.
 void find_structure_reference(const char* data, size_t size, Structure* s);

@@ -3,6 +3,8 @@
 #include <cstring>
 #include <memory>
 
+#include "engine/cpu/fields.hpp"
+
 
 namespace sluice::detail {
 
@@ -40,55 +42,11 @@ inline bool hex_loop(const char* b, ptrdiff_t n, uint32_t* out) {
   return (bad & 0x10) == 0;
 }
 
-// Eight hex digits at once (SWAR): validate every byte, then gather the nibbles.
-inline bool hex8(uint64_t x, uint32_t* out) {
-  // x: eight characters, the first digit in the lowest byte (little-endian load)
-  constexpr uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
-  if (x & high) return false;
-  const uint64_t digit = (x + 0x50 * ones) & ~(x + 0x46 * ones);  // '0' <= c <= '9'
-  const uint64_t y = x | (0x20 * ones);
-  const uint64_t letter = (y + 0x1f * ones) & ~(y + 0x19 * ones);  // 'a' <= c|0x20 <= 'f'
-  if (((digit | letter) & high) != high) return false;
-  uint64_t v = (x & (0x0f * ones)) + ((x >> 6) & ones) * 9;  // nibble per byte
-  v = __builtin_bswap64(v);                                    // first digit in the highest byte
-  v = (v | (v >> 4)) & 0x00ff00ff00ff00ffull;
-  v = (v | (v >> 8)) & 0x0000ffff0000ffffull;
-  v = (v | (v >> 16)) & 0x00000000ffffffffull;
-  *out = uint32_t(v);
-  return true;
-}
-
-inline uint64_t load8(const char* p) {
-  uint64_t x;
-  std::memcpy(&x, p, 8);
-  return x;
-}
-
-// The n (<= 8) bytes at p as an 8-byte string right-aligned behind '0's: "12" -> "00000012".
-// Reads 8 bytes at p: the caller guarantees they are readable.
-inline uint64_t zero_padded8(const char* p, unsigned n) {
-  const unsigned s = 4 * (8 - n), z = 4 * n;  // shifts of up to 64 bits, done in two halves
-  return ((load8(p) << s) << s) | ((0x3030303030303030ull >> z) >> z);
-}
-
-// Eight decimal digits (first digit in the lowest byte) -> value; false if any byte is not a digit.
-inline bool dec8(uint64_t x, uint32_t* out) {
-  if ((((x & 0xf0f0f0f0f0f0f0f0ull) | (((x + 0x0606060606060606ull) & 0xf0f0f0f0f0f0f0f0ull) >> 4))) !=
-      0x3333333333333333ull)
-    return false;
-  uint64_t v = x - 0x3030303030303030ull;        // digit per byte
-  v = (v * 10) + (v >> 8);                       // pairs: 10*d0 + d1 in every other byte
-  v = (((v & 0x000000ff000000ffull) * (100 + (1000000ull << 32))) +
-       (((v >> 16) & 0x000000ff000000ffull) * (1 + (10000ull << 32)))) >> 32;
-  *out = uint32_t(v);
-  return true;
-}
-
 // `limit`: the end of readable memory (8-byte loads must stay below it).
 inline bool fast_hex(const char* b, const char* e, const char* limit, uint32_t* out) {
   const ptrdiff_t n = e - b;
   if (n > 8) return false;
-  if (limit - b >= 8) return hex8(n == 8 ? load8(b) : zero_padded8(b, unsigned(n)), out);
+  if (limit - b >= 8) return hex8(lane_from(b, unsigned(n)), out);
   return hex_loop(b, n, out);
 }
 
@@ -98,7 +56,7 @@ inline bool fast_int(const char* b, const char* e, const char* limit, int64_t* o
   const ptrdiff_t n = e - b;
   if (n <= 8 && limit - b >= 8 && (n == 0 || *b != '-')) {
     uint32_t v = 0;  // dec8 leaves it unset on failure
-    const bool ok = dec8(zero_padded8(b, unsigned(n)), &v);
+    const bool ok = dec8(lane_from(b, unsigned(n)), &v);
     *out = v;
     return ok;
   }
@@ -176,6 +134,7 @@ void parse_tsv(const char* data, size_t size, const EngineOptions& opts, ParsedC
   Columns c{out, &opts, dense_log_table(), 0};
   const float* table = c.table;
   const char* limit = data + size;
+  const FieldKernels& kernels = field_kernels();
   // Lines: one per '\n', plus a last one without '\n' when bytes follow the last '\n'.
   const bool tail = nl == 0 || st->newlines[nl - 1] + 1 < size;
   const size_t lines = nl + (tail ? 1 : 0);
@@ -201,26 +160,43 @@ void parse_tsv(const char* data, size_t size, const EngineOptions& opts, ParsedC
     }
     bool ok = true;
     int64_t ints[kNumDense];
-    for (int i = 0; i < kNumDense; ++i) ok &= fast_int(data + ends[i] + 1, data + ends[i + 1], limit, &ints[i]);
-    uint32_t cats[kNumSparse];
-    for (int j = 0; j < kNumSparse - 1; ++j) {
-      const int f = 1 + kNumDense + j;
-      ok &= fast_hex(data + ends[f - 1] + 1, data + ends[f], limit, &cats[j]);
+    uint32_t cats[kHexLanes];
+    if (limit - le >= 8) {
+      // Every field has 8 readable bytes: gather the fields into lanes, convert them all at once.
+      ok = kernels.row(data, ends, fe, ints, cats);
+    } else {
+      // The buffer's last line: field by field, without reading past its end.
+      for (int i = 0; i < kNumDense; ++i) ok &= fast_int(data + ends[i] + 1, data + ends[i + 1], limit, &ints[i]);
+      for (int j = 0; j < kNumSparse - 1; ++j) {
+        const int f = 1 + kNumDense + j;
+        ok &= fast_hex(data + ends[f - 1] + 1, data + ends[f], limit, &cats[j]);
+      }
+      ok &= fast_hex(data + ends[kNumFields - 2] + 1, fe, limit, &cats[kNumSparse - 1]);
     }
-    ok &= fast_hex(data + ends[kNumFields - 2] + 1, fe, limit, &cats[kNumSparse - 1]);
     if (!ok) { reference_line(c, lb, le, line); continue; }
     const size_t r = size_t(c.row);
     out->labels[r] = label;
     if (opts.dense == DenseOut::kLog) {
+      // Branch-free for the common case (empty, zero, negative and small values are a coin toss
+      // per field): table[0] is ln(1) = 0, the value of every x <= 0; large values are rare.
       float* dv = &out->dense[r * kNumDense];
-      for (int i = 0; i < kNumDense; ++i) dv[i] = dense_value_cached(ints[i], table);
+      bool large = false;
+      for (int i = 0; i < kNumDense; ++i) {
+        const int64_t x = ints[i] < 0 ? 0 : ints[i];
+        large |= x >= kLogTableSize;
+        dv[i] = table[x < kLogTableSize ? x : 0];
+      }
+      if (large) {
+        for (int i = 0; i < kNumDense; ++i)
+          if (ints[i] >= kLogTableSize) dv[i] = log1p_exact(ints[i]);
+      }
     } else {
       int32_t* dv = &out->dense_int[r * kNumDense];
       for (int i = 0; i < kNumDense; ++i) dv[i] = clamp_dense_int32(ints[i]);
     }
     uint32_t* sp = &out->sparse[r * kNumSparse];
     if (opts.max_ind_range == 0) {
-      std::memcpy(sp, cats, sizeof cats);
+      std::memcpy(sp, cats, sizeof(uint32_t) * kNumSparse);
     } else {
       for (int j = 0; j < kNumSparse; ++j) sp[j] = apply_modulo(cats[j], opts.max_ind_range);
     }
