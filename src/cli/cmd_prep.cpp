@@ -57,7 +57,7 @@ void add_prep_command(CLI::App& app) {
                                            "Input bytes per block, in MB (default: 4 for the cpu engine, 64 for cuda)")
                                ->check(PositiveReal(kMaxChunkMb));
   cmd->add_flag("--overwrite", opts->overwrite, "Replace an existing output directory");
-  cmd->add_flag("--quiet,-q", *quiet, "No summary on stdout");
+  cmd->add_flag("--quiet,-q", *quiet, "No summary on stdout and no progress on stderr (errors only)");
   cmd->callback([=] {
     PrepOptions o = *opts;
     o.vocab = *vocab == "none" ? VocabMode::kNone : VocabMode::kFirstSeen;
@@ -73,8 +73,8 @@ void add_prep_command(CLI::App& app) {
     }
     // At least one byte: a tiny --chunk-mb must not make an empty work unit.
     o.chunk_bytes = chunk_opt->count() ? std::max<size_t>(1, size_t(*chunk_mb * 1048576.0)) : 0;
-    o.progress = stderr_is_tty();
-    o.progress_every = o.progress ? 0 : 10;  // logs of long runs get a plain line every 10 s
+    o.progress = !*quiet && stderr_is_tty();
+    o.progress_every = *quiet || o.progress ? 0 : 10;  // logs of long runs get a plain line every 10 s
     const PrepResult r = prep(o);
     if (!*quiet) {
       std::printf("prepared %llu rows (%llu skipped) from %.3f GB in %.2f s (%.2f GB/s) into %s\n",

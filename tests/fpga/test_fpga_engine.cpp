@@ -68,8 +68,8 @@ TEST(FpgaEngine, BadLinesLikeCpu) {
     const std::string sc = dir / ("sc" + std::to_string(round)), sf = dir / ("sf" + std::to_string(round));
     // First-seen ids (the core's vocabulary unit, serial: slow in simulation) in two rounds.
     const std::string ids = round < 2 ? "" : " --vocab none";
-    const CmdResult c2 = run_sluice("prep " + shell_quote(in) + " --out " + shell_quote(sc) + " --engine cpu --on-error skip" + ids, dir);
-    const CmdResult f2 = run_sluice("prep " + shell_quote(in) + " --out " + shell_quote(sf) + " --engine fpga --on-error skip" + ids, dir);
+    const CmdResult c2 = run_sluice("prep " + shell_quote(in) + " --out " + shell_quote(sc) + " --engine cpu -q --on-error skip" + ids, dir);
+    const CmdResult f2 = run_sluice("prep " + shell_quote(in) + " --out " + shell_quote(sf) + " --engine fpga -q --on-error skip" + ids, dir);
     ASSERT_EQ(c2.exit_code, 0) << c2.err;
     ASSERT_EQ(f2.exit_code, 0) << f2.err;
     EXPECT_EQ(c2.err, f2.err);

@@ -71,12 +71,46 @@ void CpuEngine::parse_buffer(const char* data, size_t size, InputFormat format, 
              opts_.unseen, chunk);
 }
 
+InOrder::InOrder(const BlockReader& blocks, const EngineOptions& opts, EngineStats* stats, uint64_t row_limit)
+    : blocks_(blocks), opts_(opts), stats_(stats), row_limit_(row_limit), line_base_(blocks.files(), 0) {}
+
+bool InOrder::take(ParsedChunk& c, bool distinct) {
+  uint64_t& base = line_base_[c.file_index];
+  if (!c.bad.empty()) {
+    const std::string file = blocks_.display_name(c.file_index);
+    if (opts_.on_error == OnError::kFail) {
+      const auto& b = c.bad.front();
+      throw Error(file + ":" + std::to_string(base + b.line) + ": " + describe_bad_row(b.err, b.field));
+    }
+    stats_->rows_skipped += c.bad.size();
+    for (const auto& b : c.bad) {
+      if (stats_->bad_rows.size() >= opts_.max_bad_rows_kept) break;
+      stats_->bad_rows.push_back({file, base + b.line, describe_bad_row(b.err, b.field)});
+    }
+  }
+  base += c.lines;
+  c.first_row = row_;
+  bool last = false;
+  if (row_limit_ != Engine::kNoRowLimit && uint64_t(c.rows) >= row_limit_ - row_) {
+    // The limit ends inside this chunk: drop the rows past it (their values are never seen).
+    c.rows = int64_t(row_limit_ - row_);
+    c.labels.resize(size_t(c.rows));
+    if (!c.dense.empty()) c.dense.resize(size_t(c.rows) * kNumDense);
+    if (!c.dense_int.empty()) c.dense_int.resize(size_t(c.rows) * kNumDense);
+    c.sparse.resize(size_t(c.rows) * kNumSparse);
+    if (distinct) detail::collect_distinct(&c);
+    last = true;
+  }
+  row_ += uint64_t(c.rows);
+  stats_->rows_per_file[c.file_index] += uint64_t(c.rows);
+  return last;
+}
+
 EngineStats CpuEngine::pass(BlockReader& blocks, const std::function<bool(ParsedChunk&)>& deliver, bool distinct,
                             const Vocabulary* vocab, Vocabulary::Unseen unseen, uint64_t row_limit) {
   EngineStats stats;
   stats.rows_per_file.assign(blocks.files(), 0);
-  std::vector<uint64_t> line_base(blocks.files(), 0);
-  uint64_t row = 0;
+  InOrder order(blocks, opts_, &stats, row_limit);
 
   detail::OrderedPipeline<Work>::Stages s;
   s.produce = [&](Work& w) { return blocks.next(&w.block, &w.buffer); };
@@ -94,34 +128,7 @@ EngineStats CpuEngine::pass(BlockReader& blocks, const std::function<bool(Parsed
   };
   s.consume = [&](Work& w) {
     ParsedChunk& c = w.chunk;
-    uint64_t& base = line_base[c.file_index];
-    if (!c.bad.empty()) {
-      const std::string file = blocks.display_name(c.file_index);
-      if (opts_.on_error == OnError::kFail) {
-        const auto& b = c.bad.front();
-        throw Error(file + ":" + std::to_string(base + b.line) + ": " + describe_bad_row(b.err, b.field));
-      }
-      stats.rows_skipped += c.bad.size();
-      for (const auto& b : c.bad) {
-        if (stats.bad_rows.size() >= opts_.max_bad_rows_kept) break;
-        stats.bad_rows.push_back({file, base + b.line, describe_bad_row(b.err, b.field)});
-      }
-    }
-    base += c.lines;
-    c.first_row = row;
-    bool last = false;
-    if (row_limit != kNoRowLimit && uint64_t(c.rows) >= row_limit - row) {
-      // The limit ends inside this chunk: drop the rows past it (their values are never seen).
-      c.rows = int64_t(row_limit - row);
-      c.labels.resize(size_t(c.rows));
-      if (!c.dense.empty()) c.dense.resize(size_t(c.rows) * kNumDense);
-      if (!c.dense_int.empty()) c.dense_int.resize(size_t(c.rows) * kNumDense);
-      c.sparse.resize(size_t(c.rows) * kNumSparse);
-      if (distinct) detail::collect_distinct(&c);
-      last = true;
-    }
-    row += uint64_t(c.rows);
-    stats.rows_per_file[c.file_index] += uint64_t(c.rows);
+    const bool last = order.take(c, distinct);
     if (c.rows > 0 && !deliver(c)) {
       stats.stopped = true;
       return false;
@@ -131,7 +138,7 @@ EngineStats CpuEngine::pass(BlockReader& blocks, const std::function<bool(Parsed
   };
   s.cancel = [&] { blocks.cancel(); };
   detail::OrderedPipeline<Work>::run(threads_, size_t(threads_) * 2 + 2, std::move(s));
-  stats.rows = row;
+  stats.rows = order.rows();
   stats.bytes = blocks.bytes_read();
   return stats;
 }

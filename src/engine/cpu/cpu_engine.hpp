@@ -34,6 +34,25 @@ struct ParsedChunk {
   std::vector<LocalBad> bad;
 };
 
+// The in-order bookkeeping of a pass over parsed chunks, shared by the host-side engines (cpu, fpga):
+// bad rows (fail mode: throws "FILE:LINE: reason" for the first; skip mode: counts them and keeps the
+// first max_bad_rows_kept), line numbers per file, the chunk's first row over the run, and the row
+// limit (a chunk the limit ends in is cut there). take() returns true when the run ends with this chunk.
+class InOrder {
+ public:
+  InOrder(const BlockReader& blocks, const EngineOptions& opts, EngineStats* stats, uint64_t row_limit);
+  bool take(ParsedChunk& c, bool distinct);
+  uint64_t rows() const { return row_; }
+
+ private:
+  const BlockReader& blocks_;
+  const EngineOptions& opts_;
+  EngineStats* stats_;
+  uint64_t row_limit_;
+  std::vector<uint64_t> line_base_;
+  uint64_t row_ = 0;
+};
+
 class CpuEngine final : public Engine {
  public:
   explicit CpuEngine(EngineOptions opts);

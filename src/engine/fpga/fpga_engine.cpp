@@ -123,8 +123,7 @@ EngineStats FpgaEngine::pass(BlockReader& blocks, const std::function<bool(Parse
                              const Vocabulary* vocab, Vocabulary::Unseen unseen, uint64_t row_limit) {
   EngineStats stats;
   stats.rows_per_file.assign(blocks.files(), 0);
-  std::vector<uint64_t> line_base(blocks.files(), 0);
-  uint64_t row = 0;
+  InOrder order(blocks, opts_, &stats, row_limit);
   Block b;
   BlockBuffer buf;
   ParsedChunk c;
@@ -135,33 +134,7 @@ EngineStats FpgaEngine::pass(BlockReader& blocks, const std::function<bool(Parse
     c.bytes = b.size;
     if (distinct) detail::collect_distinct(&c);
     if (vocab) vocab->apply(c.sparse.data(), size_t(c.rows), unseen, 1);
-    uint64_t& base = line_base[c.file_index];
-    if (!c.bad.empty()) {
-      const std::string file = blocks.display_name(c.file_index);
-      if (opts_.on_error == OnError::kFail) {
-        const auto& bad = c.bad.front();
-        throw Error(file + ":" + std::to_string(base + bad.line) + ": " + describe_bad_row(bad.err, bad.field));
-      }
-      stats.rows_skipped += c.bad.size();
-      for (const auto& bad : c.bad) {
-        if (stats.bad_rows.size() >= opts_.max_bad_rows_kept) break;
-        stats.bad_rows.push_back({file, base + bad.line, describe_bad_row(bad.err, bad.field)});
-      }
-    }
-    base += c.lines;
-    c.first_row = row;
-    bool last = false;
-    if (row_limit != kNoRowLimit && uint64_t(c.rows) >= row_limit - row) {
-      c.rows = int64_t(row_limit - row);
-      c.labels.resize(size_t(c.rows));
-      if (!c.dense.empty()) c.dense.resize(size_t(c.rows) * kNumDense);
-      if (!c.dense_int.empty()) c.dense_int.resize(size_t(c.rows) * kNumDense);
-      c.sparse.resize(size_t(c.rows) * kNumSparse);
-      if (distinct) detail::collect_distinct(&c);
-      last = true;
-    }
-    row += uint64_t(c.rows);
-    stats.rows_per_file[c.file_index] += uint64_t(c.rows);
+    const bool last = order.take(c, distinct);
     if (c.rows > 0 && !deliver(c)) {
       stats.stopped = true;
       break;
@@ -171,7 +144,7 @@ EngineStats FpgaEngine::pass(BlockReader& blocks, const std::function<bool(Parse
       break;
     }
   }
-  stats.rows = row;
+  stats.rows = order.rows();
   stats.bytes = blocks.bytes_read();
   return stats;
 }
