@@ -5,10 +5,17 @@
 // A label other than 0 or 1 is a bad label; bytes left over at the end of the transfer (a partial
 // row) are one more line with the wrong number of fields, as sluice reads Meta's rows. Rows leave
 // in order as prow_t with their index, then the end marker.
+//
+// seed_i (with Wide192): the seed kernel's framing. Its stages count beats modulo 3 and ignore
+// tlast and tkeep: every beat is 64 bytes, a row is three consecutive beats, and a row may span two
+// transfers (the beats of an unfinished row wait for the next transfer; tlast only closes the
+// transfer's output). No label check (the label is a lane like the others) and no partial-row error.
+// label_word_o: the row's first word, for the seed's transform of the label lane.
 module sluice_bin_rows (
   input  logic                           clk_i,
   input  logic                           rst_ni,
   input  logic                           wide192_i,
+  input  logic                           seed_i,
   input  logic                           s_tvalid_i,
   output logic                           s_tready_o,
   input  logic [sluice_pkg::BeatBytes*8-1:0] s_tdata_i,
@@ -17,7 +24,8 @@ module sluice_bin_rows (
   output logic                           row_valid_o,
   input  logic                           row_ready_i,
   output sluice_pkg::prow_t              row_o,
-  output logic [sluice_pkg::RowNoW-1:0]  row_no_o
+  output logic [sluice_pkg::RowNoW-1:0]  row_no_o,
+  output logic [31:0]                    label_word_o
 );
 
   localparam int unsigned BufBytes = 256;
@@ -32,12 +40,13 @@ module sluice_bin_rows (
 
   assign rec      = wide192_i ? 9'd192 : 9'd160;
   assign have_row = fill_q >= rec;
-  assign partial  = last_q & !have_row & (fill_q != '0);
-  assign emit_eot = last_q & (fill_q == '0);
+  assign partial  = last_q & !have_row & (fill_q != '0) & !seed_i;
+  assign emit_eot = last_q & (seed_i ? !have_row : fill_q == '0);
 
   always_comb begin
     nbytes = '0;
     for (int b = 0; b < sluice_pkg::BeatBytes; b++) nbytes = nbytes + 7'(s_tkeep_i[b]);
+    if (seed_i) nbytes = 7'(sluice_pkg::BeatBytes);
   end
 
   // The row (or the partial-row error, or the end marker) on offer.
@@ -55,7 +64,7 @@ module sluice_bin_rows (
     for (int c = 0; c < sluice_pkg::NumSparse; c++) begin
       row_o.cats[c] = wide192_i ? w[16 + c] : w[14 + c];
     end
-    if (w[0][31:1] != '0) begin
+    if (w[0][31:1] != '0 && !seed_i) begin
       row_o.err   = sluice_pkg::ErrBadLabel;
       row_o.field = 6'd0;
     end
@@ -71,6 +80,7 @@ module sluice_bin_rows (
   end
   assign row_valid_o = have_row | partial | emit_eot;
   assign row_no_o    = row_no_q;
+  assign label_word_o = w[0];
   assign take        = row_valid_o & row_ready_i;
 
   // Room for a beat once the row on offer (if taken) has left.
@@ -90,7 +100,7 @@ module sluice_bin_rows (
       end
     end
     if (load) begin
-      buf_d  = buf_d | ({{(BufBytes * 8 - 512){1'b0}}, s_tdata_i & keep_mask(s_tkeep_i)} << {fill_d, 3'b000});
+      buf_d  = buf_d | ({{(BufBytes * 8 - 512){1'b0}}, s_tdata_i & (seed_i ? {512{1'b1}} : keep_mask(s_tkeep_i))} << {fill_d, 3'b000});
       fill_d = fill_d + 9'(nbytes);
       last_d = s_tlast_i;
     end

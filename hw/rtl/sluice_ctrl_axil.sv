@@ -1,5 +1,6 @@
 // AXI4-Lite control port of the core (64-bit data, registers at 8-byte steps):
-//   0x00 ctrl       rw  bit 0: dense values as clamped int32 (else float32 ln(x + 1))
+//   0x00 ctrl       rw  bit 0: dense values as clamped int32 (else float32 ln(x + 1));
+//                       bit 1: the seed kernel's lanes in mode 2 (see sluice_bin_rows, sluice_row_xform)
 //   0x08 mod_n      rw  ids modulo n (0: none)
 //   0x10 mod_magic  rw  floor((2^64 - 1) / n) + 1, written by the host with mod_n
 //   0x18 err_count  ro  error records waiting
@@ -44,6 +45,7 @@ module sluice_ctrl_axil #(
   output logic [4:0]  vocab_tbits_o,
   input  logic        vocab_full_i,
   output logic        dense_int_o,
+  output logic        seed_o,
   output logic [63:0] mod_n_o,
   output logic [63:0] mod_magic_o,
   input  logic        err_valid_i,
@@ -56,7 +58,7 @@ module sluice_ctrl_axil #(
 
   localparam int unsigned CntW = $clog2(ErrDepth) + 1;
 
-  logic        ctrl_q;
+  logic [1:0]  ctrl_q;
   logic [1:0]  mode_q;
   logic        vocab_en_q, vocab_clear_q;
   logic [63:0] vocab_base_q;
@@ -89,7 +91,7 @@ module sluice_ctrl_axil #(
 
   always_ff @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
-      ctrl_q      <= 1'b0;
+      ctrl_q      <= '0;
       mode_q      <= '0;
       vocab_en_q    <= 1'b0;
       vocab_clear_q <= 1'b0;
@@ -107,7 +109,7 @@ module sluice_ctrl_axil #(
       vocab_clear_q <= wr && awaddr_i[7:3] == 5'd8 && wstrb_i[0] && wdata_i[1];
       if (wr) begin
         unique case (awaddr_i[7:3])
-          5'd0: ctrl_q      <= wstrb_i[0] ? wdata_i[0] : ctrl_q;
+          5'd0: ctrl_q      <= wstrb_i[0] ? wdata_i[1:0] : ctrl_q;
           5'd1: mod_n_q     <= merge(mod_n_q, wdata_i, wstrb_i);
           5'd2: mod_magic_q <= merge(mod_magic_q, wdata_i, wstrb_i);
           5'd7: mode_q      <= wstrb_i[0] ? wdata_i[1:0] : mode_q;
@@ -122,7 +124,7 @@ module sluice_ctrl_axil #(
       end
       if (rd) begin
         unique case (araddr_i[7:3])
-          5'd0:    rdata_q <= {63'd0, ctrl_q};
+          5'd0:    rdata_q <= {62'd0, ctrl_q};
           5'd1:    rdata_q <= mod_n_q;
           5'd2:    rdata_q <= mod_magic_q;
           5'd3:    rdata_q <= 64'(err_count_q);
@@ -174,7 +176,8 @@ module sluice_ctrl_axil #(
     .out_data_o (err_head)
   );
 
-  assign dense_int_o = ctrl_q;
+  assign dense_int_o = ctrl_q[0];
+  assign seed_o      = ctrl_q[1];
   assign mode_o      = mode_q;
   assign vocab_en_o    = vocab_en_q;
   assign vocab_clear_o = vocab_clear_q;

@@ -49,6 +49,7 @@ package sluice_pkg;
     logic [NumDense-1:0][63:0]     ints;
     logic [NumSparse-1:0][31:0]    cats;
   } prow_t;
+  localparam int unsigned ProwBits = 1 + 4 + 6 + 1 + NumDense * 64 + NumSparse * 32;  // $bits(prow_t)
 
   // A line after the transforms: the packed row's words, and what the packer needs.
   typedef struct packed {

@@ -8,7 +8,7 @@ module sluice_row_merge
   input  logic                            rst_ni,
   input  logic              [NumLanes-1:0] row_valid_i,
   output logic              [NumLanes-1:0] row_ready_o,
-  input  sluice_pkg::prow_t [NumLanes-1:0] row_i,
+  input  logic [NumLanes-1:0][sluice_pkg::ProwBits-1:0] row_i,  // lane l's prow_t
   output logic                            out_valid_o,
   input  logic                            out_ready_i,
   output sluice_pkg::prow_t               out_row_o,
@@ -22,7 +22,7 @@ module sluice_row_merge
   logic              take;
 
   assign out_valid_o  = row_valid_i[lane_q];
-  assign out_row_o    = row_i[lane_q];
+  assign out_row_o    = sluice_pkg::prow_t'(row_i[lane_q]);
   assign out_row_no_o = row_no_q;
   assign take         = out_valid_o & out_ready_i;
 

@@ -9,7 +9,8 @@
 // three beats (sluice_bin_rows), which join the pipeline at the transforms.
 // Control (held stable while a transfer is in flight): dense_int_i selects clamped int32 dense
 // values instead of float32 ln(x + 1); mod_n_i / mod_magic_i the ids' modulus (0: none) and its
-// reciprocal floor((2^64 - 1) / n) + 1.
+// reciprocal floor((2^64 - 1) / n) + 1; seed_i in mode 2: the seed kernel's lanes and framing
+// (sluice_bin_rows, sluice_row_xform).
 module sluice_tsv_core
 #(
   parameter int unsigned NumLanes      = 16,
@@ -21,6 +22,7 @@ module sluice_tsv_core
   // control
   input  logic [1:0]             mode_i,
   input  logic                   dense_int_i,
+  input  logic                   seed_i,
   input  logic                   vocab_en_i,
   input  logic                   vocab_clear_i,
   input  logic [63:0]            vocab_base_i,
@@ -122,11 +124,15 @@ module sluice_tsv_core
   logic                          b_valid, b_ready;
   sluice_pkg::prow_t             b_row;
   logic [sluice_pkg::RowNoW-1:0] b_row_no;
+  logic [31:0]                   b_label_word;
+  logic                          seed;
+  assign seed = seed_i & (mode_i == 2'd2);
 
   sluice_bin_rows u_bin (
     .clk_i,
     .rst_ni,
     .wide192_i  (mode_i == 2'd2),
+    .seed_i     (seed),
     .s_tvalid_i (s_axis_tvalid_i & !text),
     .s_tready_o (bin_ready),
     .s_tdata_i  (s_axis_tdata_i),
@@ -135,7 +141,8 @@ module sluice_tsv_core
     .row_valid_o(b_valid),
     .row_ready_i(b_ready),
     .row_o      (b_row),
-    .row_no_o   (b_row_no)
+    .row_no_o   (b_row_no),
+    .label_word_o(b_label_word)
   );
 
   logic                          t_valid, t_ready;
@@ -155,6 +162,8 @@ module sluice_tsv_core
     .clk_i,
     .rst_ni,
     .dense_int_i,
+    .seed_i       (seed),
+    .label_word_i (b_label_word),
     .mod_n_i,
     .mod_magic_i,
     .in_valid_i (t_valid),

@@ -51,7 +51,7 @@ module sluice_vfpga #(
   output logic         m_axi_bready_o
 );
 
-  logic        dense_int;
+  logic        dense_int, seed;
   logic [1:0]  mode;
   logic        vocab_en, vocab_clear;
   logic [63:0] vocab_base;
@@ -71,6 +71,7 @@ module sluice_vfpga #(
     .rst_ni,
     .mode_i         (mode),
     .dense_int_i    (dense_int),
+    .seed_i         (seed),
     .vocab_en_i     (vocab_en),
     .vocab_clear_i  (vocab_clear),
     .vocab_base_i   (vocab_base),
@@ -134,6 +135,7 @@ module sluice_vfpga #(
     .vocab_tbits_o(vocab_tbits),
     .vocab_full_i (vocab_full),
     .dense_int_o(dense_int),
+    .seed_o     (seed),
     .mod_n_o    (mod_n),
     .mod_magic_o(mod_magic),
     .err_valid_i(err_valid),

@@ -194,4 +194,37 @@ class RowGen {
   std::mt19937_64 g_;
 };
 
+// The seed kernel's lanes (its HLS Neg2Zero, Log and HexToIntMod stages), as the core's
+// kCtrlSeedLanes reproduces them: logf of one int32 lane is the float32 ln of
+// a = (float)Neg2Zero(x) + 1.0f (IEEE single, round to nearest even at the conversion and at the
+// addition), correctly rounded. a is an integer of at most 2^31, so ln(a) = dense_value(a - 1).
+inline uint32_t seed_lane_log(uint32_t lane) {
+  const int32_t x = int32_t(lane) < 0 ? 0 : int32_t(lane);
+  volatile float a = static_cast<float>(x);  // volatile: each step rounded to float32
+  a = a + 1.0f;
+  const float y = sluice::dense_value(static_cast<int64_t>(a) - 1);
+  uint32_t bits;
+  std::memcpy(&bits, &y, 4);
+  return bits;
+}
+
+// 192-byte rows (three beats of 16 words: label, 13 dense, 2 pad | 16 ids | 10 ids, 6 pad) through
+// the seed's lanes, packed as the core packs them: logf(label), 13 × logf(dense), 26 × (id & 0x3FF).
+// Only whole rows: the seed's framing counts beats, so bytes past the last whole row belong to the
+// next transfer's first row.
+inline std::vector<uint8_t> expected_seed_rows(const std::string& bytes) {
+  std::vector<uint8_t> out;
+  for (size_t k = 0; k + 192 <= bytes.size(); k += 192) {
+    uint32_t v[48];
+    std::memcpy(v, bytes.data() + k, 192);
+    uint32_t w[40];
+    w[0] = seed_lane_log(v[0]);
+    for (int i = 0; i < sluice::kNumDense; ++i) w[1 + i] = seed_lane_log(v[1 + i]);
+    for (int c = 0; c < sluice::kNumSparse; ++c) w[14 + c] = v[16 + c] & 0x3FFu;
+    const auto* b = reinterpret_cast<const uint8_t*>(w);
+    out.insert(out.end(), b, b + sizeof w);
+  }
+  return out;
+}
+
 }  // namespace sluice_fpga_test

@@ -19,7 +19,7 @@ namespace sluice::fpga {
 
 // Control and status registers (64-bit).
 enum Csr : uint32_t {
-  kCsrDenseInt = 0,   // rw: 1 = dense values as clamped int32, 0 = float32 ln(x + 1)
+  kCsrDenseInt = 0,   // rw: the control word: kCtrlDenseInt | kCtrlSeedLanes
   kCsrModN = 1,       // rw: ids modulo n (0 = none)
   kCsrModMagic = 2,   // rw: floor((2^64 - 1) / n) + 1 for kCsrModN (the core's reciprocal)
   kCsrInputMode = 7,  // rw: 0 TSV text, 1 Meta's 160-byte rows, 2 192-byte rows (three beats)
@@ -33,6 +33,16 @@ enum Csr : uint32_t {
   kCsrCycles = 102,   // clock cycles it took (simulation)
   kCsrInBeats = 103,  // 512-bit beats it read (simulation)
 };
+
+// Bits of kCsrDenseInt (the core's control word).
+// kCtrlDenseInt: dense values as clamped int32 instead of float32 ln(x + 1).
+// kCtrlSeedLanes: with kCsrInputMode 2, the seed kernel's lanes and framing: every beat counts as
+//   64 bytes (tkeep ignored), rows are three beats counted across transfers (a transfer may end
+//   inside a row; its beats wait for the next transfer), no label check; word 0 of a packed row is
+//   logf of the label lane, words 1-13 logf of the dense lanes, words 14-39 the ids & 0x3FF, where
+//   logf(x) = float32 ln of fl(fl(Neg2Zero(x)) + 1), correctly rounded. No effect in modes 0 and 1.
+inline constexpr uint64_t kCtrlDenseInt = 1;
+inline constexpr uint64_t kCtrlSeedLanes = 2;
 
 // The vocabulary tables in card memory: column c's table holds 2^bits entries of 16 bytes at
 // base + (c << bits) * 16; entry = value (bytes 0-3), id (4-7), count (8-11), valid (byte 12, bit 0).

@@ -37,7 +37,7 @@ class SimDevice final : public Device {
   const char* backend() const override { return "verilated"; }
 
   void set_csr(uint32_t reg, uint64_t v) override {
-    if (reg == kCsrDenseInt) dense_int_ = v & 1;
+    if (reg == kCsrDenseInt) dense_int_ = v & (kCtrlDenseInt | kCtrlSeedLanes);
     else if (reg == kCsrModN) mod_n_ = v;
     else if (reg == kCsrModMagic) mod_magic_ = v;
     else if (reg == kCsrInputMode) mode_ = v & 3;
