@@ -37,25 +37,6 @@ void parse_into(const EngineOptions& opts, const char* data, size_t size, InputF
   if (vocab) vocab->apply(chunk->sparse.data(), size_t(chunk->rows), unseen, 1);
 }
 
-ChunkView view_of(const ParsedChunk& c, bool distinct) {
-  ChunkView v;
-  v.file_index = c.file_index;
-  v.seq = c.seq;
-  v.first_row = c.first_row;
-  v.rows = c.rows;
-  v.bytes = c.bytes;
-  v.labels = c.labels.data();
-  v.dense = c.dense.empty() ? nullptr : c.dense.data();
-  v.dense_int = c.dense_int.empty() ? nullptr : c.dense_int.data();
-  v.sparse = c.sparse.data();
-  v.memory = MemoryKind::kHost;
-  if (distinct) {
-    v.distinct = c.distinct;
-    v.distinct_count = c.distinct_count;
-  }
-  return v;
-}
-
 // One unit of the pipeline: the block's bytes (when read from a stream) and its parsed columns.
 struct Work {
   Block block;

@@ -34,6 +34,26 @@ struct ParsedChunk {
   std::vector<LocalBad> bad;
 };
 
+// A parsed chunk as the engine interface's view (host memory; distinct values when collected).
+inline ChunkView view_of(const ParsedChunk& c, bool distinct) {
+  ChunkView v;
+  v.file_index = c.file_index;
+  v.seq = c.seq;
+  v.first_row = c.first_row;
+  v.rows = c.rows;
+  v.bytes = c.bytes;
+  v.labels = c.labels.data();
+  v.dense = c.dense.empty() ? nullptr : c.dense.data();
+  v.dense_int = c.dense_int.empty() ? nullptr : c.dense_int.data();
+  v.sparse = c.sparse.data();
+  v.memory = MemoryKind::kHost;
+  if (distinct) {
+    v.distinct = c.distinct;
+    v.distinct_count = c.distinct_count;
+  }
+  return v;
+}
+
 // The in-order bookkeeping of a pass over parsed chunks, shared by the host-side engines (cpu, fpga):
 // bad rows (fail mode: throws "FILE:LINE: reason" for the first; skip mode: counts them and keeps the
 // first max_bad_rows_kept), line numbers per file, the chunk's first row over the run, and the row

@@ -149,24 +149,6 @@ EngineStats FpgaEngine::pass(BlockReader& blocks, const std::function<bool(Parse
   return stats;
 }
 
-ChunkView view_of(const ParsedChunk& c, bool distinct) {
-  ChunkView v;
-  v.file_index = c.file_index;
-  v.seq = c.seq;
-  v.first_row = c.first_row;
-  v.rows = c.rows;
-  v.bytes = c.bytes;
-  v.labels = c.labels.data();
-  v.dense = c.dense.empty() ? nullptr : c.dense.data();
-  v.dense_int = c.dense_int.empty() ? nullptr : c.dense_int.data();
-  v.sparse = c.sparse.data();
-  v.memory = MemoryKind::kHost;
-  if (distinct) {
-    v.distinct = c.distinct;
-    v.distinct_count = c.distinct_count;
-  }
-  return v;
-}
 
 EngineStats FpgaEngine::run(BlockReader& blocks, const ChunkSink& sink, uint64_t row_limit) {
   if (opts_.ids != IdMode::kFirstSeen) {
