@@ -3,7 +3,7 @@
 # out and build-gpu/ exists), then times the engines, training alone, and raw data -> trained model,
 # each against a baseline of the same run. Bring .deps/ (scripts/bundle_deps.sh). Prints a short
 # table last; full logs go to $OUT (or build-gpu/logs).
-#   STAGES="build engine prep train kernels recipe e2e kaggle presets" bash scripts/gpu_bench.sh
+#   STAGES="build engine prep train kernels recipe e2e trace kaggle presets" bash scripts/gpu_bench.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build-gpu/logs}
@@ -170,7 +170,7 @@ if has e2e; then
   $S train "${common[@]}" --engine cuda > "$OUT/e2e_cuda.txt" 2>&1
   for e in cpu cuda; do
     row "e2e raw -> $e engine -> GPU train B=16384 (samples/s)" \
-        "$(json "$OUT/e2e_$e.txt" train_samples_per_s) (waiting for data $(json "$OUT/e2e_$e.txt" data_wait_fraction), test AUC $(json "$OUT/e2e_$e.txt" test_auc))"
+        "$(json "$OUT/e2e_$e.txt" train_samples_per_s), after 20 steps $(json "$OUT/e2e_$e.txt" steady_samples_per_s) (waiting for data $(json "$OUT/e2e_$e.txt" data_wait_fraction), test AUC $(json "$OUT/e2e_$e.txt" test_auc))"
   done
   $S train --bench-synthetic --preset kaggle --table-sizes 1000000 --batch-size 16384 --steps 300 --device cuda \
       > "$OUT/e2e_synthetic.txt" 2>&1
@@ -179,7 +179,7 @@ if has e2e; then
   $S prep --engine cuda -o "$D/prep" --max-ind-range 1000000 --overwrite "$D"/raw/day_*.tsv > "$OUT/e2e_prep.txt" 2>&1
   $S train --data "$D/prep" --device cuda --epochs 1 --batch-size 16384 > "$OUT/e2e_prepared.txt" 2>&1
   row "e2e prepared (same rows) -> GPU train B=16384 (samples/s)" \
-      "$(json "$OUT/e2e_prepared.txt" train_samples_per_s) (waiting for data $(json "$OUT/e2e_prepared.txt" data_wait_fraction))"
+      "$(json "$OUT/e2e_prepared.txt" train_samples_per_s), after 20 steps $(json "$OUT/e2e_prepared.txt" steady_samples_per_s) (waiting for data $(json "$OUT/e2e_prepared.txt" data_wait_fraction))"
   syn=$(json "$OUT/e2e_synthetic.txt" samples_per_s)
   cu=$(json "$OUT/e2e_cuda.txt" train_samples_per_s)
   row "  same model, training alone (samples/s); cuda e2e / it" "$syn; $(python3 -c "print(f'{$cu/$syn:.2f}')" 2>/dev/null || echo ?)"
@@ -188,8 +188,43 @@ if has e2e; then
   $S train --bench-synthetic --data "$D/prep" --max-ind-range 1000000 --batch-size 16384 --steps 300 \
       --bench-batches 64 --device cuda > "$OUT/e2e_resident.txt" 2>&1
   res=$(json "$OUT/e2e_resident.txt" samples_per_s)
-  row "  same model, training alone on these rows' first 64 batches (samples/s); cuda e2e / it" \
-      "$res; $(python3 -c "print(f'{$cu/$res:.2f}')" 2>/dev/null || echo ?)"
+  cus=$(json "$OUT/e2e_cuda.txt" steady_samples_per_s)
+  row "  same model, training alone on these rows' first 64 batches (samples/s); cuda e2e / it (whole run, after 20 steps)" \
+      "$res; $(python3 -c "print(f'{$cu/$res:.2f}, {$cus/$res:.2f}')" 2>/dev/null || echo ?)"
+fi
+
+if has trace; then
+  # Where a fed step's time goes: traces of whole runs (TRACE_FIRST/TRACE_STEPS narrow them) trained
+  # from resident batches, from a prep output through the host ring, and from raw days through the
+  # cuda engine, each with the training loop's split. Traces stay in $DATA (large); summaries in $OUT.
+  D="$DATA/e2e"  # the e2e stage's data
+  [ -f "$D/raw/truth.json" ] || { rm -rf "$D"; $S gen --rows "${E2E_ROWS:-24000000}" --days 4 --seed 3 \
+      --cardinality-scale 0.05 --out "$D/raw" > "$OUT/trace_gen.txt" 2>&1; }
+  [ -f "$D/prep/manifest.json" ] || $S prep --engine cuda -o "$D/prep" --max-ind-range 1000000 --overwrite \
+      "$D"/raw/day_*.tsv > "$OUT/trace_prep.txt" 2>&1
+  tr=(--trace-first "${TRACE_FIRST:-0}" --trace-steps "${TRACE_STEPS:-100000}")
+  $S train --bench-synthetic --data "$D/prep" --max-ind-range 1000000 --batch-size 16384 --steps 300 \
+      --bench-batches 64 --device cuda --trace "$D/trace_resident.json" --trace-first 50 --trace-steps 200 \
+      > "$OUT/trace_resident.txt" 2>&1
+  row "trace: resident batches (samples/s, traced run)" "$(json "$OUT/trace_resident.txt" samples_per_s)"
+  for depth in ${TRACE_RING:-4}; do
+    for src in ${TRACE_SOURCES:-prepared cuda}; do
+      if [ $src = prepared ]; then args=(--data "$D/prep"); else
+        args=(--data "$D/raw" --engine cuda --online-ids first-seen --max-ind-range 1000000); fi
+      f="$OUT/trace_${src}_r$depth"
+      $S train "${args[@]}" --device cuda --epochs 1 --batch-size 16384 --no-eval --ring-depth "$depth" \
+          --trace "$D/trace_${src}_r$depth.json" "${tr[@]}" > "$f.txt" 2>&1
+      row "trace: $src ring $depth (samples/s; wait, stage, step, device wait s)" \
+          "$(json "$f.txt" train_samples_per_s); $(json "$f.txt" data_wait_seconds) $(json "$f.txt" host_stage_seconds) $(json "$f.txt" host_step_seconds) $(json "$f.txt" device_wait_seconds)"
+    done
+  done
+  for f in "$D"/trace_*.json; do
+    n=$(basename "$f" .json)
+    python3 scripts/trace_summary.py "$f" --top 8 > "$OUT/$n.summary.txt" 2>&1
+    head -12 "$OUT/$n.summary.txt"
+    row "  $n per step (ms)" "$(grep '^per step' "$OUT/$n.summary.txt" | sed 's/per step (ms): //')"
+    rm -f "$f"
+  done
 fi
 
 if has kaggle; then

@@ -75,6 +75,9 @@ void run_bench(const TrainArgs& a) {
   b.cuda_graph = !a.no_graph;
   b.seed = a.o.seed;
   b.threads = a.o.threads;
+  b.trace_path = a.o.trace_path;
+  b.trace_first = a.o.trace_first;
+  b.trace_steps = a.o.trace_steps;
   // With --data: the dataset's own batches (and table sizes), resident on the device.
   const nlohmann::json j = a.o.data_dir.empty() ? train::bench_synthetic(b) : train::bench_dataset(b, a.o);
   std::printf("%s\n", j.dump().c_str());
@@ -244,6 +247,12 @@ void add_train_command(CLI::App& app) {
   c->add_option("--vocab-dir", o.vocab_dir, "Raw data with --online-ids vocab: a `sluice prep` output");
   c->add_option("--ring-depth", o.ring_depth, "Batches prepared ahead of the trainer")->capture_default_str()
       ->check(PositiveInt<int>());
+  c->add_option("--trace", o.trace_path,
+                "Write a Chrome trace (chrome://tracing, ui.perfetto.dev) of --trace-steps steps: every GPU kernel and "
+                "copy on every stream, the data pipeline's included; scripts/trace_summary.py sums it up");
+  c->add_option("--trace-first", o.trace_first, "The first step traced (counted from this run's first step)")
+      ->capture_default_str()->check(NonNegativeInt<int64_t>());
+  c->add_option("--trace-steps", o.trace_steps, "Steps traced")->capture_default_str()->check(PositiveInt<int64_t>());
   c->add_flag("--no-pinned", a->no_pinned, "GPU runs: keep the batch ring in pageable host memory (default: page-locked)");
   c->add_flag("--no-eval", a->no_eval, "Skip the final evaluation");
   c->add_flag("--bench-synthetic", a->bench,

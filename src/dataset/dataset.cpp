@@ -316,7 +316,12 @@ std::unique_ptr<BatchStream> open_batch_stream(const DatasetInfo& info, const St
       for (size_t i = 0; i + 1 < file_ranges.size(); ++i) limit += uint64_t(info.part_rows[file_ranges[i].part]);
       limit += uint64_t(file_ranges.back().end);
       std::vector<int64_t> pos(files.size(), 0);  // rows seen so far in each file
-      BlockReader blocks(files, engine.options().block_bytes);
+      // Batches made in GPU memory read their files into page-locked buffers instead of registering
+      // the files' mappings with the GPU: registering (and unregistering) a mapping holds the CUDA
+      // driver's lock for about 50 ms per GB, which stalls the training thread's launches; one reader
+      // thread's read(2) keeps ahead of training (measured in docs/benchmarks.md "End to end").
+      const bool map_files = engine.options().output != MemoryKind::kDevice;
+      BlockReader blocks(files, engine.options().block_bytes, map_files);
       engine.run(blocks, [&](const ChunkView& c) {
         const Range& g = file_ranges[c.file_index];
         const int64_t lo = pos[c.file_index], hi = lo + c.rows;

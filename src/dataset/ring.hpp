@@ -109,9 +109,14 @@ class RingStream : public BatchStream {
     v.first_row = s.first_row;
 #if defined(SLUICE_HAVE_CUDA)
     if (device_ >= 0) {
-      // Device batch: handed out ready (the copies that filled it have completed).
+      // Device batch: handed out ready (the copies that filled it have completed). Waiting for them
+      // is waiting for data too.
       lk.unlock();
+      const auto t1 = std::chrono::steady_clock::now();
       cuda_batch::event_wait(s.ready);
+      const double w = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+      lk.lock();
+      wait_ += w;
       v.memory = MemoryKind::kDevice;
       v.device = device_;
     }

@@ -71,8 +71,10 @@ class LeaseKeeper {
     Lease lease;
     c10::Event event;
   };
+  // Waits inside the driver rather than in a loop of queries: each query takes the CUDA driver's lock,
+  // which the data pipeline's thread needs for its copies and launches.
   void wait_front() {
-    while (!pending_.front().event.query()) std::this_thread::yield();
+    pending_.front().event.synchronize();
     pending_.pop_front();
   }
 

@@ -16,6 +16,7 @@
 #include "trainer/messages.hpp"
 #include "trainer/optimizer.hpp"
 #include "trainer/step.hpp"
+#include "trainer/trace.hpp"
 
 #if defined(SLUICE_HAVE_CUDA)
 #include "engine/cuda/batch_copy.hpp"
@@ -102,6 +103,7 @@ nlohmann::json bench_impl(const BenchOptions& o) {
       });
   torch::Tensor loss;
   double host_secs = 0;  // the host's time enqueuing steps
+  StepTracer tracer(o.trace_path, o.trace_first, o.trace_steps);
   auto run = [&](int64_t steps, int64_t first) {
     oom_guard(
         [&] {
@@ -111,6 +113,7 @@ nlohmann::json bench_impl(const BenchOptions& o) {
         [&] {
           for (int64_t s = 0; s < steps; ++s) {
             check_interrupt();  // Ctrl-C ends a long benchmark (exit status 130)
+            tracer.before_step(first + s);
             const int64_t i = (first + s) % nb;
             const auto h0 = Clock::now();
             loss = step->run(dense[i], model.flat_ids(sparse[i]), labels[i], o.lr, first + s);
@@ -126,6 +129,7 @@ nlohmann::json bench_impl(const BenchOptions& o) {
   run(o.steps, o.warmup_steps);
   const double final_loss = loss.item<double>();
   sync_device(device);
+  tracer.finish();
   const double secs = seconds_between(t0, Clock::now());
 
   int64_t table_rows = 0;

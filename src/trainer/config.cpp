@@ -233,6 +233,7 @@ nlohmann::json TrainResult::to_json() const {
   j["test_accuracy"] = num(test_accuracy);
   j["test_rows"] = test_rows;
   j["train_samples_per_s"] = num(train_samples_per_s);
+  j["steady_samples_per_s"] = num(steady_samples_per_s);
   j["rows_trained"] = rows_trained;
   j["rows_this_run"] = rows_this_run;
   j["steps"] = steps;

@@ -22,6 +22,9 @@
 #include "trainer/optimizer.hpp"
 #include "trainer/progress.hpp"
 #include "trainer/step.hpp"
+#include "trainer/trace.hpp"
+
+#include <ATen/record_function.h>
 #include "util/fs_ops.hpp"
 #include "util/notice.hpp"
 
@@ -295,6 +298,10 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
            " rows on " + device.str() + "; a smaller --batch-size needs less)";
   };
 
+  StepTracer tracer(o.trace_path, o.trace_first, o.trace_steps);
+  int64_t steps_this_run = 0;
+  double steady_from_s = -1;  // training time when the steady part of the run began
+  int64_t steady_from_rows = 0;
   while (!hit_max && !stopped && !ckpt_failed && pos.epoch < o.epochs) {
     std::unique_ptr<BatchStream> stream;
     try {
@@ -318,8 +325,15 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
           epoch_done = false;
           break;
         }
+        if (steps_this_run == kSteadyAfterSteps) {
+          sync_device(device);  // once: the steady part starts with an empty device queue
+          steady_from_s = train_seconds + seconds_between(seg, Clock::now());
+          steady_from_rows = rows_run;
+        }
+        tracer.before_step(steps_this_run++);
         Lease lease;
         try {
+          RECORD_USER_SCOPE("sluice: next batch");
           lease = next_batch(*stream, o.batch_size);
         } catch (const Interrupted&) {  // the data pipeline saw the signal first
           stopped = true;
@@ -332,12 +346,16 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
         const auto t_stage = Clock::now();
         Clock::time_point t_run;
         const torch::Tensor loss = oom_guard(step_what, [&] {
+          RECORD_USER_SCOPE("sluice: stage and step");
           const Staged b = stage(lease.view(), model, o);
           t_run = Clock::now();
           return step->run(b.dense, b.flat_ids, b.labels, lr, pos.step);
         });
         const auto t_retire = Clock::now();
-        keeper.retire(std::move(lease));
+        {
+          RECORD_USER_SCOPE("sluice: retire batch");
+          keeper.retire(std::move(lease));
+        }
         stage_seconds += seconds_between(t_stage, t_run);
         enqueue_seconds += seconds_between(t_run, t_retire);
         device_wait_seconds += seconds_between(t_retire, Clock::now());
@@ -397,6 +415,7 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
   }
   read_loss();  // also waits for the device to finish the last step
   sync_device(device);
+  tracer.finish();
   train_seconds += seconds_between(seg, Clock::now());
   if (progress.on()) {
     if (shown_count > 0) shown_loss.add(shown_sum.item<double>(), shown_count);
@@ -446,6 +465,8 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
   }
 
   res.train_samples_per_s = train_seconds > 0 ? static_cast<double>(rows_run) / train_seconds : 0;
+  if (steady_from_s >= 0 && train_seconds > steady_from_s && rows_run > steady_from_rows)
+    res.steady_samples_per_s = static_cast<double>(rows_run - steady_from_rows) / (train_seconds - steady_from_s);
   res.rows_trained = pos.rows_trained;
   res.rows_this_run = rows_run;
   res.steps = pos.step;

@@ -3,6 +3,7 @@
 // in every build.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 #include <string>
@@ -15,7 +16,10 @@
 #include "source/blocks.hpp"
 
 #if defined(SLUICE_HAVE_CUDA)
+#include <cuda_runtime.h>
+
 #include "engine/cuda/batch_copy.hpp"
+#include "engine/cuda/detail/compact.hpp"
 #include "engine/cuda/detail/row_ops.hpp"
 #endif
 
@@ -174,6 +178,53 @@ TEST(CudaRowOps, BinaryRows) {
 #endif
 
 // ---- the engine on a GPU ---------------------------------------------------------------------------
+
+#if defined(SLUICE_HAVE_CUDA)
+// The ordered compaction whose count lives on the GPU, against std::copy_if: every density, limits at
+// and around tile edges, a limit past the bound, a poisoned output.
+TEST(CudaCompact, MatchesTheHostReference) {
+  REQUIRE_GPU();
+  const uint64_t tile = 4096, bound = 5 * tile + 17;
+  cuda_detail::CompactScratch scratch(bound);
+  uint8_t* d_flags = nullptr;
+  uint32_t *d_out = nullptr, *d_limit = nullptr, *d_selected = nullptr;
+  ASSERT_EQ(cudaMalloc(&d_flags, bound), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&d_out, bound * 4), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&d_limit, 4), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&d_selected, 4), cudaSuccess);
+  std::mt19937_64 rng(7);
+  for (double density : {0.0, 0.001, 0.3, 0.999, 1.0}) {
+    std::vector<uint8_t> flags(bound);
+    std::bernoulli_distribution on(density);
+    for (auto& f : flags) f = on(rng) ? uint8_t(1 + rng() % 255) : 0;
+    ASSERT_EQ(cudaMemcpy(d_flags, flags.data(), bound, cudaMemcpyHostToDevice), cudaSuccess);
+    for (uint64_t limit : {uint64_t(0), uint64_t(1), tile - 1, tile, tile + 1, 3 * tile + 255, bound - 1, bound,
+                           bound + 1000}) {
+      const uint32_t lim = uint32_t(limit), poison = 0xFFFFFFFFu;
+      ASSERT_EQ(cudaMemcpy(d_limit, &lim, 4, cudaMemcpyHostToDevice), cudaSuccess);
+      ASSERT_EQ(cudaMemset(d_out, 0xFF, bound * 4), cudaSuccess);
+      ASSERT_EQ(cudaMemcpy(d_selected, &poison, 4, cudaMemcpyHostToDevice), cudaSuccess);
+      cuda_detail::compact_nonzero(d_flags, d_limit, bound, d_out, d_selected, scratch, cudaStream_t(0));
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      std::vector<uint32_t> want;
+      for (uint64_t i = 0; i < std::min(limit, bound); ++i)
+        if (flags[i]) want.push_back(uint32_t(i));
+      uint32_t got_n = 0;
+      ASSERT_EQ(cudaMemcpy(&got_n, d_selected, 4, cudaMemcpyDeviceToHost), cudaSuccess);
+      ASSERT_EQ(got_n, want.size()) << "density " << density << " limit " << limit;
+      std::vector<uint32_t> got(bound);
+      ASSERT_EQ(cudaMemcpy(got.data(), d_out, bound * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+      EXPECT_TRUE(std::equal(want.begin(), want.end(), got.begin())) << "density " << density << " limit " << limit;
+      // Nothing written past the selection.
+      EXPECT_TRUE(std::all_of(got.begin() + long(want.size()), got.end(), [](uint32_t v) { return v == 0xFFFFFFFFu; }));
+    }
+  }
+  cudaFree(d_flags);
+  cudaFree(d_out);
+  cudaFree(d_limit);
+  cudaFree(d_selected);
+}
+#endif
 
 TEST(CudaEngine, MissingGpuIsAClearError) {
   if (have_gpu()) GTEST_SKIP() << "a GPU is present";

@@ -720,6 +720,35 @@ TEST_F(CliData, PlainProgressLinesWhenStderrIsNotATerminal) {
   EXPECT_FALSE(contains(quiet.err, "sluice train: epoch")) << quiet.err;
 }
 
+// --trace: a Chrome trace holding exactly the steps asked for (the training loop's phases are marked),
+// written under its final name only when complete; a window past the run's end writes nothing and says so.
+TEST_F(CliData, TraceHoldsTheStepsAskedFor) {
+  TempDir tmp("trace_cli");
+  const std::string path = tmp.str("run.trace.json");
+  CmdRun r = run_sluice(tmp, with(train_args(raw(), 1), {"--no-eval", "--max-steps", "8", "--trace", path,
+                                                         "--trace-first", "2", "--trace-steps", "3"}));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "trace of steps 3.. written to " + path)) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(read_bytes(path));
+  int steps = 0, batches = 0;
+  for (const auto& e : j.at("traceEvents")) {
+    const std::string name = e.value("name", "");
+    steps += name == "sluice: stage and step";
+    batches += name == "sluice: next batch";
+  }
+  EXPECT_EQ(steps, 3);
+  EXPECT_EQ(batches, 3);
+  int entries = 0;
+  for (const auto& f : fs::directory_iterator(tmp.path)) entries += f.path().filename().string()[0] == '.';
+  EXPECT_EQ(entries, 0) << "a temporary file was left behind";
+  fs::remove(path);
+  r = run_sluice(tmp, with(train_args(raw(), 1), {"--no-eval", "--max-steps", "4", "--trace", path,
+                                                  "--trace-first", "10"}));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "no trace written to " + path + ": the run ended before step 11")) << r.err;
+  EXPECT_FALSE(fs::exists(path));
+}
+
 // ---- 1, 2 and 5 through the binary -----------------------------------------------------------------
 
 TEST_F(CliData, ExistingCheckpointNeedsResumeOrRestart) {

@@ -135,6 +135,11 @@ struct TrainOptions {
   // returns true the trainer finishes the step, writes its checkpoint and returns with `stopped` set.
   std::function<bool()> stop;
   int64_t train_rows_hint = -1;       // rows in the train split, for progress and ETA (-1 = unknown)
+  // A Chrome trace of this run's steps [trace_first, trace_first + trace_steps) (every GPU kernel and copy
+  // of the process, the training loop's phases); empty = none.
+  std::string trace_path;
+  int64_t trace_first = 30;
+  int64_t trace_steps = 20;
 
   // Dataset options (train_dataset only).
   std::string data_dir;
@@ -145,10 +150,17 @@ struct TrainOptions {
                                       // GPU is usable); cuda + a cuda device: batches made in GPU memory
 };
 
+// Steps of a run after which TrainResult::steady_samples_per_s starts counting.
+constexpr int64_t kSteadyAfterSteps = 20;
+
 struct TrainResult {
   double test_auc = 0, test_logloss = 0, test_accuracy = 0;
   int64_t test_rows = 0;
   double train_samples_per_s = 0;
+  // The rate after this run's first kSteadyAfterSteps steps (the step's one-time set-up, library
+  // loading and CUDA graph capture excluded, as --bench-synthetic's warm-up steps are); 0 for a run
+  // with fewer steps.
+  double steady_samples_per_s = 0;
   int64_t rows_trained = 0;           // rows the model has been trained on in total (over resumes)
   int64_t rows_this_run = 0;          // rows trained by this invocation
   int64_t steps = 0;                  // optimiser steps in total
@@ -221,6 +233,9 @@ struct BenchOptions {
   // dataset's own ids, copied to the device once) instead of random ones; id_modulo as TrainOptions'.
   StreamFactory data;
   uint64_t id_modulo = 0;
+  std::string trace_path;             // as TrainOptions' (steps counted from the first warm-up step)
+  int64_t trace_first = 30;
+  int64_t trace_steps = 20;
 };
 
 // Training-only throughput: batches resident on the device (random ids in range, or a dataset's), no

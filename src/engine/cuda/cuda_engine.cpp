@@ -78,15 +78,14 @@ struct Staged {
   std::exception_ptr error;
 };
 
-// Waits for an event, polling for Ctrl-C (the GPU works on later blocks meanwhile).
+// Waits for an event asleep (its event is created with cudaEventBlockingSync): polling it would take
+// the CUDA driver's lock thousands of times a second, which the training thread's launches need too.
+// A block's GPU work takes milliseconds, so Ctrl-C is still seen promptly.
 void wait_event(cudaEvent_t e, const char* what) {
-  for (;;) {
-    const cudaError_t q = cudaEventQuery(e);
-    if (q == cudaSuccess) return;
-    if (q != cudaErrorNotReady) cuda_detail::fail(q, what);
-    check_interrupt();
-    std::this_thread::sleep_for(std::chrono::microseconds(20));
-  }
+  check_interrupt();
+  const cudaError_t r = cudaEventSynchronize(e);
+  if (r != cudaSuccess) cuda_detail::fail(r, what);
+  check_interrupt();
 }
 
 // One block in flight: its GPU buffers, page-locked copies of what the host reads back, events.
@@ -130,8 +129,8 @@ struct CudaRunResources {
     SLUICE_CUDA(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
     for (Slot& s : slots) {
       SLUICE_CUDA(cudaEventCreateWithFlags(&s.copied, cudaEventDisableTiming));
-      SLUICE_CUDA(cudaEventCreateWithFlags(&s.parsed, cudaEventDisableTiming));
-      SLUICE_CUDA(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+      SLUICE_CUDA(cudaEventCreateWithFlags(&s.parsed, cudaEventDisableTiming | cudaEventBlockingSync));
+      SLUICE_CUDA(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming | cudaEventBlockingSync));
       s.counts = pinned_array<BlockCounts>(1, "block counts");
       s.bad = pinned_array<BadLine>(cuda_detail::kMaxBadKept, "bad-line descriptions");
       s.entries = pinned_array<unsigned long long>(VocabTables::kEntriesWords, "vocabulary sizes");

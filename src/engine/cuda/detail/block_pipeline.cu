@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "engine/cuda/detail/check.hpp"
+#include "engine/cuda/detail/compact.cuh"
 #include "engine/cuda/detail/row_ops.hpp"
 
 namespace sluice::cuda_detail {
@@ -195,23 +196,14 @@ BlockPipeline::BlockPipeline(size_t max_bytes, bool clamped_int, uint64_t max_in
   counts_ = device_alloc<BlockCounts>(1, "block counts");
   bad_info_ = device_alloc<BadLine>(kMaxBadKept, "bad-line descriptions");
 
-  // Scratch of the device-wide selects, sized for the largest of them.
+  // Scratch of the newline select (over the bytes) and of the compactions over lines and rows.
   thrust::counting_iterator<uint32_t> it(0);
-  size_t need = 0, t = 0;
+  size_t t = 0;
   SLUICE_CUDA(cub::DeviceSelect::If(nullptr, t, it, line_end_, &counts_->newlines, int64_t(max_lines_),
                                     IsNewline{bytes_}, cudaStream_t(0)));
-  need = std::max(need, t);
-  SLUICE_CUDA(cub::DeviceSelect::If(nullptr, t, it, cand_line_, &counts_->candidates, int64_t(max_lines_),
-                                    IsCandidate{line_err_, counts_}, cudaStream_t(0)));
-  need = std::max(need, t);
-  SLUICE_CUDA(cub::DeviceSelect::If(nullptr, t, it, good_idx_, &counts_->good, int64_t(max_rows_),
-                                    IsGoodCandidate{cand_err_, counts_}, cudaStream_t(0)));
-  need = std::max(need, t);
-  SLUICE_CUDA(cub::DeviceSelect::If(nullptr, t, it, bad_line_, &counts_->bad, int64_t(max_lines_),
-                                    IsBadLine{line_err_, counts_}, cudaStream_t(0)));
-  need = std::max(need, t);
-  temp_bytes_ = need;
+  temp_bytes_ = t;
   temp_ = device_alloc<char>(temp_bytes_, "scratch space");
+  compact_ = std::make_unique<CompactScratch>(max_lines_);
 }
 
 BlockPipeline::~BlockPipeline() {
@@ -244,9 +236,8 @@ void BlockPipeline::enqueue(const char* d_bytes, uint64_t n, InputFormat format,
   check_lines_kernel<<<grid_for(n / 64 + 1), kThreads, 0, s>>>(d_bytes, n, binary, line_end_, counts_, line_err_,
                                                                line_field_);
   SLUICE_CUDA_LAUNCHED("check lines");
-  t = temp_bytes_;
-  SLUICE_CUDA(cub::DeviceSelect::If(temp_, t, it, cand_line_, &counts_->candidates, int64_t(n + 1),
-                                    IsCandidate{line_err_, counts_}, s));
+  // The selections below are over lines and rows, whose counts only the GPU knows.
+  compact_if(IsCandidate{line_err_, counts_}, &counts_->lines, n + 1, cand_line_, &counts_->candidates, *compact_, s);
   if (marks) SLUICE_CUDA(cudaEventRecord(marks[1], s));
   // 3. value pass
   const uint64_t rows_bound = binary ? n / kDlrmBinRowBytes + 1 : n / (kNumFields - 1) + 2;
@@ -255,13 +246,11 @@ void BlockPipeline::enqueue(const char* d_bytes, uint64_t n, InputFormat format,
   SLUICE_CUDA_LAUNCHED("parse rows");
   if (marks) SLUICE_CUDA(cudaEventRecord(marks[2], s));
   // 4. compaction: good rows in order, bad lines in order
-  t = temp_bytes_;
-  SLUICE_CUDA(cub::DeviceSelect::If(temp_, t, it, good_idx_, &counts_->good, int64_t(std::min<uint64_t>(rows_bound, max_rows_)),
-                                    IsGoodCandidate{cand_err_, counts_}, s));
+  compact_if(IsGoodCandidate{cand_err_, counts_}, &counts_->candidates, std::min<uint64_t>(rows_bound, max_rows_),
+             good_idx_, &counts_->good, *compact_, s);
   gather_kernel<<<grid_for(rows_bound * 40), kThreads, 0, s>>>(good_idx_, counts_, clamped_, cand_, out_);
   SLUICE_CUDA_LAUNCHED("gather rows");
-  t = temp_bytes_;
-  SLUICE_CUDA(cub::DeviceSelect::If(temp_, t, it, bad_line_, &counts_->bad, int64_t(n + 1), IsBadLine{line_err_, counts_}, s));
+  compact_if(IsBadLine{line_err_, counts_}, &counts_->lines, n + 1, bad_line_, &counts_->bad, *compact_, s);
   bad_info_kernel<<<1, kMaxBadKept, 0, s>>>(bad_line_, counts_, line_err_, line_field_, bad_info_);
   SLUICE_CUDA_LAUNCHED("describe bad lines");
   if (marks) SLUICE_CUDA(cudaEventRecord(marks[3], s));

@@ -12,8 +12,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "sluice/ops.hpp"
+#include "engine/cuda/detail/compact.hpp"
 #include "sluice/source.hpp"
 
 namespace sluice::cuda_detail {
@@ -95,6 +97,7 @@ class BlockPipeline {
   BadLine* bad_info_ = nullptr;
   void* temp_ = nullptr;
   size_t temp_bytes_ = 0;
+  std::unique_ptr<CompactScratch> compact_;
 };
 
 }  // namespace sluice::cuda_detail
