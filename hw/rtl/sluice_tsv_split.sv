@@ -21,7 +21,7 @@ module sluice_tsv_split
   // segments out, one port per lane
   output logic [NumLanes-1:0]    seg_valid_o,
   input  logic [NumLanes-1:0]    seg_ready_i,
-  output sluice_pkg::seg_t [NumLanes-1:0]    seg_o
+  output logic [NumLanes-1:0][sluice_pkg::SegBits-1:0] seg_o  // lane l's sluice_pkg::seg_t
 );
 
   localparam int unsigned LaneW = $clog2(NumLanes);
