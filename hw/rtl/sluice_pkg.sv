@@ -39,6 +39,7 @@ package sluice_pkg;
     logic                   row_end;
     logic                   eot;
   } seg_t;
+  localparam int unsigned SegBits = BeatBytes * 8 + 7 + 7 + 1 + 1;  // $bits(seg_t)
 
   // A parsed line, before the transforms.
   typedef struct packed {

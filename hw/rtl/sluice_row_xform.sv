@@ -27,7 +27,7 @@ module sluice_row_xform
   output sluice_pkg::xrow_t             out_row_o
 );
 
-  localparam int unsigned Lat = 7;  // sluice_log1p's pipeline depth
+  localparam int unsigned Lat = 13;  // sluice_log1p's pipeline depth
 
   logic en;
   assign en         = out_ready_i | ~out_valid_o;

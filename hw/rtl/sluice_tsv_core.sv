@@ -64,12 +64,13 @@ module sluice_tsv_core
 );
 
   logic [NumLanes-1:0] seg_valid, seg_ready, row_valid, row_ready;
-  sluice_pkg::seg_t  [NumLanes-1:0] segs;
+  // Plain vectors per lane (seg_t, prow_t): Yosys reads a packed array of a package's struct as one.
+  logic [NumLanes-1:0][sluice_pkg::SegBits-1:0]  segs;
   logic                text, split_ready, bin_ready;
 
   assign text            = mode_i == 2'd0;
   assign s_axis_tready_o = text ? split_ready : bin_ready;
-  sluice_pkg::prow_t [NumLanes-1:0] rows;
+  logic [NumLanes-1:0][sluice_pkg::ProwBits-1:0] rows;
 
   sluice_tsv_split #(
     .NumLanes    (NumLanes),

