@@ -3,8 +3,11 @@
 //   memory: the whole compressed file in memory, inflated member by member into a 4 MiB buffer
 //           (the inflater alone);
 //   source: the byte source reading the file (page cache) in 4 MiB reads, as the BlockReader does.
+// Then, over all the files given, the BlockReader's blocks (4 MiB) with 1, 2, ... files inflating at
+// once (BlockReader's inflate_ahead), up to the number of files or of cores, holding at most
+// 256 MiB of inflated bytes (BlockReader::kAheadBytes) or the --ahead-mb given: GB/s of blocks.
 //
-//   build/bench_inflate FILE.gz [--repeat R]
+//   build/bench_inflate FILE.gz [MORE.gz ...] [--repeat R] [--ahead-mb M]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -15,7 +18,10 @@
 #include <string>
 #include <vector>
 
+#include <thread>
+
 #include "sluice/source.hpp"
+#include "source/blocks.hpp"
 #include "source/inflate.hpp"
 
 using Clock = std::chrono::steady_clock;
@@ -56,18 +62,29 @@ uint64_t inflate_source(const std::string& path, InflaterKind kind, std::vector<
   return total;
 }
 
+uint64_t read_blocks(const std::vector<std::string>& paths, size_t ahead, size_t ahead_bytes) {
+  BlockReader r(paths, size_t{4} << 20, true, ahead, ahead_bytes);
+  BlockBuffer buf;
+  Block b;
+  uint64_t total = 0;
+  while (r.next(&b, &buf)) total += b.size;
+  return total;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> paths;
   int repeat = 3;
+  size_t ahead_bytes = 0;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = std::max(1, std::atoi(argv[++i]));
+    else if (!std::strcmp(argv[i], "--ahead-mb") && i + 1 < argc) ahead_bytes = size_t(std::atof(argv[++i]) * (1 << 20));
     else if (argv[i][0] != '-') paths.push_back(argv[i]);
     else paths.clear(), i = argc;
   }
   if (paths.empty()) {
-    std::fprintf(stderr, "usage: bench_inflate FILE.gz [--repeat R]\n");
+    std::fprintf(stderr, "usage: bench_inflate FILE.gz [MORE.gz ...] [--repeat R] [--ahead-mb M]\n");
     return 2;
   }
   const std::string path = paths[0];
@@ -102,6 +119,22 @@ int main(int argc, char** argv) {
       if (k == InflaterKind::kZlib) zlib_mem = mem, zlib_src = src;
       std::printf("%-22s %.1f MB out  memory %.3f GB/s (x%.2f)  source %.3f GB/s (x%.2f)\n", inflater_name(k).c_str(),
                   n / 1e6, mem, mem / zlib_mem, src, src / zlib_src);
+    }
+    const size_t most = std::min<size_t>(paths.size(), std::max(1u, std::thread::hardware_concurrency()));
+    double one = 0;
+    for (size_t ahead = 1; ahead <= most && paths.size() > 1; ++ahead) {
+      double best = 1e30;
+      uint64_t n = 0;
+      for (int r = 0; r < repeat; ++r) {
+        const auto t0 = Clock::now();
+        n = read_blocks(paths, ahead, ahead_bytes);
+        best = std::min(best, secs_since(t0));
+      }
+      const double rate = n / best / 1e9;
+      if (ahead == 1) one = rate;
+      std::printf("blocks of %zu files, %zu inflating at once, %.0f MiB ahead: %.1f MB in %.2f s, %.3f GB/s (x%.2f)\n",
+                  paths.size(), ahead, (ahead_bytes ? ahead_bytes : BlockReader::kAheadBytes) / double(1 << 20), n / 1e6,
+                  best, rate, rate / one);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_inflate: %s\n", e.what());

@@ -316,7 +316,7 @@ std::unique_ptr<BatchStream> open_batch_stream(const DatasetInfo& info, const St
       for (size_t i = 0; i + 1 < file_ranges.size(); ++i) limit += uint64_t(info.part_rows[file_ranges[i].part]);
       limit += uint64_t(file_ranges.back().end);
       std::vector<int64_t> pos(files.size(), 0);  // rows seen so far in each file
-      BlockReader blocks(files, engine.options().block_bytes);
+      BlockReader blocks(files, engine.options().block_bytes, true, size_t(std::max(0, engine.options().threads)));
       engine.run(blocks, [&](const ChunkView& c) {
         const Range& g = file_ranges[c.file_index];
         const int64_t lo = pos[c.file_index], hi = lo + c.rows;
