@@ -48,6 +48,10 @@ class ByteSource {
 // format follows the name).
 std::unique_ptr<ByteSource> open_byte_source(const std::string& path);
 
+// The inflater that gzip inputs go through: "ISA-L igzip 2.30.0" when built with ISA-L, "zlib 1.2.13"
+// otherwise (configure-time choice; see docs/inputs.md).
+std::string gzip_inflater();
+
 // True for "-", the name of standard input (its part name is "stdin").
 bool is_stdin_path(const std::string& path);
 

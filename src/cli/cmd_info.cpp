@@ -197,13 +197,14 @@ class DatasetCheck {
 };
 
 // What this machine runs: the cpu engine's kernels (chosen from the processor at run time), its
-// threads, and the engines built in.
+// threads, the engines built in and the inflater of gzip inputs.
 void print_system() {
   std::printf("cpu kernels  %s\n", cpu_engine_kernels().c_str());
   std::printf("cpu threads  %u\n", std::max(1u, std::thread::hardware_concurrency()));
   std::string engines;
   for (const auto& e : available_engines()) engines += (engines.empty() ? "" : ", ") + e;
   std::printf("engines      %s\n", engines.c_str());
+  std::printf("gzip inflate %s\n", gzip_inflater().c_str());
   std::string why;
   const bool gpu = cuda_device_available(&why);
   std::printf("cuda GPU     %s\n", gpu ? "usable" : ("none (" + why + ")").c_str());

@@ -321,7 +321,7 @@ std::unique_ptr<BatchStream> open_batch_stream(const DatasetInfo& info, const St
       // driver's lock for about 50 ms per GB, which stalls the training thread's launches; one reader
       // thread's read(2) keeps ahead of training (measured in docs/benchmarks.md "End to end").
       const bool map_files = engine.options().output != MemoryKind::kDevice;
-      BlockReader blocks(files, engine.options().block_bytes, map_files);
+      BlockReader blocks(files, engine.options().block_bytes, map_files, size_t(std::max(0, engine.options().threads)));
       engine.run(blocks, [&](const ChunkView& c) {
         const Range& g = file_ranges[c.file_index];
         const int64_t lo = pos[c.file_index], hi = lo + c.rows;

@@ -80,7 +80,7 @@ size_t default_block_bytes(const std::string& engine) {
 }
 
 EngineStats run_files(Engine& engine, const std::vector<std::string>& inputs, const ChunkSink& sink) {
-  BlockReader blocks(inputs, engine.options().block_bytes);
+  BlockReader blocks(inputs, engine.options().block_bytes, true, size_t(std::max(0, engine.options().threads)));
   return engine.run(blocks, sink);
 }
 

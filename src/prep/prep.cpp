@@ -278,7 +278,7 @@ PrepResult prep(const PrepOptions& o) {
         parts[next_part].reset();
       }
     };
-    BlockReader blocks(o.inputs, eo.block_bytes);
+    BlockReader blocks(o.inputs, eo.block_bytes, true, size_t(std::max(0, eo.threads)));
     stats = engine->run(blocks, [&](const ChunkView& c) {
       check_interrupt();
       finish_through(c.file_index);
@@ -306,7 +306,7 @@ PrepResult prep(const PrepOptions& o) {
                       spill_sparse = out.file(".spill_sparse");
     {
       SpillFile fl(spill_labels), fd(spill_dense), fs(spill_sparse);
-      BlockReader blocks(o.inputs, eo.block_bytes);
+      BlockReader blocks(o.inputs, eo.block_bytes, true, size_t(std::max(0, eo.threads)));
       stats = engine->run(blocks, [&](const ChunkView& c) {
         if (eo.ids == IdMode::kDistinct) {
           pool.run(kNumSparse, [&](int col) {

@@ -1,15 +1,20 @@
 // Line-aligned blocks from the inputs, in order.
 #include "source/blocks.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <thread>
 
 #include "sluice/interrupt.hpp"
 #include "sluice/schema.hpp"
+#include "source/inflate_ahead.hpp"
 
 namespace sluice {
 
@@ -62,11 +67,37 @@ bool is_gzip_file(const MappedFile& m) {
   return m.size() >= 2 && uint8_t(m.data()[0]) == 0x1f && uint8_t(m.data()[1]) == 0x8b;
 }
 
+// A regular file that starts with the gzip magic. Anything else (standard input, pipes, FIFOs,
+// files that cannot be opened: their errors come when they are read) is read in turn.
+bool is_regular_gzip(const std::string& path) {
+  if (is_stdin_path(path)) return false;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  unsigned char m[2] = {0, 0};
+  ssize_t got = 0;
+  while (got < 2) {
+    const ssize_t r = ::read(fd, m + got, size_t(2 - got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += r;
+  }
+  ::close(fd);
+  return got == 2 && m[0] == 0x1f && m[1] == 0x8b;
+}
+
 }  // namespace
 
-BlockReader::BlockReader(std::vector<std::string> inputs, size_t block_bytes, bool map_files)
+BlockReader::BlockReader(std::vector<std::string> inputs, size_t block_bytes, bool map_files, size_t inflate_ahead,
+                         size_t ahead_bytes)
     : inputs_(std::move(inputs)), block_bytes_(std::max<size_t>(block_bytes, 1024)), map_files_(map_files) {
   maps_.resize(inputs_.size());
+  ahead_.resize(inputs_.size());
+  if (inflate_ahead == 0) inflate_ahead = std::max(1u, std::thread::hardware_concurrency());
+  inflate_ahead_ = std::min(inflate_ahead, kMaxInflateAhead);
+  if (ahead_bytes == 0) ahead_bytes = kAheadBytes;
+  ahead_chunks_ = std::max(kAheadChunks, ahead_bytes / (kAheadChunkBytes * inflate_ahead_));
 }
 
 BlockReader::~BlockReader() = default;
@@ -83,12 +114,29 @@ void BlockReader::cancel() {
   if (src_) src_->cancel();
 }
 
+void BlockReader::start_inflating_ahead() {
+  ahead_next_ = std::max(ahead_next_, file_);
+  for (; ahead_next_ < inputs_.size() && ahead_next_ < file_ + inflate_ahead_; ++ahead_next_) {
+    if (is_regular_gzip(inputs_[ahead_next_])) {
+      ahead_[ahead_next_] = std::make_unique<InflateAhead>(inputs_[ahead_next_], kAheadChunkBytes, ahead_chunks_);
+    }
+  }
+}
+
 bool BlockReader::open_next_file() {
   const std::string& path = inputs_[file_];
   carry_.clear();
   eof_ = false;
   pushed_any_ = false;
   map_pos_ = 0;
+  start_inflating_ahead();
+  if (ahead_[file_]) {
+    std::lock_guard<std::mutex> lk(src_mu_);
+    src_ = std::move(ahead_[file_]);
+    if (cancelled_.load()) src_->cancel();
+    opened_ = true;
+    return true;
+  }
   if (map_files_ && !is_stdin_path(path)) {
     struct stat st {};
     if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {

@@ -61,9 +61,24 @@ struct Block {
 // the page cache); everything else (gzip, pipes, standard input) is read into the caller's buffer.
 // Every file yields at least one block (an empty file: one empty block). A mapped file must not be
 // truncated while it is read.
+//
+// Regular gzip files inflate ahead of the reading thread (InflateAhead): the file being read and
+// the next ones, up to `inflate_ahead` files at once (the engines pass their thread count; 0: one
+// per core; at most kMaxInflateAhead), each on its own thread into a bounded queue of
+// kAheadChunkBytes chunks. The files inflating at once hold at most `ahead_bytes` of inflated bytes
+// together (0: kAheadBytes; each file at least kAheadChunks chunks). Blocks still come out in input
+// order: while file k is read, files k+1 .. inflate on other cores until their share of ahead_bytes
+// is full, so that the larger that share is against the files, the more of the inflating runs in
+// parallel.
 class BlockReader {
  public:
-  BlockReader(std::vector<std::string> inputs, size_t block_bytes, bool map_files = true);
+  static constexpr size_t kMaxInflateAhead = 8;
+  static constexpr size_t kAheadChunkBytes = size_t{4} << 20;
+  static constexpr size_t kAheadChunks = 4;
+  static constexpr size_t kAheadBytes = size_t{256} << 20;
+
+  BlockReader(std::vector<std::string> inputs, size_t block_bytes, bool map_files = true, size_t inflate_ahead = 0,
+              size_t ahead_bytes = 0);
   ~BlockReader();
   BlockReader(const BlockReader&) = delete;
   BlockReader& operator=(const BlockReader&) = delete;
@@ -87,12 +102,21 @@ class BlockReader {
   uint64_t file_bytes_read() const { return file_bytes_.load(); }
   size_t block_bytes() const { return block_bytes_; }
   bool maps_files() const { return map_files_; }
+  // Files inflated at once (the file being read included), and the chunks each of them may hold.
+  size_t inflate_ahead() const { return inflate_ahead_; }
+  size_t ahead_chunks() const { return ahead_chunks_; }
 
  private:
   bool open_next_file();
+  // Starts inflating the gzip files among file_ .. file_ + inflate_ahead_ - 1 not started yet.
+  void start_inflating_ahead();
   std::vector<std::string> inputs_;
   size_t block_bytes_;
   bool map_files_;
+  size_t inflate_ahead_;
+  size_t ahead_chunks_;  // chunks each file inflating ahead may hold
+  std::vector<std::unique_ptr<ByteSource>> ahead_;  // per file: inflating ahead, until opened
+  size_t ahead_next_ = 0;                           // files before this one have been looked at
   size_t file_ = 0;         // the file being read (inputs_.size() when done)
   bool opened_ = false;     // file_ is open
   bool pushed_any_ = false; // file_ has yielded a block

@@ -1,15 +1,14 @@
-// Byte sources: a plain file reader and a gzip reader (concatenated members supported). A source
-// reads strictly sequentially, so a pipe, a FIFO or standard input ("-") works as well as a file.
+// Byte sources: a plain file reader and a gzip reader (concatenated members supported; the inflater
+// is ISA-L's when built in, zlib's otherwise: source/inflate.hpp). A source reads strictly
+// sequentially, so a pipe, a FIFO or standard input ("-") works as well as a file.
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <climits>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -17,6 +16,7 @@
 
 #include "sluice/source.hpp"
 #include "sluice/interrupt.hpp"
+#include "source/inflate.hpp"
 #include "util/sys_io.hpp"
 
 namespace sluice {
@@ -174,17 +174,9 @@ class PlainSource final : public ByteSource {
 
 class GzipSource final : public ByteSource {
  public:
-  explicit GzipSource(std::unique_ptr<RawFile> f) : f_(std::move(f)) {
+  GzipSource(std::unique_ptr<RawFile> f, InflaterKind kind) : f_(std::move(f)), inf_(make_inflater(kind)) {
     f_->set_cancel_flag(&cancelled_);
     path_ = f_->path();
-    std::memset(&zs_, 0, sizeof(zs_));
-    // 15 + 32: the largest window, and automatic gzip/zlib header detection.
-    int rc = inflateInit2(&zs_, 15 + 32);
-    if (rc != Z_OK) fail("cannot initialise zlib for", rc, 0);
-    inited_ = true;
-  }
-  ~GzipSource() override {
-    if (inited_) inflateEnd(&zs_);
   }
   uint64_t file_offset() const override { return f_->offset(); }
 
@@ -195,8 +187,8 @@ class GzipSource final : public ByteSource {
     while (produced < n) {
       if (!in_member_) {
         // A member has ended: the file ends here, or another member follows (concatenated gzip,
-        // as from cat or pigz). Anything else after a complete member is an error, not ignored:
-        // it is most likely a damaged or mis-assembled file.
+        // as from cat, pigz or BGZF). Anything else after a complete member is an error, not
+        // ignored: it is most likely a damaged or mis-assembled file.
         while (f_->available() < 2 && f_->fill()) {
         }
         if (f_->available() == 0) {
@@ -209,34 +201,28 @@ class GzipSource final : public ByteSource {
           throw Error("trailing data after the gzip stream at compressed byte " + std::to_string(f_->offset()) +
                       " of " + name() + " (not another gzip member; " + position(produced, false) + ")");
         }
-        int rc = inflateReset(&zs_);
-        if (rc != Z_OK) fail("cannot reset zlib for", rc, produced);
+        inf_->reset();
         in_member_ = true;
       }
-      if (f_->available() == 0 && !f_->fill()) {
-        throw Error("truncated gzip data in " + name() + " (unexpected end of file; " + position(produced, true) + ")");
-      }
-      size_t in_avail = std::min<size_t>(f_->available(), UINT_MAX);
-      size_t out_avail = std::min<size_t>(n - produced, UINT_MAX);
-      zs_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(f_->data()));
-      zs_.avail_in = static_cast<uInt>(in_avail);
-      zs_.next_out = reinterpret_cast<Bytef*>(buf + produced);
-      zs_.avail_out = static_cast<uInt>(out_avail);
-      int rc = inflate(&zs_, Z_NO_FLUSH);
-      f_->consume(in_avail - zs_.avail_in);
-      produced += out_avail - zs_.avail_out;
-      if (rc == Z_STREAM_END) {
+      const bool at_end = f_->available() == 0 && !f_->fill();
+      const size_t in_avail = f_->available();
+      const size_t out_avail = n - produced;
+      size_t used = 0, made = 0;
+      const Inflater::Status st = inf_->step(reinterpret_cast<const uint8_t*>(f_->data()), in_avail,
+                                             reinterpret_cast<uint8_t*>(buf + produced), out_avail, &used, &made);
+      f_->consume(used);
+      produced += made;
+      if (st == Inflater::Status::kMemberEnd) {
         in_member_ = false;
-      } else if (rc == Z_BUF_ERROR) {
-        // No progress possible: more input is needed (handled at the loop top) or the output
-        // is full (the loop ends). Anything else would spin, so it is corrupt input.
-        if (zs_.avail_in == in_avail && zs_.avail_out == out_avail && in_avail > 0 &&
-            out_avail > 0) {
-          fail("corrupt gzip data in", rc, produced);
+      } else if (st == Inflater::Status::kError) {
+        fail("corrupt gzip data in", produced);
+      } else if (used == 0 && made == 0) {
+        // No progress: at the end of the file the member is cut short; otherwise (input and output
+        // space both there) the data is corrupt, as anything else would spin.
+        if (at_end) {
+          throw Error("truncated gzip data in " + name() + " (unexpected end of file; " + position(produced, true) + ")");
         }
-        continue;
-      } else if (rc != Z_OK) {
-        fail("corrupt gzip data in", rc, produced);
+        if (in_avail > 0 && out_avail > 0) fail("corrupt gzip data in", produced);
       }
     }
     total_out_ += produced;
@@ -247,26 +233,21 @@ class GzipSource final : public ByteSource {
   // The file as messages name it.
   std::string name() const { return is_stdin_path(path_) ? std::string("standard input") : "'" + path_ + "'"; }
 
-  // "at compressed byte X, after N decompressed bytes": X is how far zlib had read when the problem
-  // was detected (it may have buffered a few bytes past the damage), N counts `produced` bytes of
-  // the current read() too.
+  // "at compressed byte X, after N decompressed bytes": X is how far the inflater had read when the
+  // problem was detected (it may have buffered a few bytes past the damage), N counts `produced`
+  // bytes of the current read() too.
   std::string position(size_t produced, bool with_offset) const {
     std::string s;
     if (with_offset) s = "at compressed byte " + std::to_string(f_->offset()) + ", ";
     return s + "after " + std::to_string(total_out_ + produced) + " decompressed bytes";
   }
 
-  [[noreturn]] void fail(const char* what, int rc, size_t produced) {
-    std::string msg = std::string(what) + " " + name();
-    const char* detail = zs_.msg ? zs_.msg : zError(rc);
-    if (detail) msg += std::string(": ") + detail;
-    msg += " (" + position(produced, true) + ")";
-    throw Error(msg);
+  [[noreturn]] void fail(const char* what, size_t produced) {
+    throw Error(std::string(what) + " " + name() + ": " + inf_->error() + " (" + position(produced, true) + ")");
   }
 
   std::unique_ptr<RawFile> f_;
-  z_stream zs_;
-  bool inited_ = false;
+  std::unique_ptr<Inflater> inf_;
   bool in_member_ = true;
   bool done_ = false;
   uint64_t total_out_ = 0;
@@ -289,12 +270,16 @@ std::string base_name(const std::string& path) {
 }  // namespace
 
 std::unique_ptr<ByteSource> open_byte_source(const std::string& path) {
+  return open_byte_source(path, default_inflater());
+}
+
+std::unique_ptr<ByteSource> open_byte_source(const std::string& path, InflaterKind kind) {
   auto f = std::make_unique<RawFile>(path);
   while (f->available() < 2 && f->fill()) {
   }
   const auto* p = reinterpret_cast<const unsigned char*>(f->data());
   if (f->available() >= 2 && p[0] == 0x1f && p[1] == 0x8b) {
-    return std::make_unique<GzipSource>(std::move(f));
+    return std::make_unique<GzipSource>(std::move(f), kind);
   }
   return std::make_unique<PlainSource>(std::move(f));
 }

@@ -106,6 +106,11 @@ TEST(Cli, InfoSystemNamesTheKernels) {
   EXPECT_TRUE(contains(r.out, "cpu kernels  structural ")) << r.out;
   EXPECT_TRUE(contains(r.out, ", fields ")) << r.out;
   EXPECT_TRUE(contains(r.out, "engines      cpu")) << r.out;
+#ifdef SLUICE_HAVE_ISAL
+  EXPECT_TRUE(contains(r.out, "gzip inflate ISA-L igzip ")) << r.out;
+#else
+  EXPECT_TRUE(contains(r.out, "gzip inflate zlib ")) << r.out;
+#endif
   // Without --system a directory is still required.
   EXPECT_NE(run_sluice("info", dir).exit_code, 0);
 }

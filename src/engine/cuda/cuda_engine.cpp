@@ -246,7 +246,7 @@ EngineStats CudaEngine::run(BlockReader& blocks, const ChunkSink& sink, uint64_t
   }
   std::vector<std::string> paths;
   for (size_t f = 0; f < blocks.files(); ++f) paths.push_back(blocks.path(f));
-  BlockReader again(paths, blocks.block_bytes(), blocks.maps_files());
+  BlockReader again(paths, blocks.block_bytes(), blocks.maps_files(), blocks.inflate_ahead());
   return pass(again, sink, row_limit, false, true);
 }
 

@@ -212,7 +212,7 @@ EngineStats FpgaEngine::run(BlockReader& blocks, const ChunkSink& sink, uint64_t
   }
   std::vector<std::string> paths;
   for (size_t f = 0; f < blocks.files(); ++f) paths.push_back(blocks.path(f));
-  BlockReader again(paths, blocks.block_bytes(), blocks.maps_files());
+  BlockReader again(paths, blocks.block_bytes(), blocks.maps_files(), blocks.inflate_ahead());
   return pass(again, [&](ParsedChunk& c) { return sink(view_of(c, false)); }, false, &vocab_,
               Vocabulary::Unseen::kZero, row_limit);
 }

@@ -1,0 +1,275 @@
+// The gzip inflaters (zlib, and ISA-L when built in) behind the byte source: the same bytes out of
+// every shape of gzip file (levels, concatenated members, BGZF blocks, optional header fields), and
+// the same verdict on every truncation and every damaged byte, with errors naming the file and the
+// compressed byte offset.
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sluice/source.hpp"
+#include "source/inflate.hpp"
+#include "test_util.hpp"
+
+using namespace sluice;
+using namespace sluice_test;
+
+namespace sluice_test {
+// Rows of RowGen, for the gzip tests (test_gzip_ahead.cpp too).
+std::string gz_rows_text(uint64_t seed, int rows, bool final_newline) {
+  RowGen gen(seed);
+  return gen.text(rows, final_newline);
+}
+}  // namespace sluice_test
+
+namespace {
+
+// A raw deflate stream of `bytes` at `level` (0: stored blocks).
+std::string raw_deflate(const std::string& bytes, int level) {
+  z_stream zs{};
+  if (deflateInit2(&zs, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) throw std::runtime_error("deflateInit2");
+  std::string out(deflateBound(&zs, uLong(bytes.size())) + 64, '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(bytes.data()));
+  zs.avail_in = uInt(bytes.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = uInt(out.size());
+  if (deflate(&zs, Z_FINISH) != Z_STREAM_END) throw std::runtime_error("deflate");
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+void put_le(std::string* s, uint32_t v, int n) {
+  for (int i = 0; i < n; ++i) s->push_back(char((v >> (8 * i)) & 0xff));
+}
+
+struct Header {
+  std::string extra;    // FEXTRA payload (subfields), when has_extra
+  bool has_extra = false;
+  std::string name;     // FNAME when not empty
+  std::string comment;  // FCOMMENT when not empty
+  bool hcrc = false;    // FHCRC
+};
+
+// One gzip member written field by field (RFC 1952), so that every optional header field is covered.
+std::string member(const std::string& bytes, int level, const Header& h = {}) {
+  std::string m = "\x1f\x8b\x08";
+  const uint8_t flg = uint8_t((h.hcrc ? 2 : 0) | (h.has_extra ? 4 : 0) | (h.name.empty() ? 0 : 8) |
+                              (h.comment.empty() ? 0 : 16));
+  m.push_back(char(flg));
+  put_le(&m, 1700000000u, 4);  // MTIME
+  m.push_back('\0');           // XFL
+  m.push_back('\3');           // OS: Unix
+  if (h.has_extra) {
+    put_le(&m, uint32_t(h.extra.size()), 2);
+    m += h.extra;
+  }
+  if (!h.name.empty()) m += h.name + '\0';
+  if (!h.comment.empty()) m += h.comment + '\0';
+  if (h.hcrc) put_le(&m, uint32_t(crc32(0, reinterpret_cast<const Bytef*>(m.data()), uInt(m.size()))) & 0xffff, 2);
+  m += raw_deflate(bytes, level);
+  put_le(&m, uint32_t(crc32(0, reinterpret_cast<const Bytef*>(bytes.data()), uInt(bytes.size()))), 4);
+  put_le(&m, uint32_t(bytes.size()), 4);
+  return m;
+}
+
+// BGZF as samtools/htslib write it: members of at most 64 KiB of input, each with a "BC" extra
+// subfield holding the member's size minus one, and an empty member at the end.
+std::string bgzf(const std::string& bytes) {
+  std::string out;
+  auto block = [&](const std::string& part) {
+    // The size subfield is patched once the member's size is known.
+    Header h;
+    h.has_extra = true;
+    h.extra = std::string("BC\x02\x00\x00\x00", 6);
+    std::string m = member(part, 6, h);
+    const uint32_t bsize = uint32_t(m.size() - 1);
+    m[16] = char(bsize & 0xff);
+    m[17] = char(bsize >> 8);
+    out += m;
+  };
+  for (size_t off = 0; off < bytes.size(); off += 65280) block(bytes.substr(off, 65280));
+  block("");
+  return out;
+}
+
+std::string rows_text(uint64_t seed, int rows) { return gz_rows_text(seed, rows, true); }
+
+// Reads a whole source in reads of `chunk` bytes.
+std::string read_all(const std::string& path, InflaterKind kind, size_t chunk) {
+  auto src = open_byte_source(path, kind);
+  std::string out;
+  std::vector<char> buf(chunk);
+  for (size_t n; (n = src->read(buf.data(), chunk)) > 0;) out.append(buf.data(), n);
+  if (src->read(buf.data(), chunk) != 0) throw std::runtime_error("the end is not sticky");
+  return out;
+}
+
+// The outcome of reading a file: its bytes, or the error's message.
+struct Outcome {
+  bool ok = false;
+  std::string bytes;  // when ok
+  std::string error;  // when not
+};
+
+Outcome outcome(const std::string& path, InflaterKind kind, size_t chunk) {
+  Outcome o;
+  try {
+    o.bytes = read_all(path, kind, chunk);
+    o.ok = true;
+  } catch (const Error& e) {
+    o.error = e.what();
+  }
+  return o;
+}
+
+std::vector<InflaterKind> built_kinds() {
+  std::vector<InflaterKind> k{InflaterKind::kZlib};
+  if (inflater_available(InflaterKind::kIsal)) k.push_back(InflaterKind::kIsal);
+  return k;
+}
+
+std::string kind_name(const ::testing::TestParamInfo<InflaterKind>& info) {
+  return info.param == InflaterKind::kZlib ? "zlib" : "isal";
+}
+
+class Inflate : public ::testing::TestWithParam<InflaterKind> {
+ protected:
+  TempDir dir_{"inflate"};
+};
+
+}  // namespace
+
+TEST(Inflaters, TheConfiguredOneIsUsed) {
+  EXPECT_TRUE(inflater_available(InflaterKind::kZlib));
+#ifdef SLUICE_HAVE_ISAL
+  EXPECT_TRUE(inflater_available(InflaterKind::kIsal));
+  EXPECT_EQ(default_inflater(), InflaterKind::kIsal);
+  EXPECT_NE(gzip_inflater().find("ISA-L"), std::string::npos) << gzip_inflater();
+#else
+  EXPECT_FALSE(inflater_available(InflaterKind::kIsal));
+  EXPECT_EQ(default_inflater(), InflaterKind::kZlib);
+  EXPECT_NE(gzip_inflater().find("zlib"), std::string::npos) << gzip_inflater();
+  EXPECT_THROW(make_inflater(InflaterKind::kIsal), Error);
+#endif
+  EXPECT_EQ(gzip_inflater(), inflater_name(default_inflater()));
+}
+
+TEST_P(Inflate, EveryLevelAndReadSize) {
+  const std::string text = rows_text(1, 6000);
+  for (int level : {0, 1, 6, 9}) {
+    SCOPED_TRACE(level);
+    write_file(dir_ / "a.gz", member(text, level));
+    for (size_t chunk : {size_t{1} << 0, size_t{777}, size_t{1} << 16, size_t{64} << 20}) {
+      if (chunk == 1 && level != 6) continue;  // one-byte reads: once is enough
+      SCOPED_TRACE(chunk);
+      EXPECT_TRUE(read_all(dir_ / "a.gz", GetParam(), chunk) == text);
+    }
+  }
+}
+
+TEST_P(Inflate, OptionalHeaderFields) {
+  const std::string text = rows_text(2, 500);
+  for (int mask = 0; mask < 16; ++mask) {
+    SCOPED_TRACE(mask);
+    Header h;
+    h.has_extra = mask & 1;
+    if (h.has_extra) h.extra = std::string("XY\x03\x00" "abc", 7);
+    if (mask & 2) h.name = "day_0.tsv";
+    if (mask & 4) h.comment = "a comment";
+    h.hcrc = mask & 8;
+    write_file(dir_ / "h.gz", member(text, 6, h) + member(text, 1, h));
+    EXPECT_TRUE(read_all(dir_ / "h.gz", GetParam(), 4096) == text + text);
+  }
+}
+
+TEST_P(Inflate, BgzfBlocks) {
+  const std::string text = rows_text(3, 8000);  // a few MiB: dozens of blocks
+  const std::string gz = bgzf(text);
+  ASSERT_GT(gz.size(), 20u * 65536 / 8);
+  write_file(dir_ / "b.tsv.gz", gz);
+  for (size_t chunk : {size_t{1000}, size_t{1} << 20, size_t{64} << 20}) {
+    SCOPED_TRACE(chunk);
+    EXPECT_TRUE(read_all(dir_ / "b.tsv.gz", GetParam(), chunk) == text);
+  }
+  // Cut at a block boundary: the stream ends cleanly there (no end-of-file marker is required).
+  const size_t first = size_t(uint8_t(gz[16])) + (size_t(uint8_t(gz[17])) << 8) + 1;
+  write_file(dir_ / "one.gz", gz.substr(0, first));
+  EXPECT_TRUE(read_all(dir_ / "one.gz", GetParam(), 4096) == text.substr(0, 65280));
+  // Cut inside the second block: an error at the end of the file.
+  write_file(dir_ / "cut.gz", gz.substr(0, first + 100));
+  const Outcome o = outcome(dir_ / "cut.gz", GetParam(), 4096);
+  ASSERT_FALSE(o.ok);
+  EXPECT_NE(o.error.find("truncated gzip data in '" + dir_ / "cut.gz" + "'"), std::string::npos) << o.error;
+  EXPECT_NE(o.error.find("at compressed byte " + std::to_string(first + 100) + ","), std::string::npos) << o.error;
+}
+
+TEST_P(Inflate, EveryTruncationFailsAtTheEndOfTheFile) {
+  const std::string text = rows_text(4, 40);
+  const std::string gz = member(text, 6, Header{std::string("AB\x01\x00z", 5), true, "n", "c", true}) + member(text, 9);
+  const size_t first = gz.size() - member(text, 9).size();
+  for (size_t keep = 2; keep < gz.size(); ++keep) {
+    if (keep == first) continue;  // a whole first member: a valid file
+    SCOPED_TRACE(keep);
+    write_file(dir_ / "t.gz", gz.substr(0, keep));
+    const Outcome o = outcome(dir_ / "t.gz", GetParam(), keep % 2 ? 4096 : 7);
+    ASSERT_FALSE(o.ok);
+    EXPECT_NE(o.error.find("truncated gzip data in '" + dir_ / "t.gz" + "'"), std::string::npos) << o.error;
+    EXPECT_NE(o.error.find("at compressed byte " + std::to_string(keep) + ","), std::string::npos) << o.error;
+  }
+}
+
+TEST_P(Inflate, WrongLengthOrCrcInTheTrailer) {
+  const std::string text = rows_text(5, 300);
+  std::string gz = member(text, 6);
+  for (size_t at : {gz.size() - 8, gz.size() - 5, gz.size() - 4, gz.size() - 1}) {
+    SCOPED_TRACE(at);
+    std::string bad = gz;
+    bad[at] = char(bad[at] ^ 0x10);
+    write_file(dir_ / "x.gz", bad);
+    const Outcome o = outcome(dir_ / "x.gz", GetParam(), 1 << 16);
+    ASSERT_FALSE(o.ok);
+    EXPECT_NE(o.error.find("corrupt gzip data in '" + dir_ / "x.gz" + "'"), std::string::npos) << o.error;
+    EXPECT_NE(o.error.find("at compressed byte "), std::string::npos) << o.error;
+  }
+}
+
+// Every single damaged byte of a small file (headers with every field, two members): each
+// inflater either delivers exactly the original text (the byte was one that gzip does not check,
+// such as the modification time) or fails naming the file and a compressed byte offset; and both
+// inflaters reach the same verdict.
+TEST_P(Inflate, EveryDamagedByte) {
+  const std::string text = rows_text(6, 30);
+  const std::string m1 = member(text, 6, Header{std::string("AB\x01\x00z", 5), true, "n", "c", true});
+  const std::string gz = m1 + member(text, 1);
+  // Bytes that nobody checks: FTEXT, MTIME, XFL and OS of the second member (the first has FHCRC),
+  // and the last byte of each deflate stream, whose high bits are padding.
+  auto unchecked = [&](size_t at, uint8_t flip) {
+    return (at == m1.size() + 3 && flip == 0x01) || (at >= m1.size() + 4 && at < m1.size() + 10) ||
+           at == m1.size() - 9 || at == gz.size() - 9;
+  };
+  for (size_t at = 2; at < gz.size(); ++at) {
+    for (uint8_t flip : {uint8_t(0x01), uint8_t(0x80), uint8_t(0xff)}) {
+      SCOPED_TRACE(std::to_string(at) + " ^ " + std::to_string(flip));
+      std::string bad = gz;
+      bad[at] = char(bad[at] ^ flip);
+      write_file(dir_ / "d.gz", bad);
+      const Outcome o = outcome(dir_ / "d.gz", GetParam(), at % 2 ? 4096 : 13);
+      if (o.ok) {
+        EXPECT_TRUE(unchecked(at, flip));
+        EXPECT_TRUE(o.bytes == text + text);
+      } else {
+        EXPECT_NE(o.error.find(" '" + dir_ / "d.gz" + "'"), std::string::npos) << o.error;
+        EXPECT_NE(o.error.find("at compressed byte "), std::string::npos) << o.error;
+      }
+      if (GetParam() != InflaterKind::kZlib) {
+        const Outcome z = outcome(dir_ / "d.gz", InflaterKind::kZlib, 4096);
+        EXPECT_EQ(o.ok, z.ok) << (o.ok ? z.error : o.error);
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, Inflate, ::testing::ValuesIn(built_kinds()), kind_name);
