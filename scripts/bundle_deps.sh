@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Copies the header-only build dependencies (CLI11, nlohmann-json) and zlib's headers into .deps/,
+# Copies the header-only build dependencies (CLI11, nlohmann-json), zlib's headers and ISA-L into .deps/,
 # a relocatable prefix for building on a machine that cannot install packages (e.g. a GPU host
 # without network access): cmake -DCMAKE_PREFIX_PATH=$PWD/.deps ...
 set -euo pipefail
@@ -9,5 +9,11 @@ rm -rf .deps && mkdir -p .deps/include .deps/share/cmake
 cp -r /usr/include/CLI /usr/include/nlohmann .deps/include/
 cp /usr/include/zlib.h /usr/include/zconf.h .deps/include/
 cp -r /usr/share/cmake/CLI11 /usr/share/cmake/nlohmann_json .deps/share/cmake/
+# ISA-L (gzip inflation), when installed: headers and the shared library (found through the prefix).
+if [ -f /usr/include/isa-l/igzip_lib.h ]; then
+  mkdir -p .deps/lib
+  cp -r /usr/include/isa-l /usr/include/isa-l.h .deps/include/
+  cp -a /usr/lib/x86_64-linux-gnu/libisal.so* .deps/lib/
+fi
 if [ -d /usr/src/googletest ]; then cp -r /usr/src/googletest .deps/googletest-src; fi
 du -sh .deps

@@ -3,7 +3,7 @@
 # out and build-gpu/ exists), then times the engines, training alone, and raw data -> trained model,
 # each against a baseline of the same run. Bring .deps/ (scripts/bundle_deps.sh). Prints a short
 # table last; full logs go to $OUT (or build-gpu/logs).
-#   STAGES="build engine prep train kernels recipe e2e trace kaggle presets" bash scripts/gpu_bench.sh
+#   STAGES="build engine prep train kernels recipe e2e gzip trace kaggle presets" bash scripts/gpu_bench.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build-gpu/logs}
@@ -191,6 +191,36 @@ if has e2e; then
   cus=$(json "$OUT/e2e_cuda.txt" steady_samples_per_s)
   row "  same model, training alone on these rows' first 64 batches (samples/s); cuda e2e / it (whole run, after 20 steps)" \
       "$res; $(python3 -c "print(f'{$cu/$res:.2f}, {$cus/$res:.2f}')" 2>/dev/null || echo ?)"
+fi
+
+if has gzip; then
+  # gzip inputs on this host: each inflater on one core, several files inflating at once, and the e2e
+  # days as .gz (gzip -6) against the same days as text: prep on the cpu engine (all cores) and
+  # training through the cuda engine.
+  D="$DATA/e2e"
+  [ -f "$D/raw/truth.json" ] || { rm -rf "$D"; $S gen --rows "${E2E_ROWS:-24000000}" --days 4 --seed 3 \
+      --cardinality-scale 0.05 --out "$D/raw" > "$OUT/gzip_gen.txt" 2>&1; }
+  mkdir -p "$D/gz"
+  for f in "$D"/raw/day_*.tsv; do
+    g="$D/gz/$(basename "$f").gz"
+    [ -f "$g" ] || { gzip -6 -c "$f" > "$g.tmp" && mv "$g.tmp" "$g"; } &
+  done
+  wait
+  ./build-gpu/bench_inflate "$D"/gz/day_*.tsv.gz --repeat 1 > "$OUT/gzip_inflate.txt" 2>&1
+  grep -E "GB/s" "$OUT/gzip_inflate.txt" | head -12 | while IFS= read -r l; do row "inflate: $(echo "$l" | sed -E 's/ +/ /g')" ""; done
+  for src in raw gz; do
+    rm -rf "$D/prep_$src"
+    timed "$OUT/gzip_prep_${src}_s.txt" $S prep -q --engine cpu -o "$D/prep_$src" --max-ind-range 1000000 \
+        "$D/$src"/day_* > "$OUT/gzip_prep_$src.txt" 2>&1
+    row "gzip: prep --engine cpu on $src days (s)" "$(cat "$OUT/gzip_prep_${src}_s.txt")"
+    $S train --data "$D/$src" --engine cuda --device cuda --epochs 1 --batch-size 16384 --online-ids first-seen \
+        --max-ind-range 1000000 --no-eval > "$OUT/gzip_train_$src.txt" 2>&1
+    row "gzip: train --engine cuda on $src days (samples/s)" \
+        "$(json "$OUT/gzip_train_$src.txt" train_samples_per_s), after 20 steps $(json "$OUT/gzip_train_$src.txt" steady_samples_per_s) (waiting for data $(json "$OUT/gzip_train_$src.txt" data_wait_fraction))"
+  done
+  cmp -s "$D/prep_raw/day_0_sparse.npy" "$D/prep_gz/day_0_sparse.npy" && same=yes || same=NO
+  row "gzip: prep outputs from .gz == from text (day_0 ids)" "$same"
+  rm -rf "$D/prep_raw" "$D/prep_gz"
 fi
 
 if has trace; then

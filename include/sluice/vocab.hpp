@@ -104,7 +104,8 @@ class VocabBuilder {
   explicit VocabBuilder(uint32_t min_freq = 1);
   // Merges one chunk's distinct values of column c (in their first-appearance order, with counts).
   // Chunks must be merged in input order per column; different columns may be merged concurrently.
-  void merge(int c, const uint32_t* values, const uint32_t* counts, size_t n);
+  // `positions` (optional, n entries): receives each value's first-seen position.
+  void merge(int c, const uint32_t* values, const uint32_t* counts, size_t n, uint32_t* positions = nullptr);
   // The first-seen position (the id, when min_freq is 1) of a merged value; 0xffffffff if absent.
   uint32_t position(int c, uint32_t v) const { return pos_[c].find(v, 0xffffffffu); }
   Vocabulary finish();

@@ -198,13 +198,16 @@ Vocabulary Vocabulary::load(const std::string& dir) {
 
 VocabBuilder::VocabBuilder(uint32_t min_freq) : min_freq_(std::max(1u, min_freq)) {}
 
-void VocabBuilder::merge(int c, const uint32_t* values, const uint32_t* counts, size_t n) {
+void VocabBuilder::merge(int c, const uint32_t* values, const uint32_t* counts, size_t n, uint32_t* positions) {
   U32Map& pos = pos_[c];
   auto& order = order_[c];
   auto& cnt = count_[c];
+  constexpr size_t kAhead = 16;  // slots fetched ahead: a multi-million-entry table misses the cache
   for (size_t i = 0; i < n; ++i) {
+    if (i + kAhead < n) __builtin_prefetch(pos.slot_address(values[i + kAhead]));
     bool inserted;
     const uint32_t p = pos.insert(values[i], uint32_t(order.size()), &inserted);
+    if (positions) positions[i] = p;
     if (inserted) {
       order.push_back(values[i]);
       cnt.push_back(counts[i]);

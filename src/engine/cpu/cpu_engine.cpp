@@ -144,13 +144,21 @@ EngineStats CpuEngine::run(BlockReader& blocks, const ChunkSink& sink, uint64_t 
   detail::ParallelFor pool(std::min(threads_, kNumSparse));
   const uint32_t cap_last = opts_.id_capacity > 0 ? uint32_t(opts_.id_capacity - 1) : 0xffffffffu;
   if (opts_.min_freq <= 1) {
+    std::vector<std::vector<uint32_t>> positions(kNumSparse);  // per column: the chunk's distinct values' ids
     return pass(blocks, [&](ParsedChunk& c) {
       {
         std::lock_guard<std::mutex> g(vocab_mu_);
         pool.run(kNumSparse, [&](int col) {
-          builder_->merge(col, c.distinct[col].data(), c.distinct_count[col].data(), c.distinct[col].size());
+          // The chunk's distinct values get their positions as they merge; each row's id is then
+          // its value's entry in that short list (no lookup in the column's large table).
+          std::vector<uint32_t>& ids = positions[size_t(col)];
+          ids.resize(c.distinct[col].size());
+          builder_->merge(col, c.distinct[col].data(), c.distinct_count[col].data(), c.distinct[col].size(),
+                          ids.data());
+          for (uint32_t& id : ids) id = std::min(id, cap_last);
           uint32_t* s = c.sparse.data() + col;
-          for (int64_t r = 0; r < c.rows; ++r, s += kNumSparse) *s = std::min(builder_->position(col, *s), cap_last);
+          const uint32_t* l = c.local.data() + col;
+          for (int64_t r = 0; r < c.rows; ++r, s += kNumSparse, l += kNumSparse) *s = ids[*l];
         });
       }
       return sink(view_of(c, false));

@@ -28,6 +28,9 @@ struct ParsedChunk {
   // appearance, and how often each occurs in the chunk.
   std::vector<uint32_t> distinct[kNumSparse];
   std::vector<uint32_t> distinct_count[kNumSparse];
+  // With the distinct values: each value's index in its column's distinct list (row-major like
+  // sparse), so that first-seen ids are applied through the chunk's small list, not a global table.
+  std::vector<uint32_t> local;
   // Internal bookkeeping (line numbers of bad rows are chunk-relative until delivery).
   uint64_t lines = 0;                   // lines (or binary rows) the chunk covered
   struct LocalBad { uint64_t line; RowError err; int field; };

@@ -252,6 +252,7 @@ inline uint32_t hash32(uint32_t x) { return uint32_t((uint64_t(x) * 0x9E3779B97F
 void collect_distinct(ParsedChunk* out) {
   thread_local DistinctSet set;
   const size_t rows = size_t(out->rows);
+  out->local.resize(rows * kNumSparse);
   for (int c = 0; c < kNumSparse; ++c) {
     auto& order = out->distinct[c];
     auto& count = out->distinct_count[c];
@@ -260,6 +261,7 @@ void collect_distinct(ParsedChunk* out) {
     if (rows == 0) continue;  // sparse may be empty (data() null): no pointer arithmetic on it
     set.reset(rows < 1024 ? 1024 : rows);
     const uint32_t* s = out->sparse.data() + c;
+    uint32_t* local = out->local.data() + c;
     for (size_t r = 0; r < rows; ++r) {
       const uint32_t v = s[r * kNumSparse];
       uint32_t h = hash32(v) & set.mask;
@@ -268,11 +270,16 @@ void collect_distinct(ParsedChunk* out) {
         if (idx == 0) {
           set.slot[h] = uint32_t(order.size() + 1);
           set.keys[h] = v;
+          local[r * kNumSparse] = uint32_t(order.size());
           order.push_back(v);
           count.push_back(1);
           break;
         }
-        if (set.keys[h] == v) { ++count[idx - 1]; break; }
+        if (set.keys[h] == v) {
+          ++count[idx - 1];
+          local[r * kNumSparse] = idx - 1;
+          break;
+        }
         h = (h + 1) & set.mask;
       }
     }
