@@ -24,6 +24,7 @@ DlrmBinWriter::DlrmBinWriter(const std::string& path) : path_(path) {
   // Rows are gathered in buf_ and written in large blocks; the file writer needs little buffer.
   FileWriter::Options fo;
   fo.buffer_bytes = size_t(64) << 10;
+  fo.writeback_every = uint64_t{32} << 20;  // as NpyWriter's: the commit's fsync waits less
   f_ = std::make_unique<FileWriter>(path, fo);
   buf_.reserve(kFlushRows * kRowInts);
 }
