@@ -65,7 +65,10 @@ def summarize(events, top):
     if not gpu:
         raise SystemExit("no GPU activity in this trace (was it written on a GPU run?)")
     steps = [e for e in events if e.get("name") == "sluice: stage and step" and e.get("cat") == "user_annotation"]
-    nsteps = max(1, len(steps))
+    # Steps as the GPU ran them: the start of each step's first kernel (the embedding gather); per-step
+    # figures divide by these (the loop's own marks, where a trace has them, count steps enqueued).
+    marks = sorted(e["ts"] for e in gpu if e["cat"] == "kernel" and STEP_KERNEL in e["name"])
+    nsteps = max(1, len(marks) or len(steps))
     t0 = min(e["ts"] for e in gpu)
     t1 = max(e["ts"] + e["dur"] for e in gpu)
     window = t1 - t0
@@ -106,8 +109,6 @@ def summarize(events, top):
         if e.get("cat") in ("cuda_runtime", "cuda_driver"):
             runtime[e["name"]][0] += 1
             runtime[e["name"]][1] += e.get("dur", 0)
-    # Steps as the GPU ran them: the start of each step's first kernel (the embedding gather).
-    marks = sorted(e["ts"] for e in gpu if e["cat"] == "kernel" and STEP_KERNEL in e["name"])
     gaps = [b - a for a, b in zip(marks, marks[1:])]
     slow = []
     step_stats = {}
@@ -170,7 +171,7 @@ def main():
             print(f"  slow step at {x['at_us'] / 1000:.1f} ms: {x['span_us'] / 1000:.3f} ms, pipeline GPU "
                   f"{x['pipeline_gpu_us'] / 1000:.3f} ms; {'; '.join(x['long_runtime_calls'])}")
     ps = r["per_step_ms"]
-    print(f"trace: {r['steps']} training steps, GPU window {r['window_us'] / 1000:.2f} ms")
+    print(f"trace: {r['steps']} steps marked by the training loop, GPU window {r['window_us'] / 1000:.2f} ms")
     print(f"per step (ms): window {ps['window']:.3f}  GPU idle {ps['gpu_idle']:.3f}  training kernels "
           f"{ps['training_busy']:.3f}  pipeline kernels {ps['pipeline_busy']:.3f}  copies {ps['copy_busy']:.3f}")
     print(f"two or more streams busy at once: {r['two_streams_at_once_us'] / max(r['gpu_busy_us'], 1):.1%} of busy time")
