@@ -232,6 +232,24 @@ struct RawRow {
   uint32_t cats[kNumSparse];  // as written
 };
 
+// The fields of a line [b, e) (its '\r' already dropped) that has passed the line-level checks
+// below (not empty, no NUL byte, exactly 39 tabs), left to right; the first bad field wins.
+SLUICE_HD inline RowError parse_row_fields(const char* b, const char* e, RawRow* row, int* field) {
+  *field = -1;
+  const char* p = b;
+  for (int f = 0; f < kNumFields; ++f) {
+    const char* q = p;
+    while (q != e && *q != '\t') ++q;
+    RowError err;
+    if (f == 0) err = parse_label(p, q, &row->label);
+    else if (f <= kNumDense) err = parse_int(p, q, &row->ints[f - 1]);
+    else err = parse_hex(p, q, &row->cats[f - 1 - kNumDense]);
+    if (err != RowError::kOk) { *field = f; return err; }
+    p = q + 1;
+  }
+  return RowError::kOk;
+}
+
 // Parse one line (without its '\n'; one trailing '\r' is dropped). On error, *field is the 0-based
 // index of the offending field (label = 0, I1 = 1, ..., C26 = 39), or -1 for line-level errors.
 // This is the plain scalar reference; engines may be faster but must agree with it exactly.
@@ -245,18 +263,7 @@ SLUICE_HD inline RowError parse_row_reference(const char* b, const char* e, RawR
   int tabs = 0;
   for (const char* p = b; p != e; ++p) tabs += (*p == '\t');
   if (tabs != kNumFields - 1) return RowError::kFieldCount;
-  const char* p = b;
-  for (int f = 0; f < kNumFields; ++f) {
-    const char* q = p;
-    while (q != e && *q != '\t') ++q;
-    RowError err;
-    if (f == 0) err = parse_label(p, q, &row->label);
-    else if (f <= kNumDense) err = parse_int(p, q, &row->ints[f - 1]);
-    else err = parse_hex(p, q, &row->cats[f - 1 - kNumDense]);
-    if (err != RowError::kOk) { *field = f; return err; }
-    p = q + 1;
-  }
-  return RowError::kOk;
+  return parse_row_fields(b, e, row, field);
 }
 
 // Name of field f (0-based): "label", "I1".."I13", "C1".."C26"; "?" outside 0..39.

@@ -19,6 +19,7 @@
 #include <cuda_runtime.h>
 
 #include "engine/cuda/batch_copy.hpp"
+#include "engine/cuda/detail/block_pipeline.hpp"
 #include "engine/cuda/detail/compact.hpp"
 #include "engine/cuda/detail/row_ops.hpp"
 #endif
@@ -224,6 +225,66 @@ TEST(CudaCompact, MatchesTheHostReference) {
   cudaFree(d_limit);
   cudaFree(d_selected);
 }
+
+// One block's kernels on text placed at every start offset within a 16-byte word of its buffer, the
+// buffer around it filled with '\n' (a pass reading outside the block would find more lines): the
+// same line, row and bad-line counts and the same rows as the reference parser.
+TEST(CudaBlockPipeline, AnyStartInItsBufferGivesTheReferenceRows) {
+  REQUIRE_GPU();
+  std::string text = read_file(sample_path());
+  RowGen gen(23);
+  for (int i = 0; i < 300; ++i) {
+    if (i % 50 == 7) text += std::string(3000, '0') + "\n";                   // one field: bad
+    else if (i % 50 == 9) text += "\n\n\n";                                  // empty lines: bad
+    else if (i % 50 == 11) text += with_field(gen.row(), 2, std::string(900, '0') + "3") + "\r\n";
+    else text += gen.row() + "\n";
+  }
+  text += gen.row();  // no final newline
+  std::vector<RawRow> want;
+  uint64_t lines = 0, bad = 0;
+  for (size_t b = 0; b < text.size();) {
+    size_t e = text.find('\n', b);
+    if (e == std::string::npos) e = text.size();
+    RawRow r;
+    int field = -1;
+    if (parse_row_reference(text.data() + b, text.data() + e, &r, &field) == RowError::kOk) want.push_back(r);
+    else ++bad;
+    ++lines;
+    b = e + 1;
+  }
+  ASSERT_GT(bad, 10u);
+  const size_t pad = 64;
+  cuda_detail::BlockPipeline pipe(text.size() + pad, false, 0);
+  char* d = nullptr;
+  ASSERT_EQ(cudaMalloc(&d, text.size() + 2 * pad), cudaSuccess);
+  for (size_t off = 0; off < 34; ++off) {
+    ASSERT_EQ(cudaMemset(d, '\n', text.size() + 2 * pad), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(d + off, text.data(), text.size(), cudaMemcpyHostToDevice), cudaSuccess);
+    pipe.enqueue(d + off, text.size(), InputFormat::kTsv, cudaStream_t(0));
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    cuda_detail::BlockCounts c;
+    ASSERT_EQ(cudaMemcpy(&c, pipe.device_counts(), sizeof c, cudaMemcpyDeviceToHost), cudaSuccess);
+    ASSERT_EQ(c.lines, lines) << "offset " << off;
+    ASSERT_EQ(c.good, want.size()) << "offset " << off;
+    ASSERT_EQ(c.bad, bad) << "offset " << off;
+    std::vector<int32_t> labels(c.good);
+    std::vector<float> dense(size_t(c.good) * kNumDense);
+    std::vector<uint32_t> sparse(size_t(c.good) * kNumSparse);
+    ASSERT_EQ(cudaMemcpy(labels.data(), pipe.out().labels, labels.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(dense.data(), pipe.out().dense, dense.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(sparse.data(), pipe.out().sparse, sparse.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    for (size_t r = 0; r < want.size(); ++r) {
+      ASSERT_EQ(labels[r], want[r].label) << "offset " << off << " row " << r;
+      for (int i = 0; i < kNumDense; ++i) {
+        const float v = dense_value(want[r].ints[i]);
+        ASSERT_EQ(std::memcmp(&dense[r * kNumDense + i], &v, 4), 0) << "offset " << off << " row " << r;
+      }
+      for (int j = 0; j < kNumSparse; ++j)
+        ASSERT_EQ(sparse[r * kNumSparse + j], want[r].cats[j]) << "offset " << off << " row " << r;
+    }
+  }
+  cudaFree(d);
+}
 #endif
 
 TEST(CudaEngine, MissingGpuIsAClearError) {
@@ -283,6 +344,43 @@ TEST(CudaEngine, RandomRowsWithEveryMalformedKind) {
         else EXPECT_EQ(gpu.stats.rows_skipped, bad.size()) << what;
       }
     }
+  }
+}
+
+// The line and value passes copy each warp's 32 lines into shared memory when their span fits (12 KiB)
+// and read global memory otherwise: long good rows (zero-padded integers), long junk lines, runs of
+// empty lines between rows and CRLF ends make warps of both kinds, side by side in one block.
+TEST(CudaEngine, LongLinesAndRunsOfEmptyLines) {
+  REQUIRE_GPU();
+  TempDir dir("cuda");
+  RowGen gen(17);
+  std::mt19937 rng(17);
+  std::string text;
+  int good = 0;
+  for (int i = 0; i < 4000; ++i) {
+    const uint32_t k = rng() % 100;
+    if (k < 3) {
+      text += with_field(gen.row(), 1 + int(rng() % 13), std::string(200 + rng() % 3000, '0') + "7") + "\n";
+      ++good;
+    } else if (k < 5) {
+      text += std::string(5000 + rng() % 20000, 'x') + "\n";  // one field: a bad line
+    } else if (k < 7) {
+      text += std::string(1 + rng() % 400, '\n');  // empty lines: bad
+    } else {
+      text += gen.row() + (k % 2 ? "\r\n" : "\n");
+      ++good;
+    }
+  }
+  ASSERT_GT(good, 3500);
+  const std::string path = dir / "long.tsv";
+  write_file(path, text);
+  for (size_t block : {size_t(64) << 10, size_t(1) << 20, size_t(8) << 20}) {
+    EngineOptions o = base(block, 1000);
+    o.on_error = OnError::kSkip;
+    o.ids = IdMode::kFirstSeen;
+    const EngineRun cpu = run("cpu", o, {path}), gpu = run("cuda", o, {path});
+    expect_same(cpu, gpu, "block " + std::to_string(block));
+    EXPECT_EQ(gpu.stats.rows, uint64_t(good));
   }
 }
 

@@ -1,5 +1,5 @@
 // One block's work on the GPU, as a sequence of kernels on one stream:
-//   1. structural pass: the offsets of every '\n' (a device-wide select);
+//   1. structural pass: the offsets of every '\n' (count per tile, scan, write);
 //   2. line pass: per line, the line-level checks (empty, NUL, field count) -> candidate rows;
 //   3. value pass: per candidate, every field parsed and transformed (ops.hpp on the device);
 //   4. compaction: good rows gathered in order; bad lines listed in order (first ones kept).
@@ -95,6 +95,9 @@ class BlockPipeline {
   DeviceColumns cand_, out_;
   BlockCounts* counts_ = nullptr;
   BadLine* bad_info_ = nullptr;
+  uint64_t nl_tiles_ = 0;
+  uint32_t* nl_tile_counts_ = nullptr;
+  uint32_t* nl_tile_offsets_ = nullptr;
   void* temp_ = nullptr;
   size_t temp_bytes_ = 0;
   std::unique_ptr<CompactScratch> compact_;

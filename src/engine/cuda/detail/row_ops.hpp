@@ -34,11 +34,13 @@ struct RowOut {
   uint32_t sparse[kNumSparse];   // % max_ind_range
 };
 
-// Parses a candidate line completely (parse_row_reference) and applies the transforms.
+// Parses a candidate line (one that check_line passed: the line-level checks are not repeated) as
+// parse_row_reference does, and applies the transforms.
 SLUICE_HD inline RowError parse_line(const char* b, const char* e, bool clamped_int, uint64_t max_ind_range,
                                      RowOut* out, int* field) {
+  if (e != b && e[-1] == '\r') --e;
   RawRow r;
-  const RowError err = parse_row_reference(b, e, &r, field);
+  const RowError err = parse_row_fields(b, e, &r, field);
   if (err != RowError::kOk) return err;
   out->label = r.label;
   for (int i = 0; i < kNumDense; ++i) {
