@@ -60,13 +60,17 @@ __device__ inline unsigned long long word(uint32_t key, uint32_t tag) {
 
 // Finds or inserts `key` (inserted pending); returns its slot, or kNoSlot when the table is full
 // (the host's bound makes that impossible; it is checked rather than looped on forever).
-__device__ inline uint32_t find_or_insert(const TableView& t, uint32_t key, unsigned long long insert_as) {
+__device__ inline uint32_t find_or_insert(const TableView& t, uint32_t key, unsigned long long insert_as,
+                                          bool* inserted = nullptr) {
   uint32_t h = probe_start(key, t.mask);
   for (uint64_t probes = 0; probes <= uint64_t(t.mask); ++probes) {
     unsigned long long cur = *static_cast<volatile unsigned long long*>(&t.kv[h]);
     if (cur == 0) {
       cur = atomicCAS(&t.kv[h], 0ull, insert_as);
-      if (cur == 0) return h;
+      if (cur == 0) {
+        if (inserted) *inserted = true;
+        return h;
+      }
     }
     if (key_of(cur) == key) return h;  // cur is not empty here: empty slots are exactly 0
     h = (h + 1) & t.mask;
@@ -86,20 +90,24 @@ __device__ inline uint32_t find(const TableView& t, uint32_t key) {
   return kNoSlot;
 }
 
+// Every value of the block is looked up; a new one is inserted pending, and the one thread that
+// inserted it lists it (column << 32 | slot) in new_list: the list holds each new value once.
 __global__ void probe_insert_kernel(Tables tables, uint32_t* sparse, const uint32_t* d_rows,
-                                    unsigned long long* overflow) {
+                                    unsigned long long* overflow, unsigned long long* new_list, uint32_t* new_count) {
   const uint64_t total = uint64_t(*d_rows) * kNumSparse;
   for (uint64_t k = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += uint64_t(gridDim.x) * blockDim.x) {
     const int c = int(k % kNumSparse);
     const uint32_t r = uint32_t(k / kNumSparse);
     const TableView& t = tables.t[c];
     const uint32_t key = sparse[k];
-    const uint32_t h = find_or_insert(t, key, word(key, kTagPending));
+    bool inserted = false;
+    const uint32_t h = find_or_insert(t, key, word(key, kTagPending), &inserted);
     if (h == kNoSlot) {
       atomicExch(overflow, 1ull);
       sparse[k] = 0;
       continue;
     }
+    if (inserted) new_list[atomicAdd(new_count, 1u)] = (static_cast<unsigned long long>(c) << 32) | h;
     if (t.count) atomicAdd(&t.count[h], 1ull);
     // Ids are assigned only by a later kernel: a slot is either final (from an earlier block) or
     // pending throughout this one.
@@ -113,45 +121,45 @@ __global__ void probe_insert_kernel(Tables tables, uint32_t* sparse, const uint3
   }
 }
 
-// flags[c * M + r] = 1 where row r holds the first occurrence in this block of a new value of column c.
-__global__ void flag_kernel(Tables tables, const uint32_t* sparse, const uint32_t* d_rows, uint32_t M, uint32_t* flags) {
-  const uint32_t rows = *d_rows;
-  const uint64_t total = uint64_t(M) * kNumSparse;
-  for (uint64_t k = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += uint64_t(gridDim.x) * blockDim.x) {
-    const int c = int(k / M);
-    const uint32_t r = uint32_t(k % M);
-    uint32_t f = 0;
-    if (r < rows) {
-      const uint32_t v = sparse[uint64_t(r) * kNumSparse + c];
-      if (v & kPendingBit) f = tables.t[c].first[v & ~kPendingBit] == r ? 1u : 0u;
-    }
-    flags[k] = f;
+// The new values' first rows as bits: bit r of column c's bitmap (W words per column).
+__global__ void mark_kernel(Tables tables, const unsigned long long* new_list, const uint32_t* new_count, uint32_t W,
+                            uint32_t* bitmap) {
+  const uint32_t n = *new_count;
+  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    const uint32_t c = uint32_t(new_list[i] >> 32), h = uint32_t(new_list[i]);
+    const uint32_t r = tables.t[c].first[h];
+    atomicOr(&bitmap[uint64_t(c) * W + r / 32], 1u << (r % 32));
   }
 }
 
-__global__ void assign_kernel(Tables tables, const uint32_t* sparse, const uint32_t* d_rows, uint32_t M,
-                              const uint32_t* flags, const uint32_t* ranks, const unsigned long long* entries,
+// popc[i] = bits set in bitmap word i, and a last zero word (the scan's total lands after it).
+__global__ void popc_kernel(const uint32_t* bitmap, uint64_t words, uint32_t* popc) {
+  for (uint64_t i = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; i <= words; i += uint64_t(gridDim.x) * blockDim.x)
+    popc[i] = i < words ? uint32_t(__popc(bitmap[i])) : 0u;
+}
+
+// A new value's id: the values of its column numbered before this block, plus the first rows of new
+// values of its column above its own (bits below its bit, through the scanned popcounts).
+__global__ void assign_kernel(Tables tables, const unsigned long long* new_list, const uint32_t* new_count, uint32_t W,
+                              const uint32_t* bitmap, const uint32_t* prefix, const unsigned long long* entries,
                               uint32_t last_id) {
-  const uint32_t rows = *d_rows;
-  const uint64_t total = uint64_t(M) * kNumSparse;
-  for (uint64_t k = uint64_t(blockIdx.x) * blockDim.x + threadIdx.x; k < total; k += uint64_t(gridDim.x) * blockDim.x) {
-    if (!flags[k]) continue;
-    const int c = int(k / M);
-    const uint32_t r = uint32_t(k % M);
-    if (r >= rows) continue;
-    const uint64_t id = entries[c] + (ranks[k] - ranks[uint64_t(c) * M]);
-    const uint32_t h = sparse[uint64_t(r) * kNumSparse + c] & ~kPendingBit;
+  const uint32_t n = *new_count;
+  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+    const uint32_t c = uint32_t(new_list[i] >> 32), h = uint32_t(new_list[i]);
     const TableView& t = tables.t[c];
+    const uint32_t r = t.first[h];
+    const uint64_t w = uint64_t(c) * W + r / 32;
+    const uint32_t below = bitmap[w] & ((1u << (r % 32)) - 1u);
+    const uint64_t id = entries[c] + (prefix[w] - prefix[uint64_t(c) * W]) + uint32_t(__popc(below));
     t.kv[h] = word(key_of(t.kv[h]), uint32_t(id < last_id ? id : last_id) + 2);
     t.first[h] = 0xffffffffu;
   }
 }
 
-__global__ void update_entries_kernel(const uint32_t* flags, const uint32_t* ranks, uint32_t M, unsigned long long* entries) {
+__global__ void update_entries_kernel(const uint32_t* prefix, uint32_t W, unsigned long long* entries) {
   const int c = threadIdx.x;
   if (c >= kNumSparse) return;
-  const uint64_t begin = uint64_t(c) * M, last = begin + M - 1;
-  entries[c] += (ranks[last] + flags[last]) - ranks[begin];
+  entries[c] += prefix[uint64_t(c + 1) * W] - prefix[uint64_t(c) * W];
 }
 
 __global__ void resolve_kernel(Tables tables, uint32_t* sparse, const uint32_t* d_rows) {
@@ -220,8 +228,9 @@ VocabTables::~VocabTables() {
     for (void* p : {static_cast<void*>(t.kv), static_cast<void*>(t.first), static_cast<void*>(t.count)})
       if (p) cudaFree(p);
   }
-  for (void* p : {static_cast<void*>(entries_), static_cast<void*>(unseen_), static_cast<void*>(flags_),
-                  static_cast<void*>(ranks_), scan_temp_})
+  for (void* p : {static_cast<void*>(entries_), static_cast<void*>(unseen_), static_cast<void*>(new_list_),
+                  static_cast<void*>(new_count_), static_cast<void*>(bitmap_), static_cast<void*>(popc_),
+                  static_cast<void*>(prefix_), scan_temp_})
     if (p) cudaFree(p);
 }
 
@@ -229,7 +238,8 @@ size_t VocabTables::device_bytes() const {
   size_t b = 0;
   const size_t slot_bytes = 8 + 4 + (counts_ ? 8 : 0);
   for (int c = 0; c < kNumSparse; ++c) b += size_t(capacity_[c]) * slot_bytes;
-  return b + size_t(scratch_rows_) * kNumSparse * 8 + scan_temp_bytes_;
+  const size_t words = size_t(kNumSparse) * ((scratch_rows_ + 31) / 32) + 1;
+  return b + size_t(scratch_rows_) * kNumSparse * 8 + words * 12 + scan_temp_bytes_;
 }
 
 void VocabTables::grow(int c, uint64_t capacity, cudaStream_t s) {
@@ -259,16 +269,20 @@ void VocabTables::grow(int c, uint64_t capacity, cudaStream_t s) {
 
 void VocabTables::ensure_scratch(uint32_t max_rows, cudaStream_t s) {
   if (max_rows <= scratch_rows_) return;
-  if (flags_) SLUICE_CUDA(cudaFreeAsync(flags_, s));
-  if (ranks_) SLUICE_CUDA(cudaFreeAsync(ranks_, s));
-  if (scan_temp_) SLUICE_CUDA(cudaFreeAsync(scan_temp_, s));
-  const uint64_t n = uint64_t(max_rows) * kNumSparse;
-  flags_ = static_cast<uint32_t*>(stream_alloc(n * 4, s, "the GPU vocabulary's scratch space"));
-  ranks_ = static_cast<uint32_t*>(stream_alloc(n * 4, s, "the GPU vocabulary's scratch space"));
+  for (void* p : {static_cast<void*>(new_list_), static_cast<void*>(new_count_), static_cast<void*>(bitmap_),
+                  static_cast<void*>(popc_), static_cast<void*>(prefix_), scan_temp_})
+    if (p) SLUICE_CUDA(cudaFreeAsync(p, s));
+  const char* what = "the GPU vocabulary's scratch space";
+  const uint64_t words = uint64_t(kNumSparse) * ((uint64_t(max_rows) + 31) / 32) + 1;
+  new_list_ = static_cast<unsigned long long*>(stream_alloc(uint64_t(max_rows) * kNumSparse * 8, s, what));
+  new_count_ = static_cast<uint32_t*>(stream_alloc(4, s, what));
+  bitmap_ = static_cast<uint32_t*>(stream_alloc(words * 4, s, what));
+  popc_ = static_cast<uint32_t*>(stream_alloc(words * 4, s, what));
+  prefix_ = static_cast<uint32_t*>(stream_alloc(words * 4, s, what));
   size_t t = 0;
-  SLUICE_CUDA(cub::DeviceScan::ExclusiveSum(nullptr, t, flags_, ranks_, int64_t(n), s));
+  SLUICE_CUDA(cub::DeviceScan::ExclusiveSum(nullptr, t, popc_, prefix_, int64_t(words), s));
   scan_temp_bytes_ = std::max<size_t>(t, 1);
-  scan_temp_ = stream_alloc(scan_temp_bytes_, s, "the GPU vocabulary's scratch space");
+  scan_temp_ = stream_alloc(scan_temp_bytes_, s, what);
   scratch_rows_ = max_rows;
 }
 
@@ -313,15 +327,24 @@ uint64_t VocabTables::assign_first_seen(uint32_t* sparse, const uint32_t* d_rows
   ensure_scratch(max_rows, s);
   const uint64_t elems = uint64_t(max_rows) * kNumSparse;
   const uint32_t last_id = id_capacity_ > 0 ? uint32_t(id_capacity_ - 1) : 0x7fffffffu;
-  probe_insert_kernel<<<grid_for(elems), kThreads, 0, s>>>(tables_, sparse, d_rows, entries_ + kNumSparse);
+  const uint32_t W = (max_rows + 31) / 32;  // bitmap words per column
+  const uint64_t words = uint64_t(kNumSparse) * W;
+  SLUICE_CUDA(cudaMemsetAsync(new_count_, 0, 4, s));
+  SLUICE_CUDA(cudaMemsetAsync(bitmap_, 0, words * 4, s));
+  probe_insert_kernel<<<grid_for(elems), kThreads, 0, s>>>(tables_, sparse, d_rows, entries_ + kNumSparse, new_list_,
+                                                          new_count_);
   SLUICE_CUDA_LAUNCHED("vocabulary probe");
-  flag_kernel<<<grid_for(elems), kThreads, 0, s>>>(tables_, sparse, d_rows, max_rows, flags_);
-  SLUICE_CUDA_LAUNCHED("vocabulary flags");
+  // The kernels over the new values loop over their count (on the device): a smaller grid.
+  const int new_grid = std::min(grid_for(elems), 1024);
+  mark_kernel<<<new_grid, kThreads, 0, s>>>(tables_, new_list_, new_count_, W, bitmap_);
+  SLUICE_CUDA_LAUNCHED("vocabulary first rows");
+  popc_kernel<<<grid_for(words + 1), kThreads, 0, s>>>(bitmap_, words, popc_);
+  SLUICE_CUDA_LAUNCHED("vocabulary row counts");
   size_t t = scan_temp_bytes_;
-  SLUICE_CUDA(cub::DeviceScan::ExclusiveSum(scan_temp_, t, flags_, ranks_, int64_t(elems), s));
-  assign_kernel<<<grid_for(elems), kThreads, 0, s>>>(tables_, sparse, d_rows, max_rows, flags_, ranks_, entries_, last_id);
+  SLUICE_CUDA(cub::DeviceScan::ExclusiveSum(scan_temp_, t, popc_, prefix_, int64_t(words + 1), s));
+  assign_kernel<<<new_grid, kThreads, 0, s>>>(tables_, new_list_, new_count_, W, bitmap_, prefix_, entries_, last_id);
   SLUICE_CUDA_LAUNCHED("vocabulary ids");
-  update_entries_kernel<<<1, 32, 0, s>>>(flags_, ranks_, max_rows, entries_);
+  update_entries_kernel<<<1, 32, 0, s>>>(prefix_, W, entries_);
   SLUICE_CUDA_LAUNCHED("vocabulary sizes");
   resolve_kernel<<<grid_for(elems), kThreads, 0, s>>>(tables_, sparse, d_rows);
   SLUICE_CUDA_LAUNCHED("vocabulary resolve");

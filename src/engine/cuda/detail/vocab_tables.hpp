@@ -1,10 +1,12 @@
 // Vocabularies on the GPU: one open-addressing hash table per column in device memory.
 //
 // First-seen ids in one pass, identical to the cpu engine's: for each block, every value is looked
-// up; a value not yet in the table is inserted as pending and remembers the smallest row of the block
-// it occurs in (atomicMin). A value's first occurrence is flagged, a prefix sum over the flags of each
-// column ranks the block's new values in row order, and they get ids after every earlier block's:
-// exactly the ids of one sequential pass. Counts are kept per value (the vocabulary files store them).
+// up; a value not yet in the table is inserted as pending, listed once (by the thread that inserted
+// it) and remembers the smallest row of the block it occurs in (atomicMin). Each new value sets the
+// bit of its first row in its column's bitmap; a prefix sum over the bitmaps' popcounts ranks the
+// block's new values in row order, and they get ids after every earlier block's: exactly the ids of
+// one sequential pass. The work past the lookups follows the new values, not the block's rows x 26.
+// Counts are kept per value when asked (the vocabulary files store them).
 //
 // Tables grow on the stream (cudaMallocAsync, a rehash kernel, cudaFreeAsync) when the host's bound
 // on the number of entries says they could pass half full; the host never waits for the GPU to
@@ -88,8 +90,11 @@ class VocabTables {
   unsigned long long* entries_ = nullptr;  // device: distinct values per column
   uint32_t* unseen_ = nullptr;             // device: loaded vocabulary's unseen id per column
   bool loaded_ = false;
-  uint32_t* flags_ = nullptr;
-  uint32_t* ranks_ = nullptr;
+  unsigned long long* new_list_ = nullptr;  // the block's new values: column << 32 | slot
+  uint32_t* new_count_ = nullptr;
+  uint32_t* bitmap_ = nullptr;  // per column, a bit per row: the first rows of new values
+  uint32_t* popc_ = nullptr;    // bits per bitmap word
+  uint32_t* prefix_ = nullptr;  // their exclusive scan
   void* scan_temp_ = nullptr;
   size_t scan_temp_bytes_ = 0;
   uint32_t scratch_rows_ = 0;
