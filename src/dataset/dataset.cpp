@@ -362,7 +362,7 @@ std::unique_ptr<BatchStream> open_batch_stream(const DatasetInfo& info, const St
           if (c.memory == MemoryKind::kDevice) r.add_device(c, b - lo, e - b);
           else r.add(c.dense + (b - lo) * kNumDense, c.sparse + (b - lo) * kNumSparse, c.labels + (b - lo), e - b);
         }
-        return true;
+        return !r.stopping();  // the stream is closing: the engine stops at this chunk
       }, limit);
       r.stream_ended();
     });

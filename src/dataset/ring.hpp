@@ -200,6 +200,11 @@ class RingStream : public BatchStream {
 #endif
   }
   bool on_device() const { return device_ >= 0; }
+  // The consumer went away: a producer in the middle of a batch can stop early.
+  bool stopping() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return stop_;
+  }
   // The engine run whose stream the copies went on has ended (its work is complete and the stream is
   // gone): a partial batch is published on the default stream from now on.
   void stream_ended() { stream_ = nullptr; }
