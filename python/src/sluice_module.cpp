@@ -7,6 +7,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -139,6 +140,33 @@ class Stream {
     return nb::make_tuple(nb::cast(dense), nb::cast(sparse), nb::cast(labels), v.first_row, ptrs);
   }
 
+  // Drives the stream to its end from C++ (each batch released at once, no Python object per batch):
+  // the rate the same engine gives without Python, for comparison. Returns (rows, batches).
+  nb::tuple drain() {
+    int64_t rows = 0, batches = 0;
+    bool end = !stream_;
+    while (!end) {
+      {
+        nb::gil_scoped_release nogil;
+        const auto t0 = std::chrono::steady_clock::now();
+        // Batches for up to 0.1 s, then a check for signals.
+        while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(100)) {
+          sluice::Lease lease;
+          if (!stream_->next_for(0.1, &lease)) break;
+          if (!lease) {
+            end = true;
+            break;
+          }
+          rows += lease.view().rows;
+          ++batches;
+        }  // each lease goes back to the ring here
+      }
+      if (!end && PyErr_CheckSignals() != 0) throw nb::python_error();
+    }
+    close();
+    return nb::make_tuple(rows, batches);
+  }
+
   int64_t rows() const { return rows_; }
   const std::vector<int64_t>& table_sizes() const { return table_sizes_; }
   std::string kind() const {
@@ -198,6 +226,7 @@ NB_MODULE(_sluice, m) {
            "threads"_a, "online_ids"_a, "max_ind_range"_a, "vocab_dir"_a)
       .def("next", &Stream::next)
       .def("close", &Stream::close)
+      .def("drain", &Stream::drain)
       .def_prop_ro("rows", &Stream::rows)
       .def_prop_ro("table_sizes", &Stream::table_sizes)
       .def_prop_ro("kind", &Stream::kind)

@@ -235,3 +235,14 @@ def test_ctrl_c_while_waiting_for_a_batch(data, tmp_path):
     assert "raised in: got = stream.next()" in r.stdout, r.stdout
     assert float(r.stdout.split("interrupted after ")[1].split()[0]) < 5, r.stdout
     assert "rows after: 200000" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("engine", ["cpu", "fpga"])
+def test_each_host_engine_gives_the_prep_values(data, engine):
+    if engine not in sluice.available_engines():
+        pytest.skip("the %s engine is not built in" % engine)
+    dense, sparse, labels, _ = collect(numpy_loader(data.files, 400, engine=engine, split="val"))
+    lo = sum(data.part_rows[:2]) + (data.part_rows[2] + 1) // 2
+    np.testing.assert_array_equal(sparse, data.sparse[lo:])
+    np.testing.assert_array_equal(dense, data.dense[lo:])
+    np.testing.assert_array_equal(labels, data.labels[lo:])
