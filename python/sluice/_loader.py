@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 # One batch with where its memory lives: `buffers` are the addresses of the ring slot's dense, sparse
 # and labels buffers (the arrays view them: dense.data_ptr() == buffers[0] unless a copy was asked
-# for), `first_row` the batch's first row in the split.
+# for), `first_row` the batch's first row in the split (start_row counted).
 Batch = collections.namedtuple("Batch", ["dense", "sparse", "labels", "first_row", "buffers"])
 
 
@@ -86,20 +86,21 @@ class Loader(_Base):
         self._max_ind_range = int(max_ind_range)
         self._vocab_dir = os.fspath(vocab_dir) if vocab_dir else ""
         self._sparse_dtype = sparse_dtype
-        # Opens (and checks) the dataset once: the row count, kind and table sizes; the stream itself
-        # is opened anew by each iteration.
-        self._first = self._open()
-        self.rows = self._first.rows
-        self.kind = self._first.kind
-        self.parts = list(self._first.parts)
+        # Inspects (and checks) the dataset once: the row count, kind and table sizes. Each pass is a
+        # fresh stream over it, started by its first batch.
+        self._meta = _sluice.Stream(self._files, self._dir, self.batch_size, self.split, self._engine, self._ordinal,
+                                    self.start_row, self._ring_depth, self._threads, self._online_ids,
+                                    self._max_ind_range, self._vocab_dir)
+        self.rows = self._meta.rows
+        self.kind = self._meta.kind
+        self.parts = list(self._meta.parts)
         # Prepared data with max_ind_range: ids % N, as `sluice train` does (a copy of the ids).
         self._modulo = self._max_ind_range if self.kind != "raw" and self._max_ind_range > 0 else 0
-        self.table_sizes = [min(s, self._modulo) if self._modulo else s for s in self._first.table_sizes]
+        self.table_sizes = [min(s, self._modulo) if self._modulo else s for s in self._meta.table_sizes]
 
     def _open(self):
-        return _sluice.Stream(self._files, self._dir, self.batch_size, self.split, self._engine, self._ordinal,
-                              self.start_row, self._ring_depth, self._threads, self._online_ids,
-                              self._max_ind_range, self._vocab_dir)
+        """A new pass (the C++ stream behind one iteration)."""
+        return self._meta.fresh()
 
     def __len__(self):
         """Batches one pass yields (from ``start_row``)."""
@@ -119,7 +120,7 @@ class Loader(_Base):
             if info is not None and info.num_workers > 1:
                 raise RuntimeError("sluice.Loader runs its own threads: use it with DataLoader(num_workers=0) "
                                    "(each worker would read every row)")
-        stream, self._first = (self._first or self._open()), None
+        stream = self._open()
         try:
             while True:
                 got = stream.next()
@@ -136,7 +137,7 @@ class Loader(_Base):
                 if self._torch and self._ordinal >= 0 and dense.device.type != "cuda":
                     dev = torch.device("cuda", self._ordinal)
                     dense, sparse, labels = dense.to(dev), sparse.to(dev), labels.to(dev)
-                yield Batch(dense, sparse, labels, first_row, buffers)
+                yield Batch(dense, sparse, labels, self.start_row + first_row, buffers)
         finally:
             stream.close()
 

@@ -51,6 +51,8 @@ auto interruptible(F&& f) {
   return f();
 }
 
+// One dataset with its options (inspected once: rows, table sizes) and one pass over it: the
+// producer starts at the first next() or drain(); fresh() gives a new, unstarted pass.
 class Stream {
  public:
   Stream(const std::vector<std::string>& files, const std::string& dir, int64_t batch_size, const std::string& split,
@@ -92,12 +94,18 @@ class Stream {
     table_sizes_ = sluice::table_sizes_for(info_, so_);
     const int64_t n = sluice::split_rows(info_, split_);
     rows_ = std::max<int64_t>(0, n - int64_t(std::min<uint64_t>(start_row, uint64_t(n))));
-    stream_ = sluice::open_batch_stream(info_, so_);
+  }
+  Stream fresh() const {
+    Stream s(*this);
+    s.stream_.reset();
+    s.started_ = false;
+    return s;
   }
 
   // The next batch as (dense, sparse, labels, first_row, pointers), or None at the end. Waits without
   // the GIL, in slices, checking for signals between them (Ctrl-C raises KeyboardInterrupt).
   nb::object next() {
+    start();
     if (!stream_) return nb::none();
     auto held = std::make_unique<HeldBatch>();
     held->stream = stream_;
@@ -143,6 +151,7 @@ class Stream {
   // Drives the stream to its end from C++ (each batch released at once, no Python object per batch):
   // the rate the same engine gives without Python, for comparison. Returns (rows, batches).
   nb::tuple drain() {
+    start();
     int64_t rows = 0, batches = 0;
     bool end = !stream_;
     while (!end) {
@@ -181,17 +190,26 @@ class Stream {
   double wait_seconds() const { return stream_ ? stream_->wait_seconds() : 0.0; }
   // Stops the producer once no batch views the ring any more (the batches handed out stay valid).
   void close() {
+    started_ = true;
     nb::gil_scoped_release nogil;
     stream_.reset();
   }
 
  private:
+  void start() {
+    if (started_) return;
+    started_ = true;
+    nb::gil_scoped_release nogil;
+    stream_ = sluice::open_batch_stream(info_, so_);
+  }
+
   sluice::Split split_;
   sluice::DatasetInfo info_;
   sluice::StreamOptions so_;
   std::vector<int64_t> table_sizes_;
   int64_t rows_ = 0;
   std::shared_ptr<sluice::BatchStream> stream_;
+  bool started_ = false;
 };
 
 nb::dict prep_result(const sluice::PrepResult& r) {
@@ -226,6 +244,7 @@ NB_MODULE(_sluice, m) {
            "threads"_a, "online_ids"_a, "max_ind_range"_a, "vocab_dir"_a)
       .def("next", &Stream::next)
       .def("close", &Stream::close)
+      .def("fresh", &Stream::fresh)
       .def("drain", &Stream::drain)
       .def_prop_ro("rows", &Stream::rows)
       .def_prop_ro("table_sizes", &Stream::table_sizes)

@@ -72,6 +72,7 @@ def test_drop_last_resume_and_len(data):
     assert sizes == [1000, 1000, 1000]
     resumed = numpy_loader(data.prep_dir, 1000, start_row=2500)
     assert resumed.rows == ROWS - 2500 and len(resumed) == 1
+    assert [b.first_row for b in resumed.batches()] == [2500]
     _, sparse, _, sizes = collect(resumed)
     assert sizes == [ROWS - 2500]
     np.testing.assert_array_equal(sparse, data.sparse[2500:])
