@@ -83,9 +83,9 @@ class NpyBatches:
         i, b = self.index[k]
         p = self.parts[i]
         e = b + self.batch_size
-        return (torch.from_numpy(np.ascontiguousarray(p["dense"][b:e])),
-                torch.from_numpy(np.ascontiguousarray(p["sparse"][b:e])),
-                torch.from_numpy(np.ascontiguousarray(p["labels"][b:e]).reshape(-1).astype(np.float32)))
+        return (torch.from_numpy(np.array(p["dense"][b:e])),
+                torch.from_numpy(np.array(p["sparse"][b:e])),
+                torch.from_numpy(np.array(p["labels"][b:e]).reshape(-1).astype(np.float32)))
 
 
 def run_dataloader(a):

@@ -8,7 +8,9 @@ viewed by torch without a copy.
 
     python3 -c "import sluice; t = sluice.gen('raw', rows=200000, days=3); sluice.prep(t['files'], 'prep')"
     python3 examples/train_dlrm.py --data prep [--device cuda]
-    python3 examples/train_dlrm.py --data raw --engine cuda --device cuda
+    python3 examples/train_dlrm.py --data raw --engine cuda --device cuda --max-ind-range 100000
+
+(Raw data with first-seen ids and no --max-ind-range gets sluice train's 1,000,000-row tables.)
 """
 
 import argparse

@@ -29,7 +29,7 @@ if ls .deps/wheels/*.whl >/dev/null 2>&1; then src=(--no-index --find-links .dep
 t1=$(date +%s)
 BUILD_DIR=${SLUICE_PY_BUILD_DIR:-build-py/cmake}
 defs=()
-for d in ${SLUICE_PY_CMAKE:-}; do defs+=(-C "cmake.define.${d#-D}"); done
+for d in ${SLUICE_PY_CMAKE:-}; do defs+=(--config-settings="cmake.define.${d#-D}"); done
 # An existing build directory keeps its generator (scikit-build-core would pick Ninja when present).
 if [ -f "$BUILD_DIR/CMakeCache.txt" ] && [ -z "${CMAKE_GENERATOR:-}" ]; then
   CMAKE_GENERATOR=$(sed -n 's/^CMAKE_GENERATOR:INTERNAL=//p' "$BUILD_DIR/CMakeCache.txt")
@@ -37,7 +37,7 @@ if [ -f "$BUILD_DIR/CMakeCache.txt" ] && [ -z "${CMAKE_GENERATOR:-}" ]; then
 fi
 CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)} \
   "$VPY" -m pip install -q --disable-pip-version-check "${src[@]}" --no-build-isolation --force-reinstall --no-deps \
-  -C build-dir="$BUILD_DIR" "${defs[@]}" .
+  --config-settings=build-dir="$BUILD_DIR" "${defs[@]}" .
 t2=$(date +%s)
 # From outside the repository: the installed package is what gets imported.
 (cd tests/python && "$VPY" -m pytest -q -p no:cacheprovider .)
