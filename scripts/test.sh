@@ -13,8 +13,7 @@ echo "== tests (Release)"
 (cd build && ctest --output-on-failure -j2 --timeout 1800)
 echo "== Python package: a fresh virtual environment, pip install ., pytest"
 # scikit-build-core builds in build/ with the options build.sh gave it: only the extension compiles.
-SLUICE_PY_BUILD_DIR=build SLUICE_PY_CMAKE="-DSLUICE_BUILD_TESTS=ON -DSLUICE_BUILD_BENCH=ON -DSLUICE_WITH_TORCH=ON" \
-  bash scripts/test_python.sh
+SLUICE_PY_BUILD_DIR=build bash scripts/test_python.sh
 if [ "${SLUICE_QUICK:-0}" != 1 ]; then
   echo "== core tests under ASan/UBSan"
   # -g1: line tables only (what the sanitizers' stack traces print), which compiles much faster than -g.
