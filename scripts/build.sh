@@ -9,5 +9,7 @@ if ls .deps-torch/ok-* >/dev/null 2>&1; then
   torch_args=(-DCMAKE_PREFIX_PATH="$PWD/.deps-torch/torch/share/cmake" -DTorch_DIR="$PWD/.deps-torch/torch/share/cmake/Torch"
               -DSLUICE_EXTRA_LIB_DIRS="$PWD/.deps-torch/nvidia/cu13/lib;$PWD/.deps-torch/nvidia/cusparselt/lib;$PWD/.deps-torch/nvidia/nvshmem/lib;${CUDA_HOME:-/usr/local/cuda}/lib64")
 fi
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "${torch_args[@]}" "$@" >/dev/null
+# The Python extension is pip's to build (scripts/test_python.sh turns it on in this directory, with its
+# own environment's Python): off here, so that this build never depends on that environment.
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DSLUICE_BUILD_PYTHON=OFF "${torch_args[@]}" "$@" >/dev/null
 cmake --build build -j"$jobs"

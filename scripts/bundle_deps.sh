@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Copies the header-only build dependencies (CLI11, nlohmann-json), zlib's headers and ISA-L into .deps/,
+# Copies the header-only build dependencies (CLI11, nlohmann-json), zlib's headers, ISA-L and the
+# Python package's build wheels into .deps/,
 # a relocatable prefix for building on a machine that cannot install packages (e.g. a GPU host
 # without network access): cmake -DCMAKE_PREFIX_PATH=$PWD/.deps ...
 set -euo pipefail
@@ -16,4 +17,9 @@ if [ -f /usr/include/isa-l/igzip_lib.h ]; then
   cp -a /usr/lib/x86_64-linux-gnu/libisal.so* .deps/lib/
 fi
 if [ -d /usr/src/googletest ]; then cp -r /usr/src/googletest .deps/googletest-src; fi
+# The Python package's build and test wheels (all pure Python), for `pip install --no-index
+# --find-links .deps/wheels --no-build-isolation .` there (scripts/test_python.sh does it); numpy and
+# torch are the machine's own.
+python3 -m pip download -q --disable-pip-version-check --only-binary=:all: -d .deps/wheels \
+  "scikit-build-core>=0.10" "nanobind>=2.2" pytest
 du -sh .deps

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Correctness on the GPU machine, in one call: builds sluice there the way its binary is built for
 # users (the machine's g++, PyTorch's libtorch), runs the whole test suite (core, trainer and GPU
-# tests), then the core suite again under AddressSanitizer + UndefinedBehaviorSanitizer. Bring .deps/
-# (scripts/bundle_deps.sh). Prints a short table last; logs go to $OUT (or build-check/logs).
-#   STAGES="build test asan" bash scripts/gpu_check.sh
+# tests), then the core suite again under AddressSanitizer + UndefinedBehaviorSanitizer, and installs
+# the Python package into the machine's python3 (pip install . from .deps/wheels, no network) to run
+# its tests there, GPU ones included. Bring .deps/ (scripts/bundle_deps.sh). Prints a short table
+# last; logs go to $OUT (or build-check/logs).
+#   STAGES="build test asan python" bash scripts/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build-gpu/logs}
 mkdir -p "$OUT"
-STAGES=${STAGES:-"build test asan"}
+STAGES=${STAGES:-"build test asan python"}
 JOBS=$(nproc)
 TABLE="$OUT/check_table.txt"
 : > "$TABLE"
@@ -59,6 +61,35 @@ if has asan; then
   else
     grep -E "error" "$OUT/asan_build.log" | head -30
     row "ASan build" "FAILED (see asan_build.log)"
+  fi
+fi
+
+if has python; then
+  # The machine's python3 is a virtual environment with torch: the package goes into it (its own
+  # numpy and torch, the build wheels from .deps/wheels), built in build-gpu-py with the cuda engine.
+  t0=$(date +%s)
+  zlib_so=$(ls /usr/lib/x86_64-linux-gnu/libz.so* /lib/x86_64-linux-gnu/libz.so* 2>/dev/null | head -1)
+  py_defs="-DCMAKE_PREFIX_PATH=$PWD/.deps -DCMAKE_CUDA_ARCHITECTURES=90"
+  if [ -f "$PWD/.deps/include/zlib.h" ] && [ -n "$zlib_so" ]; then
+    py_defs="$py_defs -DZLIB_INCLUDE_DIR=$PWD/.deps/include -DZLIB_LIBRARY=$zlib_so"
+  fi
+  if SLUICE_PY_IN_PLACE=1 SLUICE_PY_BUILD_DIR=build-gpu-py SLUICE_PY_CMAKE="$py_defs" CMAKE_BUILD_PARALLEL_LEVEL="$JOBS" \
+      bash scripts/test_python.sh > "$OUT/python.log" 2>&1; then
+    row "python package ($(( $(date +%s) - t0 )) s)" "$(grep -E "passed|failed" "$OUT/python.log" | tail -1)"
+  else
+    tail -30 "$OUT/python.log"
+    row "python package" "FAILED: $(grep -E "passed|failed|rror" "$OUT/python.log" | tail -1) (see python.log)"
+  fi
+  # Python loop vs C++ vs DataLoader (16 workers) on the cuda engine: a small generated dataset.
+  if [ -f build-gpu-py/CMakeCache.txt ]; then
+    python3 - > "$OUT/python_bench_data.log" 2>&1 <<'PY' || true
+import sluice
+t = sluice.gen("build-gpu-py/bench-raw", rows=4_000_000, days=2, seed=1, overwrite=True)
+sluice.prep(t["files"], "build-gpu-py/bench-prep", overwrite=True)
+PY
+    python3 bench/bench_python_loader.py --data build-gpu-py/bench-raw --npy build-gpu-py/bench-prep --engine cuda \
+        --device cuda --workers 16 > "$OUT/python_bench.log" 2>&1 && cat "$OUT/python_bench.log" \
+      || row "python bench" "FAILED (see python_bench.log)"
   fi
 fi
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: installs what is missing, builds, runs every test (ctest), then builds and runs
+# The test command: installs what is missing, builds, runs every test (ctest) and the Python package's
+# tests (scripts/test_python.sh: pip install . into a fresh virtual environment, pytest), then builds and runs
 # the core tests again under AddressSanitizer + UndefinedBehaviorSanitizer, and runs the fuzzer
 # briefly when clang is present. SLUICE_QUICK=1 skips the sanitizer and fuzz stages. The sanitizer
 # build leaves the fpga engine out (no Verilated core): it also checks that a build without
@@ -10,6 +11,9 @@ bash scripts/setup.sh
 bash scripts/build.sh
 echo "== tests (Release)"
 (cd build && ctest --output-on-failure -j2 --timeout 1800)
+echo "== Python package: a fresh virtual environment, pip install ., pytest"
+# scikit-build-core builds in build/ with the options build.sh gave it: only the extension compiles.
+SLUICE_PY_BUILD_DIR=build bash scripts/test_python.sh
 if [ "${SLUICE_QUICK:-0}" != 1 ]; then
   echo "== core tests under ASan/UBSan"
   # -g1: line tables only (what the sanitizers' stack traces print), which compiles much faster than -g.

@@ -70,6 +70,13 @@ class BatchStream {
  public:
   virtual ~BatchStream() = default;
   virtual Lease next() = 0;
+  // Like next(), but waits at most `seconds`: false (and *out untouched) when no batch and no end was
+  // ready by then. Lets a caller check for interruptions between slices of waiting.
+  virtual bool next_for(double seconds, Lease* out) {
+    (void)seconds;
+    *out = next();
+    return true;
+  }
   // Seconds next() spent blocked waiting for data so far (the consumer's stall time).
   virtual double wait_seconds() const = 0;
 };

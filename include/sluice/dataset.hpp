@@ -27,7 +27,13 @@ struct DatasetInfo {
 // inconsistent).
 DatasetInfo inspect_dataset(const std::string& dir);
 
-enum class Split : uint8_t { kTrain, kTest };
+// Raw day files given one by one, in this order (the last one holds the test split). Their rows are
+// counted as inspect_dataset counts a folder's day files.
+DatasetInfo inspect_files(const std::vector<std::string>& files);
+
+// kTrain: every part but the last. kTest: the first half of the last part (rounded up); kVal: the
+// rest of it (Meta's layout). kAll: every row of every part.
+enum class Split : uint8_t { kTrain, kTest, kVal, kAll };
 
 // How raw rows get their ids when training online.
 enum class OnlineIds : uint8_t {
@@ -51,6 +57,13 @@ struct StreamOptions {
   uint64_t max_ind_range = 0;
   std::string vocab_dir;
   int64_t first_seen_capacity = 0;  // per table; 0 = 1'000'000
+  // kFirstSeen: also read the parts before the split's first one (for their ids only), so that the
+  // ids are those of one pass over the whole dataset (sluice prep's) without a shared state.
+  bool ids_from_start = false;
+  // When the consumer holds every slot of the ring and asks for the next batch, add a slot instead of
+  // waiting for one to come back (which would never happen). Released slots are reused; the ring
+  // never shrinks while the stream lives.
+  bool grow = false;
   // Optional allocator for the ring's host buffers (e.g. pinned memory for fast uploads); the
   // buffers are handed out as MemoryKind::kPinnedHost when set.
   std::function<void*(size_t)> host_alloc;

@@ -82,15 +82,25 @@ struct Range {
 };
 
 std::vector<Range> split_ranges(const DatasetInfo& info, Split split, uint64_t skip) {
-  if (info.parts.size() < 2)
+  if (info.parts.empty()) throw Error(info.dir + ": no days");
+  if (split != Split::kAll && info.parts.size() < 2)
     throw Error(info.dir + ": need at least 2 days (every day but the last trains, the last one tests), found " +
                 std::to_string(info.parts.size()));
   std::vector<Range> r;
-  if (split == Split::kTrain) {
-    for (size_t p = 0; p + 1 < info.parts.size(); ++p) r.push_back({p, 0, info.part_rows[p]});
-  } else {
-    const size_t p = info.parts.size() - 1;
-    r.push_back({p, 0, (info.part_rows[p] + 1) / 2});
+  const size_t last = info.parts.size() - 1;
+  switch (split) {
+    case Split::kTrain:
+      for (size_t p = 0; p < last; ++p) r.push_back({p, 0, info.part_rows[p]});
+      break;
+    case Split::kTest:
+      r.push_back({last, 0, (info.part_rows[last] + 1) / 2});
+      break;
+    case Split::kVal:
+      r.push_back({last, (info.part_rows[last] + 1) / 2, info.part_rows[last]});
+      break;
+    case Split::kAll:
+      for (size_t p = 0; p <= last; ++p) r.push_back({p, 0, info.part_rows[p]});
+      break;
   }
   // Resume: drop the first `skip` rows.
   for (auto& x : r) {
@@ -160,6 +170,22 @@ DatasetInfo inspect_dataset(const std::string& dir) {
     info.parts.push_back("day_" + std::to_string(d.first));
     info.files.push_back(d.second);
     info.part_rows.push_back(count_lines(d.second));
+  }
+  return info;
+}
+
+DatasetInfo inspect_files(const std::vector<std::string>& files) {
+  if (files.empty()) throw Error("no data files given");
+  DatasetInfo info;
+  info.kind = DatasetKind::kRawDays;
+  info.dir = files.front();
+  for (const auto& f : files) {
+    std::error_code ec;
+    if (!fs::exists(f, ec)) throw Error(f + ": no such file");
+    if (fs::is_directory(f, ec)) throw Error(f + ": a directory, not a day file");
+    info.parts.push_back(fs::path(f).filename().string());
+    info.files.push_back(f);
+    info.part_rows.push_back(count_lines(f));
   }
   return info;
 }
@@ -306,6 +332,11 @@ std::unique_ptr<BatchStream> open_batch_stream(const DatasetInfo& info, const St
       std::vector<std::string> files;
       std::vector<Range> file_ranges;
       uint64_t limit = 0;
+      if (o.ids == OnlineIds::kFirstSeen && o.ids_from_start && !ranges.empty())
+        for (size_t p = 0; p < ranges.front().part; ++p) {
+          files.push_back(info.files[p]);
+          file_ranges.push_back({p, 0, 0});
+        }
       for (const auto& g : ranges) {
         if (g.begin >= g.end && o.ids != OnlineIds::kFirstSeen) continue;
         files.push_back(info.files[g.part]);
@@ -331,7 +362,7 @@ std::unique_ptr<BatchStream> open_batch_stream(const DatasetInfo& info, const St
           if (c.memory == MemoryKind::kDevice) r.add_device(c, b - lo, e - b);
           else r.add(c.dense + (b - lo) * kNumDense, c.sparse + (b - lo) * kNumSparse, c.labels + (b - lo), e - b);
         }
-        return true;
+        return !r.stopping();  // the stream is closing: the engine stops at this chunk
       }, limit);
       r.stream_ended();
     });

@@ -1,5 +1,6 @@
 // The batch ring: `depth` slots of `batch` rows that a producer thread fills in row order and the
-// consumer leases in order and gives back. Slots live in host memory (pageable, or page-locked
+// consumer leases in order and gives back (StreamOptions::grow: more slots when the consumer holds
+// them all). Slots live in host memory (pageable, or page-locked
 // through StreamOptions' allocator) or, for chunks the cuda engine makes on the GPU, in device memory.
 #pragma once
 
@@ -37,16 +38,7 @@ class RingStream : public BatchStream {
       : batch_(batch), o_(o), device_(device) {
     if (batch <= 0) throw Error("batch size must be positive");
     depth = std::max(2, depth);
-    slots_.resize(size_t(depth));
-    for (auto& s : slots_) {
-      s.dense = static_cast<float*>(alloc(size_t(batch) * kNumDense * 4, "batch dense values"));
-      s.sparse = static_cast<int32_t*>(alloc(size_t(batch) * kNumSparse * 4, "batch ids"));
-      s.labels = static_cast<float*>(alloc(size_t(batch) * 4, "batch labels"));
-#if defined(SLUICE_HAVE_CUDA)
-      if (device_ >= 0) s.ready = cuda_batch::event_create(device_);
-#endif
-    }
-    for (size_t i = 0; i < slots_.size(); ++i) free_.push_back(i);
+    for (int i = 0; i < depth; ++i) add_slot();
   }
   ~RingStream() override {
     {
@@ -89,13 +81,48 @@ class RingStream : public BatchStream {
   }
 
   Lease next() override {
+    Lease l;
+    take(nullptr, &l);
+    return l;
+  }
+  bool next_for(double seconds, Lease* out) override { return take(&seconds, out); }
+  // Slots in the ring now (grows with StreamOptions::grow).
+  size_t slots() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return slots_.size();
+  }
+
+ private:
+  // next() and next_for(): waits for a batch (or the end) at most `*seconds` when given.
+  bool take(const double* seconds, Lease* out) {
     const auto t0 = std::chrono::steady_clock::now();
     std::unique_lock<std::mutex> lk(mu_);
-    cv_.wait(lk, [&] { return !ready_.empty() || done_; });
+    // Growing: the producer waits for a free slot while none is ready, so the consumer holds every
+    // slot; only a new one lets the stream go on.
+    const auto stuck = [&] { return o_.grow && producer_waiting_ && free_.empty() && ready_.empty() && !done_; };
+    const auto wake = [&] { return !ready_.empty() || done_ || stuck(); };
+    bool timed_out = false;
+    for (;;) {
+      if (seconds) {
+        const auto until = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                    std::chrono::duration<double>(std::max(0.0, *seconds)));
+        if (!cv_.wait_until(lk, until, wake)) {
+          timed_out = true;
+          break;
+        }
+      } else {
+        cv_.wait(lk, wake);
+      }
+      if (!stuck()) break;
+      add_slot();
+      cv_.notify_all();
+    }
     wait_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (timed_out) return false;
     if (ready_.empty()) {
       if (error_) std::rethrow_exception(error_);
-      return Lease();
+      *out = Lease();
+      return true;
     }
     const size_t i = ready_.front();
     ready_.pop_front();
@@ -121,12 +148,15 @@ class RingStream : public BatchStream {
       v.device = device_;
     }
 #endif
-    return Lease(v, [this, i] {
+    *out = Lease(v, [this, i] {
       std::lock_guard<std::mutex> g(mu_);
       free_.push_back(i);
       cv_.notify_all();
     });
+    return true;
   }
+
+ public:
   double wait_seconds() const override {
     std::lock_guard<std::mutex> lk(mu_);
     return wait_;
@@ -137,7 +167,7 @@ class RingStream : public BatchStream {
     int64_t done = 0;
     while (done < n) {
       if (cur_ < 0) acquire();
-      Slot& s = slots_[size_t(cur_)];
+      Slot& s = *cur_slot_;
       const int64_t k = std::min(n - done, batch_ - s.rows);
       std::memcpy(s.dense + s.rows * kNumDense, dense + done * kNumDense, size_t(k) * kNumDense * 4);
       std::memcpy(s.sparse + s.rows * kNumSparse, sparse + done * kNumSparse, size_t(k) * kNumSparse * 4);
@@ -154,7 +184,7 @@ class RingStream : public BatchStream {
     int64_t done = 0;
     while (done < n) {
       if (cur_ < 0) acquire();
-      Slot& s = slots_[size_t(cur_)];
+      Slot& s = *cur_slot_;
       const int64_t k = std::min(n - done, batch_ - s.rows);
       cuda_batch::copy_rows(c, from + done, k, s.dense, s.sparse, s.labels, s.rows);
       stream_ = c.stream;
@@ -170,13 +200,18 @@ class RingStream : public BatchStream {
 #endif
   }
   bool on_device() const { return device_ >= 0; }
+  // The consumer went away: a producer in the middle of a batch can stop early.
+  bool stopping() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return stop_;
+  }
   // The engine run whose stream the copies went on has ended (its work is complete and the stream is
   // gone): a partial batch is published on the default stream from now on.
   void stream_ended() { stream_ = nullptr; }
 
   // Rows are row-major int32 ids already; label conversion included.
   void flush() {
-    if (cur_ >= 0 && slots_[size_t(cur_)].rows > 0) publish();
+    if (cur_ >= 0 && cur_slot_->rows > 0) publish();
   }
   uint64_t next_row() const { return row_; }
   const StreamOptions& options() const { return o_; }
@@ -190,6 +225,18 @@ class RingStream : public BatchStream {
     uint64_t first_row = 0;
     void* ready = nullptr;  // device slots: event recorded after the copies that filled it
   };
+  // A new free slot (the constructor, or growing with mu_ held).
+  void add_slot() {
+    Slot s;
+    s.dense = static_cast<float*>(alloc(size_t(batch_) * kNumDense * 4, "batch dense values"));
+    s.sparse = static_cast<int32_t*>(alloc(size_t(batch_) * kNumSparse * 4, "batch ids"));
+    s.labels = static_cast<float*>(alloc(size_t(batch_) * 4, "batch labels"));
+#if defined(SLUICE_HAVE_CUDA)
+    if (device_ >= 0) s.ready = cuda_batch::event_create(device_);
+#endif
+    slots_.push_back(s);
+    free_.push_back(slots_.size() - 1);
+  }
   void* alloc(size_t n, const char* what) {
 #if defined(SLUICE_HAVE_CUDA)
     if (device_ >= 0) return cuda_batch::device_alloc(device_, n, what);
@@ -216,21 +263,28 @@ class RingStream : public BatchStream {
   }
   void acquire() {
     std::unique_lock<std::mutex> lk(mu_);
+    if (free_.empty()) {
+      producer_waiting_ = true;
+      cv_.notify_all();
+    }
     cv_.wait(lk, [&] { return !free_.empty() || stop_; });
+    producer_waiting_ = false;
     if (stop_) throw StopProducing{};
     cur_ = int64_t(free_.front());
     free_.pop_front();
-    slots_[size_t(cur_)].rows = 0;
-    slots_[size_t(cur_)].first_row = row_;
+    cur_slot_ = &slots_[size_t(cur_)];  // deque: stays valid while slots are added
+    cur_slot_->rows = 0;
+    cur_slot_->first_row = row_;
   }
   void publish() {
 #if defined(SLUICE_HAVE_CUDA)
-    if (device_ >= 0) cuda_batch::event_record(slots_[size_t(cur_)].ready, stream_);
+    if (device_ >= 0) cuda_batch::event_record(cur_slot_->ready, stream_);
 #endif
-    row_ += uint64_t(slots_[size_t(cur_)].rows);
+    row_ += uint64_t(cur_slot_->rows);
     std::lock_guard<std::mutex> lk(mu_);
     ready_.push_back(size_t(cur_));
     cur_ = -1;
+    cur_slot_ = nullptr;
     cv_.notify_all();
   }
 
@@ -238,11 +292,13 @@ class RingStream : public BatchStream {
   StreamOptions o_;
   int device_ = -1;
   void* stream_ = nullptr;  // device slots: the stream of the chunks being copied in
-  std::vector<Slot> slots_;
+  std::deque<Slot> slots_;  // indexed under mu_ (the producer's own slot through cur_slot_)
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<size_t> free_, ready_;
   int64_t cur_ = -1;
+  Slot* cur_slot_ = nullptr;
+  bool producer_waiting_ = false;  // the producer waits for a free slot
   uint64_t row_ = 0;
   bool stop_ = false, done_ = false;
   std::exception_ptr error_;

@@ -221,3 +221,134 @@ TEST_F(Dataset, ClearErrors) {
   so.ids = OnlineIds::kModulo;  // no bound
   EXPECT_THROW(table_sizes_for(inspect_dataset(raw_), so), Error);
 }
+
+TEST_F(Dataset, FilesGivenOneByOneAllAndValSplits) {
+  // The files' order decides the days: day_0 (1001 rows) last, so it holds the test and val rows.
+  const DatasetInfo info = inspect_files({day(1), day(2), day(0)});
+  EXPECT_EQ(info.kind, DatasetKind::kRawDays);
+  EXPECT_EQ(info.part_rows, (std::vector<int64_t>{1000, 1000, 1001}));
+  EXPECT_EQ(split_rows(info, Split::kAll), 3001);
+  EXPECT_EQ(split_rows(info, Split::kTrain), 2000);
+  EXPECT_EQ(split_rows(info, Split::kTest), 501);
+  EXPECT_EQ(split_rows(info, Split::kVal), 500);
+
+  StreamOptions so;
+  so.ids = OnlineIds::kModulo;
+  so.max_ind_range = 1000;
+  so.batch_size = 64;
+  so.threads = 2;
+  so.split = Split::kVal;
+  const Rows val = drain(*open_batch_stream(info, so));
+  const Rows want_val = engine_rows(day(0), 1000, 501, 1001);
+  ASSERT_EQ(val.size(), 500u);
+  EXPECT_EQ(val.dense, want_val.dense);
+  EXPECT_EQ(val.sparse, want_val.sparse);
+  EXPECT_EQ(val.labels, want_val.labels);
+
+  so.split = Split::kAll;
+  so.start_row = 1990;  // resume inside the second file
+  const Rows all = drain(*open_batch_stream(info, so));
+  Rows want = engine_rows(day(2), 1000, 990, 1000);
+  append(&want, engine_rows(day(0), 1000, 0, 1001));
+  ASSERT_EQ(all.size(), 1011u);
+  EXPECT_EQ(all.sparse, want.sparse);
+  EXPECT_EQ(all.dense, want.dense);
+  EXPECT_EQ(all.first_rows.front(), 0u);
+
+  // One file: every row, but no train/test split.
+  const DatasetInfo one = inspect_files({day(2)});
+  EXPECT_EQ(split_rows(one, Split::kAll), 1000);
+  EXPECT_THROW(split_rows(one, Split::kTest), Error);
+  EXPECT_THROW(inspect_files({}), Error);
+  try {
+    inspect_files({day(0), raw_ + "/day_9.tsv"});
+    FAIL() << "no error for a missing file";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("day_9.tsv: no such file"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(Dataset, FirstSeenIdsFromStartEqualPreparedIdsOfTheSplit) {
+  PrepOptions po;
+  po.inputs = {day(0), day(1), day(2)};
+  po.out = (dir_.path() / "prep").string();
+  po.threads = 2;
+  prep(po);
+  const DatasetInfo raw = inspect_dataset(raw_);
+  const DatasetInfo npy = inspect_dataset(po.out);
+  StreamOptions so;
+  so.batch_size = 128;
+  so.threads = 2;
+  so.ids = OnlineIds::kFirstSeen;
+  so.first_seen_capacity = 1 << 20;
+  so.ids_from_start = true;
+  for (Split split : {Split::kVal, Split::kTest, Split::kAll}) {
+    so.split = split;
+    const Rows a = drain(*open_batch_stream(raw, so));  // no state shared with a train stream
+    const Rows b = drain(*open_batch_stream(npy, so));
+    ASSERT_GT(a.size(), 0u);
+    EXPECT_EQ(a.sparse, b.sparse) << "split " << int(split);
+    EXPECT_EQ(a.dense, b.dense);
+    EXPECT_EQ(a.labels, b.labels);
+  }
+  // Without it the val rows get ids from the last day alone: different ones.
+  so.ids_from_start = false;
+  so.split = Split::kVal;
+  EXPECT_NE(drain(*open_batch_stream(raw, so)).sparse, drain(*open_batch_stream(npy, so)).sparse);
+}
+
+TEST_F(Dataset, GrowingRingKeepsHeldBatchesIntact) {
+  const DatasetInfo info = inspect_dataset(raw_);
+  StreamOptions so;
+  so.ids = OnlineIds::kModulo;
+  so.max_ind_range = 1000;
+  so.batch_size = 50;
+  so.ring_depth = 2;
+  so.threads = 2;
+  so.split = Split::kAll;
+  const Rows want = drain(*open_batch_stream(info, so));
+  so.grow = true;
+  auto s = open_batch_stream(info, so);
+  // Hold every batch: with two slots and no growing, the third next() would wait forever.
+  std::vector<Lease> held;
+  for (;;) {
+    Lease l = s->next();
+    if (!l) break;
+    held.push_back(std::move(l));
+  }
+  ASSERT_EQ(held.size(), size_t((3001 + 49) / 50));
+  std::vector<const int32_t*> buffers;
+  Rows got;
+  for (const auto& l : held) {
+    const BatchView& v = l.view();
+    buffers.push_back(v.sparse);
+    got.dense.insert(got.dense.end(), v.dense, v.dense + v.rows * kNumDense);
+    got.sparse.insert(got.sparse.end(), v.sparse, v.sparse + v.rows * kNumSparse);
+    got.labels.insert(got.labels.end(), v.labels, v.labels + v.rows);
+  }
+  std::sort(buffers.begin(), buffers.end());
+  EXPECT_EQ(std::unique(buffers.begin(), buffers.end()), buffers.end()) << "two held batches share a buffer";
+  EXPECT_EQ(got.sparse, want.sparse);
+  EXPECT_EQ(got.dense, want.dense);
+  EXPECT_EQ(got.labels, want.labels);
+}
+
+TEST_F(Dataset, NextForGivesUpAfterItsTimeAndGoesOnLater) {
+  const DatasetInfo info = inspect_dataset(raw_);
+  StreamOptions so;
+  so.ids = OnlineIds::kModulo;
+  so.max_ind_range = 97;
+  so.batch_size = 10;
+  so.ring_depth = 2;
+  auto s = open_batch_stream(info, so);
+  Lease a = s->next(), b = s->next();
+  // Both slots held, no growing: nothing can come.
+  Lease c;
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(s->next_for(0.05, &c));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(45));
+  EXPECT_FALSE(c);
+  a.release();
+  ASSERT_TRUE(s->next_for(10.0, &c));
+  EXPECT_EQ(c.view().first_row, 20u);
+}
