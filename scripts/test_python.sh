@@ -13,11 +13,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+t0=$(date +%s)
 if [ "${SLUICE_PY_IN_PLACE:-0}" = 1 ]; then
   VPY=$PY
 else
   VENV=${SLUICE_PY_VENV:-build-py/venv}
-  t0=$(date +%s)
   rm -rf "$VENV"
   "$PY" -m venv "$VENV"
   VPY=$PWD/$VENV/bin/python
