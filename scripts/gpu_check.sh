@@ -19,7 +19,7 @@ has() { [[ " $STAGES " == *" $1 "* ]]; }
 source scripts/gpu_configure.sh
 
 GPU=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)
-row "machine" "${GPU:-no GPU}, $JOBS cores, $(g++ --version | head -1)"
+row "machine" "${GPU:-no GPU}, $JOBS cores, ${CXX:-g++}: $(${CXX:-g++} --version | head -1)"
 row "torch" "$(python3 -c 'import torch; print(torch.__version__)' 2>/dev/null || echo none)"
 
 # ctest's summary -> "passed/total (failed: names)".

@@ -51,5 +51,5 @@ CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || 
   --config-settings=build-dir="$BUILD_DIR" "${defs[@]}" .
 t2=$(date +%s)
 # From outside the repository: the installed package is what gets imported.
-(cd tests/python && "$VPY" -m pytest -q -p no:cacheprovider .)
+(cd tests/python && "$VPY" -m pytest -q -rs -p no:cacheprovider .)
 echo "python stage: environment $((t1 - t0)) s, pip install . $((t2 - t1)) s, pytest $(($(date +%s) - t2)) s"

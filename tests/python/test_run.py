@@ -17,7 +17,9 @@ def test_gen_and_prep_return_their_files_as_dicts(data, tmp_path):
     with open(os.path.join(data.prep_dir, "manifest.json")) as f:
         on_disk = json.load(f)
     assert {k: v for k, v in data.manifest.items() if k != "run"} == on_disk
-    assert data.manifest["run"]["rows"] == ROWS and data.manifest["run"]["engine"] == "cpu"
+    # The fixture's prep runs with engine="auto": the cuda engine where a GPU is usable.
+    auto = "cuda" if sluice.cuda_available() else "cpu"
+    assert data.manifest["run"]["rows"] == ROWS and data.manifest["run"]["engine"] == auto
     assert data.part_rows == [1001, 1000, 1000]
     # The CLI's options: modulo ids, binary rows, days.
     m = sluice.prep(data.files, tmp_path / "bin", max_ind_range=1000, vocab="none", format="dlrm-bin", days=2,
