@@ -4,7 +4,7 @@ stream driven from C++ (no Python object per batch), and PyTorch's DataLoader ov
 npy files with worker processes. Prints a short table.
 
     python3 bench/bench_python_loader.py --data RAW_OR_PREP [--engine cuda --device cuda]
-        [--npy PREP_DIR] [--batch-size 65536] [--workers 16] [--repeat 3]
+        [--npy PREP_DIR] [--batch-size 65536] [--workers 16] [--repeat 5]
 
 The Loader and C++ rows use --data (raw day files run through --engine; a prep output is read as
 it is); the DataLoader row reads --npy (default: --data when it is a prep output) and moves each
@@ -118,7 +118,7 @@ def main():
     p.add_argument("--max-ind-range", type=int, default=0)
     p.add_argument("--output", default="auto")
     p.add_argument("--workers", type=int, default=16)
-    p.add_argument("--repeat", type=int, default=3, help="best of N runs each")
+    p.add_argument("--repeat", type=int, default=5, help="rounds; each way's median is reported")
     a = p.parse_args()
     if a.npy is None and os.path.exists(os.path.join(a.data, "manifest.json")):
         a.npy = a.data
@@ -129,13 +129,16 @@ def main():
             runs.append(("DataLoader over npy, %d workers" % a.workers, run_dataloader))
     except ImportError:
         pass
-    results = []
-    for name, fn in runs:
-        best = None
-        for _ in range(a.repeat):
+    # Round robin (each way once per round), then each way's median: a slow moment of the machine
+    # lands on all of them alike.
+    times = {name: [] for name, _ in runs}
+    rows_of = {}
+    for _ in range(a.repeat):
+        for name, fn in runs:
             rows, s = fn(a)
-            best = (rows, s) if best is None or s < best[1] else best
-        results.append((name, best[0], best[1]))
+            rows_of[name] = rows
+            times[name].append(s)
+    results = [(name, rows_of[name], sorted(times[name])[len(times[name]) // 2]) for name, _ in runs]
     cpp = dict((n, r / s) for n, r, s in results)["same stream drained in C++"]
     print("data %s, engine %s, device %s, split %s, batch %d" % (a.data, a.engine, a.device, a.split, a.batch_size))
     print("%-36s %12s %10s %14s %9s" % ("", "rows", "seconds", "rows/s", "vs C++"))

@@ -84,7 +84,7 @@ if has python; then
   if [ -f build-gpu-py/CMakeCache.txt ]; then
     python3 - > "$OUT/python_bench_data.log" 2>&1 <<'PY' || true
 import sluice
-t = sluice.gen("build-gpu-py/bench-raw", rows=4_000_000, days=2, seed=1, overwrite=True)
+t = sluice.gen("build-gpu-py/bench-raw", rows=16_000_000, days=2, seed=1, overwrite=True)
 sluice.prep(t["files"], "build-gpu-py/bench-prep", overwrite=True)
 PY
     python3 bench/bench_python_loader.py --data build-gpu-py/bench-raw --npy build-gpu-py/bench-prep --engine cuda \
