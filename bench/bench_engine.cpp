@@ -1,7 +1,9 @@
 // Engines side by side on one file in the page cache, first-seen vocabularies applied:
 //   copy      the file to the GPU (registered mapping, page-locked copies): the PCIe ceiling
 //   cpu       the cpu engine on every core, columns in host memory
-//   cuda      the cuda engine, raw bytes -> columns in GPU memory (what training consumes)
+//   cuda      the cuda engine, raw bytes -> columns in GPU memory (what training consumes), the file's
+//             mapping registered with the GPU, then with 4 and 8 threads reading blocks into page-locked
+//             buffers (EngineOptions::read_threads)
 //   cuda-host the cuda engine with columns copied back to host memory (what prep writes)
 //   kernels   the cuda engine's kernels alone, the bytes already in GPU memory
 // Every rate is bytes of text per second; "x cpu" is against the cpu engine of the same run.
@@ -230,8 +232,16 @@ int main(int argc, char** argv) {
       g.block_bytes = (block_mb ? block_mb : 64) << 20;
       g.output = sluice::MemoryKind::kDevice;
       results.push_back(time_engine("cuda engine -> GPU memory", "cuda", g, data, repeat));
+      for (int t : {4, 8}) {
+        g.read_threads = t;
+        results.push_back(time_engine("  the same, " + std::to_string(t) + " read threads", "cuda", g, data, repeat));
+      }
+      g.read_threads = 0;
       g.output = sluice::MemoryKind::kHost;
       results.push_back(time_engine("cuda engine -> host memory", "cuda", g, data, repeat));
+      g.read_threads = 8;
+      results.push_back(time_engine("  the same, 8 read threads", "cuda", g, data, repeat));
+      g.read_threads = 0;
       results.push_back(time_kernels(data, g.block_bytes, modulo, true, repeat, &stages));
       results.push_back(time_kernels(data, g.block_bytes, modulo, false, repeat, &stages_train));
     } else {

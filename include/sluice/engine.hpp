@@ -56,6 +56,11 @@ struct EngineOptions {
   int device = 0;                         // CUDA ordinal (cuda engine)
   int threads = 0;                        // host threads (cpu: parsing; others: reading); 0 = all cores
   size_t block_bytes = 4u << 20;          // input bytes per block
+  // cuda engine, uncompressed files: 0 registers each file's mapping with the GPU and copies blocks
+  // straight from the page cache (no core busy; registering holds the CUDA driver's lock, ~30 ms per
+  // GB, which stalls other threads' launches); N > 0 reads blocks into page-locked buffers with N
+  // threads instead.
+  int read_threads = 0;
 };
 
 struct BadRow {

@@ -259,6 +259,12 @@ std::shared_ptr<OnlineState> make_online_state(const DatasetInfo& info, const St
   if (name == "cuda" && o.device >= 0) {
     eo.output = MemoryKind::kDevice;
     eo.device = o.device;
+    // Blocks are read into page-locked buffers by a few threads rather than copied from the files'
+    // mappings registered with the GPU: registering (and unregistering) a mapping holds the CUDA
+    // driver's lock for about 50 ms per GB, which stalls the training thread's launches
+    // (docs/benchmarks.md, "End to end"). One thread reads ~5 GB/s from the page cache.
+    const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+    eo.read_threads = std::clamp(cores / 4, 1, 4);
   }
   st->engine = make_engine(name, eo);
   return st;
@@ -347,12 +353,7 @@ std::unique_ptr<BatchStream> open_batch_stream(const DatasetInfo& info, const St
       for (size_t i = 0; i + 1 < file_ranges.size(); ++i) limit += uint64_t(info.part_rows[file_ranges[i].part]);
       limit += uint64_t(file_ranges.back().end);
       std::vector<int64_t> pos(files.size(), 0);  // rows seen so far in each file
-      // Batches made in GPU memory read their files into page-locked buffers instead of registering
-      // the files' mappings with the GPU: registering (and unregistering) a mapping holds the CUDA
-      // driver's lock for about 50 ms per GB, which stalls the training thread's launches; one reader
-      // thread's read(2) keeps ahead of training (measured in docs/benchmarks.md "End to end").
-      const bool map_files = engine.options().output != MemoryKind::kDevice;
-      BlockReader blocks(files, engine.options().block_bytes, map_files, size_t(std::max(0, engine.options().threads)));
+      BlockReader blocks(files, engine.options().block_bytes, true, size_t(std::max(0, engine.options().threads)));
       engine.run(blocks, [&](const ChunkView& c) {
         const Range& g = file_ranges[c.file_index];
         const int64_t lo = pos[c.file_index], hi = lo + c.rows;

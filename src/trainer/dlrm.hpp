@@ -55,6 +55,8 @@ class Dlrm {
   // [B, 26] table-local ids (int32 or int64, on the model's device) -> [B*26] rows of `emb`.
   // id_modulo > 0 first takes every id modulo that value.
   torch::Tensor flat_ids(const torch::Tensor& sparse, uint64_t id_modulo = 0) const;
+  // The element type of flat_ids()'s result (int32 where every table's rows fit it).
+  torch::ScalarType id_type() const { return offsets_.scalar_type(); }
   // The rows of the B*26 lookups, [B, 26, d] float32 (a fresh tensor, no autograd history).
   torch::Tensor gather(const torch::Tensor& flat_ids) const;
   // Logits [B] (float32) from dense features [B, 13] and gathered rows [B, 26, d].

@@ -7,6 +7,11 @@
 // before it on exit (so batch buffers and loss readers need nothing new). Eager steps on that stream
 // are the warm-up the capture needs (cuBLAS's workspace, lazily loaded kernels). The capture is
 // thread-local: data-pipeline threads go on calling the CUDA runtime meanwhile.
+//
+// warm_up() does that work before the first batch exists: two eager steps on a batch of zeros whose
+// updates go to scratch memory (a one-row table, copies of the MLPs' parameters and state), so the
+// model is untouched, then the capture (which records the step and runs nothing). A trainer calls it
+// while its data pipeline makes the first batch: the libraries' one-time loading overlaps that.
 #include "trainer/step.hpp"
 
 #if defined(SLUICE_FUSED_GPU)
@@ -99,6 +104,41 @@ class FusedStep final : public TrainStep {
 
   const char* name() const override { return graph_ ? "fused+graph" : "fused"; }
 
+  void warm_up(int64_t batch, torch::ScalarType id_type) override {
+    if (batch < 1 || graph_ || warmed_batch_ == batch) return;
+    torch::NoGradGuard no_grad;
+    const c10::cuda::CUDAStream caller = c10::cuda::getCurrentCUDAStream(model_.device().index());
+    enter_.record(caller);
+    enter_.block(stream_);
+    {
+      c10::cuda::CUDAStreamGuard guard(stream_);
+      const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(model_.device());
+      const torch::Tensor dense = torch::zeros({batch, kNumDense}, f32);
+      const torch::Tensor labels = torch::zeros({batch}, f32);
+      const torch::Tensor ids = torch::zeros({batch * kNumSparse}, f32.dtype(id_type));
+      // Scratch targets: a one-row table of the same element type (every id is 0), its Adagrad
+      // state, and copies of the MLPs' parameters and state.
+      const torch::Tensor scratch_table = torch::zeros({model_.arch().emb_dim}, f32.dtype(model_.emb.scalar_type()));
+      const torch::Tensor scratch_state = torch::zeros({1}, f32);
+      Targets t;
+      t.table = table_;
+      t.table.data = scratch_table.data_ptr();
+      t.table.rows = 1;
+      t.emb_state = scratch_state.data_ptr<float>();
+      t.p = flat_p_.clone();
+      if (flat_s_.defined()) t.s = flat_s_.clone();
+      ensure_workspace(ids.numel());
+      const torch::Tensor loss = torch::zeros({}, f32);
+      for (int i = 0; i < kEagerStepsBeforeCapture; ++i) body(dense, ids, labels, loss, t);
+      if (use_graph_) capture(dense, ids, labels);
+      warmed_batch_ = batch;
+      // The scratch tensors were used on this stream only: the allocator may hand their memory out
+      // again for later work on it.
+    }
+    exit_.record(stream_);
+    exit_.block(caller);
+  }
+
   torch::Tensor run(const torch::Tensor& dense, const torch::Tensor& flat_ids, const torch::Tensor& labels,
                     double lr, int64_t step) override {
     torch::NoGradGuard no_grad;
@@ -130,7 +170,7 @@ class FusedStep final : public TrainStep {
       } else {
         if (batch != last_batch_) same_batches_ = 0;
         last_batch_ = batch;
-        body(dense.contiguous(), flat_ids.contiguous(), labels.contiguous(), loss_);
+        body(dense.contiguous(), flat_ids.contiguous(), labels.contiguous(), loss_, real_targets());
         out_ = loss_;
       }
     }
@@ -160,13 +200,28 @@ class FusedStep final : public TrainStep {
     graph_.emplace();
     // Thread-local capture: the data pipeline's threads keep using the CUDA runtime meanwhile.
     graph_->capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
-    body(s_dense_, s_ids_, s_labels_, s_loss_);
+    body(s_dense_, s_ids_, s_labels_, s_loss_, real_targets());
     graph_->capture_end();
   }
 
-  // The step on `stream_` (current while it runs): loss into `loss_out`.
+  // What a step updates: the model's table and state, or warm_up()'s scratch copies.
+  struct Targets {
+    kernels::TableRef table;
+    float* emb_state = nullptr;  // Adagrad
+    torch::Tensor p, s;          // the flat MLP parameters and their Adagrad state
+  };
+  Targets real_targets() const {
+    Targets t;
+    t.table = table_;
+    t.emb_state = opt_.kind() == OptimizerKind::kAdagrad ? opt_.emb_state.data_ptr<float>() : nullptr;
+    t.p = flat_p_;
+    t.s = flat_s_;
+    return t;
+  }
+
+  // The step on `stream_` (current while it runs): loss into `loss_out`, updates into `t`.
   void body(const torch::Tensor& dense, const torch::Tensor& ids, const torch::Tensor& labels,
-            const torch::Tensor& loss_out) {
+            const torch::Tensor& loss_out, const Targets& t) {
     const cudaStream_t s = stream_.stream();
     const int64_t batch = dense.size(0);
     const int64_t d = model_.arch().emb_dim;
@@ -178,9 +233,9 @@ class FusedStep final : public TrainStep {
     // Forward.
     torch::Tensor e = torch::empty({batch, kNumSparse, d}, f32);
     if (ids.scalar_type() == torch::kInt32)
-      kernels::gather_rows(table_, ids.data_ptr<int32_t>(), n, e.data_ptr<float>(), s);
+      kernels::gather_rows(t.table, ids.data_ptr<int32_t>(), n, e.data_ptr<float>(), s);
     else
-      kernels::gather_rows(table_, ids.data_ptr<int64_t>(), n, e.data_ptr<float>(), s);
+      kernels::gather_rows(t.table, ids.data_ptr<int64_t>(), n, e.data_ptr<float>(), s);
     std::vector<torch::Tensor> bot_in, top_in;
     torch::Tensor h = dense;
     for (size_t l = 0; l < model_.bot_w.size(); ++l) {
@@ -222,29 +277,31 @@ class FusedStep final : public TrainStep {
     // Updates: the touched embedding rows in place, then the MLPs.
     const bool adagrad = opt_.kind() == OptimizerKind::kAdagrad;
     const float eps = static_cast<float>(Optimizer::kAdagradEps);
-    float* state = adagrad ? opt_.emb_state.data_ptr<float>() : nullptr;
+    float* state = adagrad ? t.emb_state : nullptr;
     if (ids.scalar_type() == torch::kInt32) {
       if (adagrad)
-        kernels::sparse_adagrad(table_, state, ids.data_ptr<int32_t>(), de.data_ptr<float>(), n, lr, eps, round_seed,
+        kernels::sparse_adagrad(t.table, state, ids.data_ptr<int32_t>(), de.data_ptr<float>(), n, lr, eps, round_seed,
                                 ws_.data_ptr(), ws_bytes_, s);
       else
-        kernels::sparse_sgd(table_, ids.data_ptr<int32_t>(), de.data_ptr<float>(), n, lr, round_seed, ws_.data_ptr(),
+        kernels::sparse_sgd(t.table, ids.data_ptr<int32_t>(), de.data_ptr<float>(), n, lr, round_seed, ws_.data_ptr(),
                             ws_bytes_, s);
     } else {
       if (adagrad)
-        kernels::sparse_adagrad(table_, state, ids.data_ptr<int64_t>(), de.data_ptr<float>(), n, lr, eps, round_seed,
+        kernels::sparse_adagrad(t.table, state, ids.data_ptr<int64_t>(), de.data_ptr<float>(), n, lr, eps, round_seed,
                                 ws_.data_ptr(), ws_bytes_, s);
       else
-        kernels::sparse_sgd(table_, ids.data_ptr<int64_t>(), de.data_ptr<float>(), n, lr, round_seed, ws_.data_ptr(),
+        kernels::sparse_sgd(t.table, ids.data_ptr<int64_t>(), de.data_ptr<float>(), n, lr, round_seed, ws_.data_ptr(),
                             ws_bytes_, s);
     }
     const torch::Tensor neg_lr = lr_.neg();
     if (adagrad) {
-      flat_s_.addcmul_(flat_g_, flat_g_);
-      const torch::Tensor step = flat_g_ / flat_s_.sqrt().add_(Optimizer::kAdagradEps);
-      flat_p_.addcmul_(step, neg_lr);
+      torch::Tensor s_state = t.s, p = t.p;
+      s_state.addcmul_(flat_g_, flat_g_);
+      const torch::Tensor step = flat_g_ / s_state.sqrt().add_(Optimizer::kAdagradEps);
+      p.addcmul_(step, neg_lr);
     } else {
-      flat_p_.addcmul_(flat_g_, neg_lr);
+      torch::Tensor p = t.p;
+      p.addcmul_(flat_g_, neg_lr);
     }
   }
 
@@ -266,6 +323,7 @@ class FusedStep final : public TrainStep {
   // The captured step and its static inputs.
   std::optional<at::cuda::CUDAGraph> graph_;
   int64_t graph_batch_ = -1, last_batch_ = -1;
+  int64_t warmed_batch_ = -1;
   int same_batches_ = 0;
   torch::Tensor s_dense_, s_ids_, s_labels_, s_loss_;
 };

@@ -24,6 +24,13 @@ class TrainStep {
   virtual torch::Tensor run(const torch::Tensor& dense, const torch::Tensor& flat_ids, const torch::Tensor& labels,
                             double lr, int64_t step) = 0;
   virtual const char* name() const = 0;  // "autograd", "fused", "fused+graph"
+  // Optional: the one-time work of the first step of `batch` rows (libraries loading their kernels,
+  // workspaces, the fused step's graph capture) done ahead, without changing the model, so that it can
+  // overlap the data pipeline's first batch.
+  virtual void warm_up(int64_t batch, torch::ScalarType id_type) {
+    (void)batch;
+    (void)id_type;
+  }
 };
 
 // kind: "auto" (fused where it applies, else autograd), "autograd" or "fused" (an error where it does not

@@ -311,6 +311,14 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
       stopped = true;
       break;
     }
+    if (steps_this_run == 0 && device.is_cuda()) {
+      // The step's one-time set-up runs while the stream makes its first batch.
+      RECORD_USER_SCOPE("sluice: warm-up");
+      oom_guard(step_what, [&] {
+        step->warm_up(o.batch_size, model.id_type());
+        return 0;
+      });
+    }
     bool epoch_done = true;
     {
       LeaseKeeper keeper(device, max_pending_for(o.ring_depth));

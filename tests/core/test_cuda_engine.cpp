@@ -378,9 +378,13 @@ TEST(CudaEngine, LongLinesAndRunsOfEmptyLines) {
     EngineOptions o = base(block, 1000);
     o.on_error = OnError::kSkip;
     o.ids = IdMode::kFirstSeen;
-    const EngineRun cpu = run("cpu", o, {path}), gpu = run("cuda", o, {path});
-    expect_same(cpu, gpu, "block " + std::to_string(block));
-    EXPECT_EQ(gpu.stats.rows, uint64_t(good));
+    const EngineRun cpu = run("cpu", o, {path});
+    for (int read_threads : {0, 3}) {  // the mapping registered with the GPU, or blocks read by 3 threads
+      o.read_threads = read_threads;
+      const EngineRun gpu = run("cuda", o, {path});
+      expect_same(cpu, gpu, "block " + std::to_string(block) + ", read threads " + std::to_string(read_threads));
+      EXPECT_EQ(gpu.stats.rows, uint64_t(good));
+    }
   }
 }
 
@@ -405,6 +409,9 @@ TEST(CudaEngine, RowsStraddlingBlocksOfEverySize) {
       continue;
     }
     expect_same(cpu, run("cuda", base(block), {path}), "block " + std::to_string(block));
+    EngineOptions threaded = base(block);
+    threaded.read_threads = 4;
+    expect_same(cpu, run("cuda", threaded, {path}), "block " + std::to_string(block) + ", 4 read threads");
   }
 }
 

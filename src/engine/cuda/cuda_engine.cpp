@@ -1,6 +1,7 @@
 // The cuda engine's host side. A reader thread cuts the inputs into blocks (page-locked staging
-// buffers for streams and gzip; regular files are mapped and registered with the GPU, so their
-// bytes are copied from the page cache without passing through a core). The calling thread keeps a
+// buffers for streams and gzip; regular files are mapped and either registered with the GPU, so
+// their bytes are copied from the page cache without passing through a core, or, with
+// EngineOptions::read_threads, read into staging buffers by that many threads). The calling thread keeps a
 // few blocks in flight: for each, a copy to the GPU on the copy stream, then the block pipeline and
 // the vocabulary step on the compute stream. Chunks are handed out in input order once their event
 // has completed; the GPU meanwhile works on the next blocks.
@@ -21,6 +22,7 @@
 #include "engine/cuda/detail/vocab_tables.hpp"
 #include "sluice/interrupt.hpp"
 #include "source/blocks.hpp"
+#include "source/parallel_read.hpp"
 
 namespace sluice {
 
@@ -269,6 +271,8 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
   for (auto& b : R.staging) free_staging.push_back(&b);
   bool stop = false;
   std::thread reader;
+  std::unique_ptr<ParallelRead> preader;  // read_threads > 0: mapped files' blocks into staging buffers
+  if (opts_.read_threads > 0) preader = std::make_unique<ParallelRead>(opts_.read_threads);
 
   auto cleanup = [&] {
     {
@@ -308,6 +312,15 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
         st.buffer = buf;
         try {
           if (!blocks.next(&st.block, buf)) st.end = true;
+          if (!st.end && st.block.mapped && preader) {
+            // Only the block's last page was touched (to find its last line end): the threads copy
+            // the rest from the page cache.
+            const MappedFile* m = blocks.mapping(st.block.file);
+            buf->reserve(st.block.size, 0);
+            preader->read(m->path(), uint64_t(st.block.data - m->data()), st.block.size, buf->data());
+            st.block.data = buf->data();
+            st.block.mapped = false;
+          }
           // A mapped file is registered with the GPU (page-locked in place) when its first block is
           // read: here, off the thread that drives the GPU. A file that cannot be registered is
           // copied as pageable memory.
