@@ -49,9 +49,6 @@ bool cuda_probe_device(std::string* why) {
 namespace {
 
 constexpr int kSlots = 3;            // blocks in flight on the GPU
-// Page-locked staging buffers: a block's buffer is free again once its copy to the GPU has completed,
-// so the reader can fill the next ones while earlier blocks are still parsed.
-constexpr int kStaging = kSlots + 3;
 constexpr size_t kMinBlock = 1024;
 
 void* pinned_alloc(size_t n) {
@@ -140,7 +137,7 @@ struct CudaRunResources {
       s.bad = pinned_array<BadLine>(cuda_detail::kMaxBadKept, "bad-line descriptions");
       s.entries = pinned_array<unsigned long long>(VocabTables::kEntriesWords, "vocabulary sizes");
     }
-    for (int i = 0; i < kStaging; ++i) staging.emplace_back(pinned_allocator());
+    for (int i = 0; i < kSlots + 1; ++i) staging.emplace_back(pinned_allocator());
     SLUICE_CUDA(cudaMalloc(&d_rows_before, sizeof(unsigned long long)));
   }
   ~CudaRunResources() {
@@ -450,20 +447,8 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
       s.vocab_enqueued = true;
     };
 
-    // Staging buffers whose bytes have reached the GPU go back to the reader.
-    auto release_copied = [&]() {
-      for (int si : in_flight) {
-        Slot& s = R.slots[si];
-        if (!s.staged.buffer) continue;
-        if (cudaEventQuery(s.copied) != cudaSuccess) break;  // copies complete in order
-        give_back_staging(s.staged.buffer);
-        s.staged.buffer = nullptr;
-      }
-    };
-
     // Moves blocks into stage 2 in order: the oldest waits for its parse, later ones only if done.
     auto advance = [&]() {
-      release_copied();
       bool oldest = true;
       for (int si : in_flight) {
         Slot& s = R.slots[si];
