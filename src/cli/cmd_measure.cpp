@@ -9,6 +9,7 @@
 // Every run is a child process (this binary for gen/prep/train, python3 where the pipeline is
 // Python); GPU utilisation is sampled by `nvidia-smi -lms 100` while each runs. Results go to
 // DIR/results.jsonl, DIR/measurements.md and PNG plots (scripts/plot_measure.py).
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <signal.h>
@@ -571,6 +572,20 @@ void Suite::run() {
                     " (and nothing else)");
     }
   }
+  // Work folders of earlier runs that were killed outright (their process is gone) are this suite's own.
+  if (DIR* d = ::opendir(o_.out.c_str())) {
+    const std::string prefix = ".measure-work-";
+    std::vector<std::string> stale;
+    while (const dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      if (name.rfind(prefix, 0) != 0 || name.size() == prefix.size()) continue;
+      const std::string pid = name.substr(prefix.size());
+      if (pid.find_first_not_of("0123456789") != std::string::npos || pid.size() > 9) continue;
+      if (!fsops::process_alive(pid_t(std::stol(pid)))) stale.push_back((fs::path(o_.out) / name).string());
+    }
+    ::closedir(d);
+    for (const auto& s : stale) fsops::remove_tree(s);
+  }
   work_ = fs::path(o_.out) / (".measure-work-" + std::to_string(getpid()));
   if (::mkdir(work_.c_str(), 0755) != 0)
     throw Error("measure: cannot create " + work_.string() + ": " + std::strerror(errno));
@@ -643,7 +658,8 @@ void Suite::run() {
   const auto t_start = Clock::now();
   const int64_t largest = sizes_.back();
   for (const int64_t rows : sizes_) {
-    const std::vector<int64_t> bs = rows == largest ? batches_ : std::vector<int64_t>{sweep_batch_};
+    std::vector<int64_t> bs = rows == largest ? batches_ : std::vector<int64_t>{sweep_batch_};
+    if (std::find(bs.begin(), bs.end(), sweep_batch_) == bs.end()) bs.push_back(sweep_batch_);
     const std::string tag = std::to_string(rows);
     const fs::path gen = work_ / ("gen-" + tag);
     const ChildResult g = run_child({self(), "gen", "--rows", tag, "--days", std::to_string(o_.days), "--seed",
