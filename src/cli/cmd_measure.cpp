@@ -549,9 +549,6 @@ void Suite::run() {
   namespace chr = std::chrono;
   exe_ = self_exe();
   if (exe_.empty()) throw Error("measure: cannot resolve /proc/self/exe");
-#if !defined(SLUICE_HAVE_TORCH)
-  throw Error("sluice measure: this build has no trainer (built without libtorch)");
-#endif
   sizes_ = parse_list(o_.sizes, "--sizes");
   std::sort(sizes_.begin(), sizes_.end());
   sizes_.erase(std::unique(sizes_.begin(), sizes_.end()), sizes_.end());
@@ -626,6 +623,12 @@ void Suite::run() {
     py_why_ = "cannot find bench/criteo_prep_py.py and bench/train_dataloader.py (set SLUICE_SOURCE_DIR)";
   }
   const std::string device = gpu_ ? "cuda" : "cpu";
+#if defined(SLUICE_HAVE_TORCH)
+  const bool trainer = true;
+#else
+  const bool trainer = false;  // `sluice train` is not in this build: its rows are skipped
+#endif
+  const std::string kNoTrainer = "this build has no trainer, sluice train (built without libtorch)";
 
   struct utsname un {};
   uname(&un);
@@ -711,7 +714,9 @@ void Suite::run() {
       }
     }
     // 2: sluice prep offline (cpu engine, all cores, once per dataset), sluice train per batch size.
-    if (want(2)) {
+    if (want(2) && !trainer) {
+      for (int64_t b : bs) skip(kPipelines[1], rows, b, kNoTrainer);
+    } else if (want(2)) {
       const fs::path prep = work_ / ("prep-" + tag);
       std::vector<std::string> args = {self(), "prep", "--engine", "cpu", "--out", prep.string()};
       args.insert(args.end(), days.begin(), days.end());
@@ -737,6 +742,10 @@ void Suite::run() {
     // 3: online, cpu engine.
     if (want(3)) {
       for (int64_t b : bs) {
+        if (!trainer) {
+          skip(kPipelines[2], rows, b, kNoTrainer);
+          continue;
+        }
         add(train_row(kPipelines[2], rows, b, 0.0,
                       {self(), "train", "--data", gen.string(), "--engine", "cpu", "--device", device,
                        "--batch-size", std::to_string(b), "--epochs", "1", "--seed", std::to_string(o_.seed)},
@@ -746,8 +755,8 @@ void Suite::run() {
     // 4: online, cuda engine, batches born in GPU memory.
     if (want(4)) {
       for (int64_t b : bs) {
-        if (!gpu_) {
-          skip(kPipelines[3], rows, b, "no GPU: " + gpu_why_);
+        if (!gpu_ || !trainer) {
+          skip(kPipelines[3], rows, b, !trainer ? kNoTrainer : "no GPU: " + gpu_why_);
           continue;
         }
         add(train_row(kPipelines[3], rows, b, 0.0,
