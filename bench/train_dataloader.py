@@ -7,7 +7,8 @@ torch.utils.data.DataLoader that collates samples into batches, then the model's
 split is sluice train's: every day but the last trains (in order, one pass per epoch), the first
 ceil(n/2) rows of the last day test. Model: train_baseline.py's `fused` variant (one nn.Embedding
 holding every table, eager), kaggle preset by default, table sizes from the data; optimiser Adagrad
-(lr 0.01, sluice train's default recipe; element-wise state where sluice keeps one per embedding row).
+(lr 0.01, sluice train's default recipe; element-wise state where sluice keeps one per embedding row);
+TF32 matrix products on a GPU, as sluice train's default there.
 
     python3 bench/train_dataloader.py --data DIR --batch-size 4096 --device cuda
 
@@ -90,6 +91,10 @@ def main():
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda requested but no CUDA GPU is available")
+    if device.type == "cuda":
+        # TF32 matrix products, as `sluice train` uses on GPUs by default (its --precision auto).
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(args.seed)
 
     days = find_days(args.data)
