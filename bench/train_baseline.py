@@ -67,47 +67,19 @@ def parse_tables(text, max_ind_range):
     return sizes
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variant", default="fused-compiled", choices=VARIANTS)
-    ap.add_argument("--tf32", action="store_true", help="allow TF32 in cuBLAS/cuDNN matrix products")
-    ap.add_argument("--preset", default="kaggle", choices=sorted(PRESETS))
-    ap.add_argument("--table-sizes", default="kaggle")
-    ap.add_argument("--max-ind-range", type=int, default=0)
-    ap.add_argument("--batch-size", type=int, default=2048)
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--warmup-steps", type=int, default=20)
-    ap.add_argument("--bench-batches", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=0.1)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--seed", type=int, default=123)
-    args = ap.parse_args()
-    if args.steps < 1:
-        sys.exit("--steps must be at least 1")
+def models(preset, tables, device):
+    """The model's pieces for table sizes `tables` on `device` (torch is imported here):
+    DLRMBags (variant bags), FusedTable and DenseLoss (variants fused and fused-compiled; DenseLoss.logits
+    is the forward pass without the loss). bench/train_dataloader.py trains the same pieces on real data."""
+    import types
 
-    try:
-        import torch
-        import torch.nn as nn
-    except ImportError:
-        sys.exit("train_baseline.py needs PyTorch (import torch failed)")
+    import torch
+    import torch.nn as nn
 
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        sys.exit("--device cuda requested but no CUDA GPU is available")
-    if args.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    torch.manual_seed(args.seed)
-
-    d, bot, top = PRESETS[args.preset]
-    tables = parse_tables(args.table_sizes, args.max_ind_range)
+    device = torch.device(device)
+    d, bot, top = PRESETS[preset]
     n_vec = 1 + NUM_SPARSE
     top = [d + n_vec * (n_vec - 1) // 2] + top
-    variant = args.variant
-    compiled = variant == "fused-compiled"
 
     def mlp(widths, last_act):
         """Linear layers with ReLU between them; after the last one `last_act` ("relu", "sigmoid" or None)."""
@@ -184,13 +156,62 @@ def main():
             self.register_buffer("lj", lj)
             self.loss_fn = nn.BCEWithLogitsLoss(reduction="mean")
 
-        def forward(self, dense, ly, labels):
+        def logits(self, dense, ly):
             x = self.bot(dense)
             t = torch.cat([x.unsqueeze(1), ly], dim=1)
             z = torch.bmm(t, t.transpose(1, 2))
             zflat = z[:, self.li, self.lj]
-            logits = self.top(torch.cat([x, zflat], dim=1))
-            return self.loss_fn(logits, labels)
+            return self.top(torch.cat([x, zflat], dim=1))
+
+        def forward(self, dense, ly, labels):
+            return self.loss_fn(self.logits(dense, ly), labels)
+
+    return types.SimpleNamespace(d=d, bot=bot, top=top, n_vec=n_vec, DLRMBags=DLRMBags, FusedTable=FusedTable,
+                                 DenseLoss=DenseLoss)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variant", default="fused-compiled", choices=VARIANTS)
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 in cuBLAS/cuDNN matrix products")
+    ap.add_argument("--preset", default="kaggle", choices=sorted(PRESETS))
+    ap.add_argument("--table-sizes", default="kaggle")
+    ap.add_argument("--max-ind-range", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=2048)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--warmup-steps", type=int, default=20)
+    ap.add_argument("--bench-batches", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=123)
+    args = ap.parse_args()
+    if args.steps < 1:
+        sys.exit("--steps must be at least 1")
+
+    try:
+        import torch
+        import torch.nn as nn
+    except ImportError:
+        sys.exit("train_baseline.py needs PyTorch (import torch failed)")
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda requested but no CUDA GPU is available")
+    if args.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(args.seed)
+
+    tables = parse_tables(args.table_sizes, args.max_ind_range)
+    m = models(args.preset, tables, device)
+    d = m.d
+    bot, top = m.bot, m.top
+    DLRMBags, FusedTable, DenseLoss = m.DLRMBags, m.FusedTable, m.DenseLoss
+    variant = args.variant
+    compiled = variant == "fused-compiled"
 
     bs = args.batch_size
     gen = torch.Generator().manual_seed(args.seed + 2)

@@ -3,7 +3,7 @@
 # out and build-gpu/ exists), then times the engines, training alone, and raw data -> trained model,
 # each against a baseline of the same run. Bring .deps/ (scripts/bundle_deps.sh). Prints a short
 # table last; full logs go to $OUT (or build-gpu/logs).
-#   STAGES="build engine prep train kernels recipe e2e gzip trace kaggle presets" bash scripts/gpu_bench.sh
+#   STAGES="build engine prep train kernels recipe e2e gzip trace kaggle presets measure" bash scripts/gpu_bench.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build-gpu/logs}
@@ -279,6 +279,15 @@ if has kaggle; then
       --max-ind-range 10000000 > "$OUT/kaggle_train.txt" 2>&1
   row "kaggle-size raw -> cuda engine -> train 1 epoch B=16384 (s)" \
       "$(json "$OUT/kaggle_train.txt" train_seconds) s, $(json "$OUT/kaggle_train.txt" train_samples_per_s) samples/s, wait $(json "$OUT/kaggle_train.txt" data_wait_fraction), AUC $(json "$OUT/kaggle_train.txt" test_auc)"
+fi
+
+if has measure; then
+  # The measurement suite (docs/measurements.md): every pipeline, its report and plots in $OUT/measure.
+  # MEASURE_ARGS adds options (e.g. "--sizes 1000000,4000000").
+  timed "$OUT/measure_s.txt" $S measure --overwrite --out "$OUT/measure" ${MEASURE_ARGS:-} > "$OUT/measure.txt" 2>&1 \
+    && row "measure: $OUT/measure/measurements.md (s)" "$(cat "$OUT/measure_s.txt")" \
+    || row "measure" "FAILED (see measure.txt)"
+  cat "$OUT/measure/measurements.md" 2>/dev/null
 fi
 
 echo

@@ -11,7 +11,8 @@ pkgs=(cmake g++ make pkg-config zlib1g-dev libcli11-dev nlohmann-json3-dev libgt
 pkgs+=(python3-numpy)
 # The Python package (scripts/test_python.sh): a virtual environment and the headers its extension builds against.
 pkgs+=(python3-venv python3-dev)
-[ "${SLUICE_WITH_PLOT:-0}" = 1 ] && pkgs+=(python3-matplotlib)
+# matplotlib: `sluice plot` and the plots of `sluice measure` (its test, Measure.Quick, checks them).
+pkgs+=(python3-matplotlib)
 # The fpga engine's simulated core (Verilator) and its area estimate (Yosys). SLUICE_NO_FPGA=1 skips them.
 [ "${SLUICE_NO_FPGA:-0}" = 1 ] || pkgs+=(verilator yosys)
 python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)

@@ -76,6 +76,9 @@ struct EngineStats {
   std::vector<BadRow> bad_rows;  // the first max_bad_rows_kept skipped rows
   std::vector<uint64_t> rows_per_file;
   bool stopped = false;       // the sink asked to stop before the end
+  // fpga engine: the core's clock cycles over this run's transfers, as its device reports them (the
+  // Verilated core counts them in simulation); 0 for the other engines.
+  uint64_t device_cycles = 0;
 };
 
 // One chunk of rows, in input order: non-owning views of the engine's memory, valid until the sink

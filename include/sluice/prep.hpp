@@ -46,6 +46,7 @@ struct PrepResult {
   double write_seconds = 0;  // after it: the days cut from the spilled rows (--days), the vocabulary,
                              // the manifest, committing
   std::string engine;        // the engine that ran ("auto" resolved)
+  uint64_t device_cycles = 0; // fpga engine: the core's clock cycles for the input bytes (EngineStats)
   std::vector<std::string> parts;
   std::vector<uint64_t> part_rows;
   std::vector<int64_t> vocab_sizes;

@@ -86,6 +86,12 @@ void add_prep_command(CLI::App& app) {
       else
         std::printf("  %s engine: read and preprocess %.2f s; write days %.2f s\n", r.engine.c_str(), r.read_seconds,
                     r.write_seconds);
+      // The core's own account (simulated cycles): its rate at the 250 MHz shell clock, independent of
+      // how fast this machine simulates it. `sluice measure` reads this line.
+      if (r.device_cycles > 0)
+        std::printf("  fpga core: %llu cycles for %llu bytes (%.2f bytes/cycle, %.2f GB/s at 250 MHz)\n",
+                    (unsigned long long)r.device_cycles, (unsigned long long)r.bytes,
+                    double(r.bytes) / double(r.device_cycles), double(r.bytes) / double(r.device_cycles) * 0.25);
     }
   });
 }

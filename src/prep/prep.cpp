@@ -378,6 +378,7 @@ PrepResult prep(const PrepOptions& o) {
   res.rows = stats.rows;
   res.rows_skipped = stats.rows_skipped;
   res.bytes = stats.bytes;
+  res.device_cycles = stats.device_cycles;
   std::string counts_file;
   if (meta) {
     // The table sizes as Meta's preprocessing stores them (int32); int64 only where a size does not fit.

@@ -3,6 +3,8 @@
 // exactly as the cpu engine does, and the engine interface hands out the same chunks.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include "core/test_util.hpp"
 #include "fpga_reference.hpp"
 #include "sluice/engine.hpp"
@@ -99,4 +101,25 @@ TEST(FpgaEngine, BinaryInputSameBytesAsCpu) {
       if (c.exit_code == 0) expect_same_tree(oc, of);
     }
   }
+}
+
+// `sluice prep --engine fpga` reports the core's clock cycles for the input (sluice measure models the
+// fpga pipeline from them): every input byte counted, at most 64 bytes per cycle (the stream's width),
+// and no such line from the other engines.
+TEST(FpgaEngine, PrepReportsCoreCycles) {
+  TempDir dir("fpga_cycles");
+  const std::string in = sample_path();
+  const CmdResult f = run_sluice("prep " + shell_quote(in) + " --out " + shell_quote(dir / "f") + " --engine fpga --vocab none", dir);
+  ASSERT_EQ(f.exit_code, 0) << f.err;
+  const std::string key = "  fpga core: ";
+  const size_t at = f.out.find(key);
+  ASSERT_NE(at, std::string::npos) << f.out;
+  unsigned long long cycles = 0, bytes = 0;
+  ASSERT_EQ(std::sscanf(f.out.c_str() + at + key.size(), "%llu cycles for %llu bytes", &cycles, &bytes), 2) << f.out;
+  EXPECT_EQ(bytes, static_cast<unsigned long long>(read_file(in).size()));
+  ASSERT_GT(cycles, 0u);
+  EXPECT_LE(double(bytes) / double(cycles), 64.0);
+  const CmdResult c = run_sluice("prep " + shell_quote(in) + " --out " + shell_quote(dir / "c") + " --engine cpu --vocab none", dir);
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(c.out.find(key), std::string::npos) << c.out;
 }
