@@ -319,10 +319,29 @@ std::string find_repo_file(const std::string& rel) {
   return "";
 }
 
-std::string python_exe() {
-  const char* p = std::getenv("SLUICE_PYTHON");
-  return p && *p ? p : "python3";
+// The Python that runs a script needing `modules` ("numpy, torch", "matplotlib"): $SLUICE_PYTHON when
+// set; else the first of python3 on PATH and the system's /usr/bin/python3 that imports them (a
+// version manager's python3 often lacks the distribution's packages); else python3, whose failure the
+// caller reports.
+std::string python_with(const std::string& modules) {
+  if (const char* p = std::getenv("SLUICE_PYTHON"); p && *p) return p;
+  static std::mutex mu;
+  static std::map<std::string, std::string> found;
+  std::lock_guard<std::mutex> g(mu);
+  if (auto it = found.find(modules); it != found.end()) return it->second;
+  std::string pick = "python3";
+  for (const char* cand : {"python3", "/usr/bin/python3"}) {
+    const std::string cmd = std::string(cand) + " -c 'import " + modules + "' >/dev/null 2>&1";
+    if (std::system(cmd.c_str()) == 0) {
+      pick = cand;
+      break;
+    }
+  }
+  found[modules] = pick;
+  return pick;
 }
+std::string torch_python() { return python_with("numpy, torch"); }
+std::string plot_python() { return python_with("matplotlib"); }
 
 std::string first_line_of(const std::string& path, const std::string& key) {
   std::ifstream f(path);
@@ -525,7 +544,7 @@ void Suite::measure_pcie() {
     return;
   }
   if (!py_cuda_) {
-    pcie_why_ = "the host-to-GPU rate is measured with PyTorch, and " + python_exe() +
+    pcie_why_ = "the host-to-GPU rate is measured with PyTorch, and " + torch_python() +
                 (py_torch_ ? "'s torch has no usable GPU" : " cannot import torch");
     return;
   }
@@ -534,7 +553,7 @@ void Suite::measure_pcie() {
     pcie_why_ = "cannot find bench/pcie_rate.py";
     return;
   }
-  const ChildResult c = run_child({python_exe(), script}, (work_ / "log-pcie").string());
+  const ChildResult c = run_child({torch_python(), script}, (work_ / "log-pcie").string());
   const json j = last_json(c.out);
   const double g = jnum(j, "h2d_gb_per_s");
   if (c.exit_code != 0 || !std::isfinite(g) || g <= 0) {
@@ -604,7 +623,7 @@ void Suite::run() {
   const std::string py_probe =
       "import numpy, torch; print(torch.__version__, int(torch.cuda.is_available()))";
   {
-    const ChildResult c = run_child({python_exe(), "-c", py_probe}, (work_ / "log-python").string());
+    const ChildResult c = run_child({torch_python(), "-c", py_probe}, (work_ / "log-python").string());
     if (c.exit_code == 0) {
       py_torch_ = true;
       std::stringstream ss(last_line(c.out));
@@ -612,7 +631,7 @@ void Suite::run() {
       ss >> py_version_ >> cuda;
       py_cuda_ = cuda != 0;
     } else {
-      py_why_ = python_exe() + " -c \"import numpy, torch\" failed" +
+      py_why_ = torch_python() + " -c \"import numpy, torch\" failed" +
                 (last_line(c.err).empty() ? "" : " (" + last_line(c.err) + ")");
     }
   }
@@ -689,9 +708,9 @@ void Suite::run() {
       if (!py_torch_) {
         for (int64_t b : bs) skip(kPipelines[0], rows, b, py_why_);
       } else if (gpu_ && !py_cuda_) {
-        for (int64_t b : bs) skip(kPipelines[0], rows, b, "GPU training: " + python_exe() + "'s torch has no usable GPU");
+        for (int64_t b : bs) skip(kPipelines[0], rows, b, "GPU training: " + torch_python() + "'s torch has no usable GPU");
       } else {
-        std::vector<std::string> args = {python_exe(), py_prep, "--out", (work_ / ("py-" + tag)).string()};
+        std::vector<std::string> args = {torch_python(), py_prep, "--out", (work_ / ("py-" + tag)).string()};
         args.insert(args.end(), days.begin(), days.end());
         GpuSampler sampler(gpu_);
         const ChildResult p = run_child(args, (work_ / ("log-pyprep-" + tag)).string());
@@ -705,7 +724,7 @@ void Suite::run() {
             continue;
           }
           json r = train_row(kPipelines[0], rows, b, p.seconds,
-                             {python_exe(), py_train, "--data", (work_ / ("py-" + tag)).string(), "--batch-size",
+                             {torch_python(), py_train, "--data", (work_ / ("py-" + tag)).string(), "--batch-size",
                               std::to_string(b), "--device", device, "--seed", std::to_string(o_.seed)},
                              (work_ / ("log-pytrain-" + tag + "-" + std::to_string(b))).string());
           r["prep_gpu_util"] = samples_json(prep_util);
@@ -820,10 +839,10 @@ void Suite::run() {
   if (plot.empty()) {
     plots_note = "Plots not made: scripts/plot_measure.py was not found (set SLUICE_SOURCE_DIR).";
   } else {
-    const ChildResult c = run_child({python_exe(), plot, (fs::path(o_.out) / "results.jsonl").string(), "--out",
+    const ChildResult c = run_child({plot_python(), plot, (fs::path(o_.out) / "results.jsonl").string(), "--out",
                                      o_.out},
                                     (work_ / "log-plot").string());
-    if (c.exit_code == 3) plots_note = "Plots not made: matplotlib is not installed for " + python_exe() + ".";
+    if (c.exit_code == 3) plots_note = "Plots not made: matplotlib is not installed for " + plot_python() + ".";
     else if (c.exit_code != 0) plots_note = "Plots not made: scripts/plot_measure.py failed: " + failure(c);
   }
   if (!plots_note.empty()) std::fprintf(stderr, "measure: %s\n", plots_note.c_str());
