@@ -17,6 +17,18 @@ if [ -f /usr/include/isa-l/igzip_lib.h ]; then
   cp -a /usr/lib/x86_64-linux-gnu/libisal.so* .deps/lib/
 fi
 if [ -d /usr/src/googletest ]; then cp -r /usr/src/googletest .deps/googletest-src; fi
+# Verilator (the fpga engine's simulated core: a build-time tool) as a relocatable VERILATOR_ROOT:
+# the Debian package's verilator_bin (linked against libc and libm only), include/ and CMake config.
+# scripts/gpu_configure.sh points VERILATOR_ROOT at it on machines without Verilator.
+vtmp=$(mktemp -d)
+if (cd "$vtmp" && apt-get download verilator >/dev/null 2>&1) && dpkg -x "$vtmp"/verilator_*.deb "$vtmp/root"; then
+  mkdir -p .deps/verilator/bin
+  cp "$vtmp/root/usr/bin/verilator_bin" .deps/verilator/bin/
+  cp -r "$vtmp/root/usr/share/verilator/include" "$vtmp/root/usr/share/verilator/"verilator-config*.cmake .deps/verilator/
+else
+  echo "bundle_deps: could not download the verilator package; the GPU machine's build leaves the fpga engine out"
+fi
+rm -rf "$vtmp"
 # The Python package's build and test wheels (all pure Python), for `pip install --no-index
 # --find-links .deps/wheels --no-build-isolation .` there (scripts/test_python.sh does it); numpy and
 # torch are the machine's own.

@@ -7,6 +7,10 @@
 gpu_configure() {
   local dir=$1
   shift
+  # Verilator from .deps (scripts/bundle_deps.sh) where the machine has none: the fpga engine is built too.
+  if ! command -v verilator_bin >/dev/null 2>&1 && [ -z "${VERILATOR_ROOT:-}" ] && [ -x "$PWD/.deps/verilator/bin/verilator_bin" ]; then
+    export VERILATOR_ROOT="$PWD/.deps/verilator"
+  fi
   local torch_prefix zlib_so
   torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null || true)
   zlib_so=$(ls /usr/lib/x86_64-linux-gnu/libz.so* /lib/x86_64-linux-gnu/libz.so* 2>/dev/null | head -1)
