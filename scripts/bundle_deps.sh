@@ -16,6 +16,11 @@ if [ -f /usr/include/isa-l/igzip_lib.h ]; then
   cp -r /usr/include/isa-l /usr/include/isa-l.h .deps/include/
   cp -a /usr/lib/x86_64-linux-gnu/libisal.so* .deps/lib/
 fi
+# Gloo's headers and nccl.h: libtorch's process groups (training on several ranks) are declared with them.
+if [ -d /usr/include/gloo ]; then cp -r /usr/include/gloo .deps/include/; fi
+for h in /usr/local/cuda/include/nccl.h /usr/include/nccl.h /usr/local/include/nccl.h; do
+  if [ -f "$h" ]; then cp "$h" .deps/include/; break; fi
+done
 if [ -d /usr/src/googletest ]; then cp -r /usr/src/googletest .deps/googletest-src; fi
 # Verilator (the fpga engine's simulated core: a build-time tool) as a relocatable VERILATOR_ROOT:
 # the Debian package's verilator_bin (linked against libc and libm only), include/ and CMake config.

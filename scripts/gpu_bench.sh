@@ -3,7 +3,7 @@
 # out and build-gpu/ exists), then times the engines, training alone, and raw data -> trained model,
 # each against a baseline of the same run. Bring .deps/ (scripts/bundle_deps.sh). Prints a short
 # table last; full logs go to $OUT (or build-gpu/logs).
-#   STAGES="build engine prep train kernels recipe e2e gzip trace kaggle presets measure" bash scripts/gpu_bench.sh
+#   STAGES="build engine prep train kernels recipe e2e gzip trace kaggle presets dist measure" bash scripts/gpu_bench.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build-gpu/logs}
@@ -279,6 +279,34 @@ if has kaggle; then
       --max-ind-range 10000000 > "$OUT/kaggle_train.txt" 2>&1
   row "kaggle-size raw -> cuda engine -> train 1 epoch B=16384 (s)" \
       "$(json "$OUT/kaggle_train.txt" train_seconds) s, $(json "$OUT/kaggle_train.txt" train_samples_per_s) samples/s, wait $(json "$OUT/kaggle_train.txt" data_wait_fraction), AUC $(json "$OUT/kaggle_train.txt" test_auc)"
+fi
+
+if has dist; then
+  # Training on several GPUs of this machine (NCCL; tables sharded table-wise, MLPs data-parallel, the
+  # autograd step): 16384 rows per GPU on a prepared Kaggle-size set (prepared: training alone is
+  # measured, not the engines), against one GPU in the same run with the same step, and the fused
+  # one-GPU step for reference.
+  G=$(nvidia-smi -L | grep -c '^GPU ')
+  D="$DATA/dist"
+  if [ ! -f "$D/prep/manifest.json" ]; then
+    rm -rf "$D"
+    $S gen --rows "${DIST_ROWS:-12000000}" --days 4 --seed 3 --cardinality-scale "${DIST_SCALE:-1}" --out "$D/raw" \
+        > "$OUT/dist_gen.txt" 2>&1
+    $S prep --engine cpu -o "$D/prep" "$D"/raw/day_*.tsv > "$OUT/dist_prep.txt" 2>&1
+  fi
+  common=(--data "$D/prep" --device cuda --preset kaggle --no-eval --max-steps "${DIST_STEPS:-200}")
+  $S train "${common[@]}" --batch-size 16384 --step autograd > "$OUT/dist_1.txt" 2>&1
+  one=$(json "$OUT/dist_1.txt" steady_samples_per_s)
+  row "1 GPU, autograd step, B=16384 (samples/s after 20 steps)" "$one"
+  for n in 2 4 8; do
+    [ "$n" -le "$G" ] || continue
+    $S train "${common[@]}" --nproc "$n" --batch-size $((16384 * n)) > "$OUT/dist_$n.txt" 2>&1
+    r=$(json "$OUT/dist_$n.txt" steady_samples_per_s)
+    row "$n GPUs, B=$((16384 * n)) global (samples/s after 20 steps); / 1 GPU" \
+        "$r; $(python3 -c "print(f'{$r/$one:.2f}')" 2>/dev/null || echo ?)"
+  done
+  $S train "${common[@]}" --batch-size 16384 > "$OUT/dist_1_fused.txt" 2>&1
+  row "  reference: 1 GPU, the fused step, B=16384 (samples/s after 20 steps)" "$(json "$OUT/dist_1_fused.txt" steady_samples_per_s)"
 fi
 
 if has measure; then

@@ -35,6 +35,11 @@ install "${missing[@]}"
 if ! dpkg-query -W -f='${Status}' libisal-dev 2>/dev/null | grep -q "install ok installed"; then
   install libisal-dev || echo "setup: libisal-dev not installed; gzip inputs will inflate with zlib"
 fi
+# Gloo's headers: libtorch's c10d process groups need them for training on several ranks (libtorch
+# carries Gloo's code, not its headers). Optional: without them the trainer runs one process.
+if ! dpkg-query -W -f='${Status}' libgloo-dev 2>/dev/null | grep -q "install ok installed"; then
+  install libgloo-dev || echo "setup: libgloo-dev not installed; sluice train runs on one rank only"
+fi
 if [ "${SLUICE_NO_TORCH:-0}" != 1 ]; then
   if [ "${SLUICE_DEBIAN_TORCH:-0}" != 1 ] && bash scripts/fetch_torch.sh >/dev/null; then
     echo "setup: libtorch $(cat .deps-torch/version 2>/dev/null) in .deps-torch"

@@ -1,13 +1,21 @@
 // `sluice train` (DLRM training, libtorch) and `sluice plot` (metrics curves through matplotlib).
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
@@ -40,6 +48,7 @@ struct TrainArgs {
   int progress_every = 10;
   bool no_pinned = false, no_eval = false, no_graph = false;
   int64_t warmup = -1;  // -1: the recipe's
+  int nproc = 1;        // ranks started on this machine
   // benchmark
   bool bench = false;
   std::string table_sizes = "kaggle";
@@ -84,7 +93,170 @@ void run_bench(const TrainArgs& a) {
   std::fflush(stdout);
 }
 
+// ---- several ranks on this machine (--nproc N) -------------------------------------------------
+
+// A TCP port free on the loopback interface now (the rank-0 store listens on it).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw Error("--nproc: cannot open a socket (" + std::string(std::strerror(errno)) + ")");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  ::close(fd);
+  if (!ok) throw Error("--nproc: cannot find a free port on 127.0.0.1");
+  return ntohs(addr.sin_port);
+}
+
+// This process's command line without --nproc.
+std::vector<std::string> arguments_without_nproc() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::vector<std::string> args;
+  for (std::string arg; std::getline(in, arg, '\0');) args.push_back(arg);
+  if (args.empty()) throw Error("--nproc: cannot read this process's command line");
+  std::vector<std::string> out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--nproc") {
+      ++i;  // its value
+      continue;
+    }
+    if (args[i].rfind("--nproc=", 0) == 0) continue;
+    out.push_back(args[i]);
+  }
+  return out;
+}
+
+// The file whose appearance asks the ranks of a --nproc run to stop (SLUICE_STOP_FILE, set by the launcher).
+bool stop_file_present() {
+  static const char* path = std::getenv("SLUICE_STOP_FILE");
+  return path && *path && ::access(path, F_OK) == 0;
+}
+
+// Starts n ranks of this command (torchrun's environment) in a process group of their own and waits for
+// them. A signal to this process does not reach them as a signal (their data pipelines would stop at
+// different batches): it creates the stop file, which every rank checks before each step; the ranks
+// agree on the step to stop after, write their checkpoints and end. When a rank fails the others are
+// stopped (SIGTERM, then SIGKILL after 20 s) and the failure is this command's.
+void launch_ranks(int n) {
+  if (const char* ws = std::getenv("WORLD_SIZE"); ws && std::atoi(ws) > 1)
+    throw Error("--nproc: this process is already a rank of a launched run (WORLD_SIZE=" + std::string(ws) +
+                "); use --nproc or a launcher such as torchrun, not both");
+  std::vector<std::string> args = arguments_without_nproc();
+  std::error_code ec;
+  const std::string exe = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  if (ec) throw Error("--nproc: cannot find this program's path");
+  const int port = free_port();
+  const std::filesystem::path stop_file = std::filesystem::temp_directory_path() /
+      ("sluice-stop-" + std::to_string(::getpid()) + "-" + std::to_string(port));
+  std::filesystem::remove(stop_file, ec);
+  struct RemoveStopFile {
+    std::filesystem::path p;
+    ~RemoveStopFile() {
+      std::error_code e;
+      std::filesystem::remove(p, e);
+    }
+  } remove_stop_file{stop_file};
+  const char* kOwn[] = {"RANK=", "WORLD_SIZE=", "LOCAL_RANK=", "LOCAL_WORLD_SIZE=", "MASTER_ADDR=", "MASTER_PORT=",
+                        "SLUICE_STOP_FILE="};
+  std::vector<std::string> base_env;
+  for (char** e = environ; *e; ++e) {
+    bool own = false;
+    for (const char* k : kOwn) own = own || std::strncmp(*e, k, std::strlen(k)) == 0;
+    if (!own) base_env.emplace_back(*e);
+  }
+  std::vector<char*> argv;
+  for (auto& s : args) argv.push_back(s.data());
+  argv.push_back(nullptr);
+
+  std::vector<pid_t> pids;
+  pid_t group = 0;
+  auto stop_all = [&](int sig) {
+    if (group > 0) ::kill(-group, sig);
+  };
+  for (int r = 0; r < n; ++r) {
+    std::vector<std::string> env = base_env;
+    env.push_back("RANK=" + std::to_string(r));
+    env.push_back("LOCAL_RANK=" + std::to_string(r));
+    env.push_back("WORLD_SIZE=" + std::to_string(n));
+    env.push_back("LOCAL_WORLD_SIZE=" + std::to_string(n));
+    env.push_back("MASTER_ADDR=127.0.0.1");
+    env.push_back("MASTER_PORT=" + std::to_string(port));
+    env.push_back("SLUICE_STOP_FILE=" + stop_file.string());
+    std::vector<char*> envp;
+    for (auto& s : env) envp.push_back(s.data());
+    envp.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&attr);
+    if (r > 0) posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);  // rank 0 reports
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, group);
+    pid_t pid = 0;
+    const int rc = posix_spawn(&pid, exe.c_str(), &fa, &attr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) {
+      stop_all(SIGKILL);
+      for (pid_t p : pids) ::waitpid(p, nullptr, 0);
+      throw Error("--nproc: cannot start rank " + std::to_string(r) + " (" + std::strerror(rc) + ")");
+    }
+    if (group == 0) group = pid;
+    pids.push_back(pid);
+  }
+
+  int left = n, forwarded = 0;
+  int failed_rank = -1, failed_code = 0;
+  std::string failed_how;
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point kill_at{};
+  while (left > 0) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-group, &status, WNOHANG);
+    if (pid > 0) {
+      --left;
+      const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      if (!ok && failed_rank < 0) {
+        for (size_t r = 0; r < pids.size(); ++r)
+          if (pids[r] == pid) failed_rank = static_cast<int>(r);
+        failed_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        failed_how = WIFEXITED(status) ? "exited with code " + std::to_string(WEXITSTATUS(status))
+                                       : std::string("was killed by signal ") + std::to_string(WTERMSIG(status));
+        if (left > 0 && forwarded == 0) {
+          stop_all(SIGTERM);  // the others would wait for it in their next collective
+          kill_at = Clock::now() + std::chrono::seconds(20);
+        }
+      }
+      continue;
+    }
+    if (pid < 0 && errno != EINTR) break;
+    if (const int sig = pending_interrupt(); sig != 0 && forwarded == 0) {
+      forwarded = sig;
+      std::ofstream(stop_file) << sig << "\n";  // the ranks finish a step, write their checkpoints, end
+    }
+    if (kill_at != Clock::time_point{} && Clock::now() > kill_at) {
+      stop_all(SIGKILL);
+      kill_at = {};
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (forwarded != 0) throw Interrupted(forwarded);
+  if (failed_rank >= 0) {
+    if (failed_code == 130 || failed_code == 143) throw Interrupted(failed_code - 128);
+    throw Error("--nproc " + std::to_string(n) + ": rank " + std::to_string(failed_rank) + " " + failed_how +
+                (n > 1 ? "; the other ranks were stopped" : ""));
+  }
+}
+
 void run_train(const TrainArgs& a) {
+  if (a.nproc > 1) {
+    if (a.bench) throw Error("--nproc applies to training runs, not to --bench-synthetic");
+    launch_ranks(a.nproc);
+    return;
+  }
   if (a.bench) {
     run_bench(a);
     return;
@@ -103,10 +275,11 @@ void run_train(const TrainArgs& a) {
   o.pinned_memory = !a.no_pinned;
   // main() records SIGINT/SIGTERM (InterruptGuard): the trainer finishes its step, writes its
   // checkpoint and returns; the results are printed, then the run ends with 128 + the signal.
-  o.stop = [] { return pending_interrupt() != 0; };
+  o.stop = [] { return pending_interrupt() != 0 || stop_file_present(); };
 
   const train::TrainResult r = train::train_dataset(o);
-  std::fprintf(stderr, "sluice train: %lld rows in %.1f s (%.0f samples/s, %.1f%% waiting for data)\n",
+  const char* rank = std::getenv("RANK");
+  if (!rank || std::atoi(rank) == 0) std::fprintf(stderr, "sluice train: %lld rows in %.1f s (%.0f samples/s, %.1f%% waiting for data)\n",
                static_cast<long long>(r.rows_this_run), r.train_seconds, r.train_samples_per_s,
                100.0 * r.data_wait_fraction);
   std::printf("%s\n", r.to_json().dump().c_str());
@@ -188,6 +361,11 @@ void add_train_command(CLI::App& app) {
                 "stochastic rounding)")
       ->capture_default_str();
   c->add_option("--device", o.device, "cpu, cuda or cuda:N")->capture_default_str();
+  c->add_option("--nproc", a->nproc,
+                "Train on N ranks on this machine: N processes, one per GPU with --device cuda (NCCL), or N CPU "
+                "processes (Gloo); --batch-size stays the global batch. Runs over several machines are launched "
+                "as torchrun launches them (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT)")
+      ->capture_default_str()->check(PositiveInt<int>());
   c->add_option("--batch-size,--mini-batch-size", o.batch_size, "Training batch size")->capture_default_str()
       ->check(PositiveInt<int64_t>());
   c->add_option("--test-batch-size", o.test_batch_size, "Evaluation batch size (default 16384)")

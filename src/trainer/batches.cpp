@@ -89,6 +89,24 @@ c10::Stream copy_stream(const torch::Device& device) {
 
 // Wraps a batch's memory as tensors (no copy); host batches are copied to a GPU model's device
 // (asynchronously when the memory is pinned). The lease must outlive the work that reads them.
+Staged empty_staged(const Dlrm& model) {
+  Staged b;
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(model.device());
+  b.dense = torch::empty({0, kNumDense}, f32);
+  b.labels = torch::empty({0}, f32);
+  b.flat_ids = torch::empty({0}, f32.dtype(model.id_type()));
+  return b;
+}
+
+torch::Tensor batch_labels(const BatchView& v, const Dlrm& model) {
+  const torch::Device src = v.memory == MemoryKind::kDevice
+                                ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(v.device))
+                                : torch::Device(torch::kCPU);
+  const torch::Tensor l = torch::from_blob(const_cast<float*>(v.labels), {v.rows},
+                                           torch::TensorOptions().dtype(torch::kFloat32).device(src));
+  return l.to(model.device(), /*non_blocking=*/false, /*copy=*/true);
+}
+
 Staged stage(const BatchView& v, const Dlrm& model, const TrainOptions& o) {
   if (v.rows <= 0 || !v.dense || !v.sparse || !v.labels) throw Error("internal: empty batch view");
   const bool on_host = v.memory != MemoryKind::kDevice;

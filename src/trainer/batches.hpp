@@ -96,6 +96,23 @@ void check_batch_ids(const BatchView& v, const std::vector<int64_t>& sizes, uint
 // (asynchronously when the memory is pinned). The lease must outlive the work that reads them.
 Staged stage(const BatchView& v, const Dlrm& model, const TrainOptions& o);
 
+// Rows [first, first + rows) of a batch (a rank's share of a global batch), the same memory.
+inline BatchView slice_rows(const BatchView& v, int64_t first, int64_t rows) {
+  BatchView s = v;
+  s.rows = rows;
+  s.dense += first * kNumDense;
+  s.sparse += first * kNumSparse;
+  s.labels += first;
+  s.first_row += static_cast<uint64_t>(first);
+  return s;
+}
+
+// A batch of no rows on the model's device (a rank's empty share of a batch smaller than the ranks).
+Staged empty_staged(const Dlrm& model);
+
+// The labels of a whole batch, copied to the model's device.
+torch::Tensor batch_labels(const BatchView& v, const Dlrm& model);
+
 // How many leases a LeaseKeeper may hold for a ring of ring_depth batches.
 inline size_t max_pending_for(int ring_depth) { return static_cast<size_t>(std::max(0, ring_depth - 2)); }
 

@@ -246,6 +246,7 @@ nlohmann::json TrainResult::to_json() const {
   j["host_stage_seconds"] = num(host_stage_seconds);
   j["host_step_seconds"] = num(host_step_seconds);
   j["device_wait_seconds"] = num(device_wait_seconds);
+  j["ranks"] = ranks;
   j["device"] = device;
   j["precision"] = precision;
   j["optimizer"] = optimizer;

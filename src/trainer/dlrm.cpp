@@ -61,15 +61,18 @@ const char* emb_type_text(EmbDtype t) {  // for messages
 }
 }  // namespace
 
-Dlrm::Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision precision)
+Dlrm::Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision precision, std::vector<bool> owned)
     : arch_(arch), device_(device), precision_(precision) {
   validate_arch(arch_);
   const int64_t d = arch_.emb_dim;
+  if (!owned.empty() && owned.size() != arch_.table_sizes.size()) throw Error("internal: a table ownership per table");
 
   table_offsets_.resize(arch_.table_sizes.size());
+  table_rows_.resize(arch_.table_sizes.size());
   for (size_t t = 0; t < arch_.table_sizes.size(); ++t) {
     table_offsets_[t] = total_rows_;
-    total_rows_ += arch_.table_sizes[t];
+    table_rows_[t] = owned.empty() || owned[t] ? arch_.table_sizes[t] : 0;
+    total_rows_ += table_rows_[t];
   }
   const auto index_dtype = use_int32_index(total_rows_) ? torch::kInt32 : torch::kInt64;
   offsets_ = torch::tensor(table_offsets_, torch::kInt64).to(index_dtype).to(device_);
@@ -140,8 +143,9 @@ void Dlrm::init_tables(uint64_t seed) {
                       : arch_.emb_dtype == EmbDtype::kBf16 ? kernels::Elem::kBF16
                                                            : kernels::Elem::kF32;
     for (size_t t = 0; t < arch_.table_sizes.size(); ++t)
-      kernels::init_rows(emb[table_offsets_[t]].data_ptr(), elem, seed, static_cast<int>(t), 0, arch_.table_sizes[t], d,
-                         static_cast<float>(scale_of(t)), stream);
+      if (table_rows_[t] > 0)
+        kernels::init_rows(emb[table_offsets_[t]].data_ptr(), elem, seed, static_cast<int>(t), 0, table_rows_[t], d,
+                           static_cast<float>(scale_of(t)), stream);
     return;
   }
 #endif
@@ -150,7 +154,7 @@ void Dlrm::init_tables(uint64_t seed) {
   const int64_t slice_rows = std::max<int64_t>(1, (int64_t{1} << 22) / d);
   torch::Tensor host = direct ? torch::Tensor() : torch::empty({slice_rows, d}, torch::kFloat32);
   for (size_t t = 0; t < arch_.table_sizes.size(); ++t) {
-    const int64_t rows = arch_.table_sizes[t];
+    const int64_t rows = table_rows_[t];
     const double scale = scale_of(t);
     for (int64_t begin = 0; begin < rows; begin += slice_rows) {
       const int64_t n = std::min(slice_rows, rows - begin);

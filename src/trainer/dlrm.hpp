@@ -44,13 +44,19 @@ class Dlrm {
   // Meta's initialisation, seeded: Linear W ~ N(0, sqrt(2/(fan_in+fan_out))), b ~ N(0, sqrt(1/fan_out));
   // table rows from init_embedding_rows (Arch::emb_init_scale). The MLPs are drawn on the CPU from a
   // generator seeded with `seed`; every device starts from the same weights.
-  Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision precision = Precision::kFp32);
+  //
+  // owned (training on several ranks, tables sharded): only the tables marked true get rows here; the
+  // others are empty (0 rows; their owner rank holds them). Empty: every table.
+  Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision precision = Precision::kFp32,
+       std::vector<bool> owned = {});
 
   const Arch& arch() const { return arch_; }
   torch::Device device() const { return device_; }
   Precision precision() const { return precision_; }
   int64_t total_rows() const { return total_rows_; }
   const std::vector<int64_t>& table_offsets() const { return table_offsets_; }
+  // Rows of each table held by this model: its size, or 0 for a table another rank owns.
+  const std::vector<int64_t>& table_rows() const { return table_rows_; }
 
   // [B, 26] table-local ids (int32 or int64, on the model's device) -> [B*26] rows of `emb`.
   // id_modulo > 0 first takes every id modulo that value.
@@ -82,6 +88,7 @@ class Dlrm {
   Precision precision_;
   int64_t total_rows_ = 0;
   std::vector<int64_t> table_offsets_;
+  std::vector<int64_t> table_rows_;
   torch::Tensor offsets_;  // [26], index dtype, on the device
   torch::Tensor tril_;     // [351] flat (i*27+j, j<i) positions of the kept interaction pairs
 };

@@ -4,6 +4,7 @@
 #include "sluice/trainer/metrics.hpp"
 #include "sluice/trainer/trainer.hpp"
 #include "trainer/dlrm.hpp"
+#include "trainer/sharded.hpp"
 
 namespace sluice::train::detail {
 
@@ -13,6 +14,9 @@ struct Evaluation {
 };
 
 // AUC, log loss and accuracy of the model over the whole test split (its stream opened from row 0).
-Evaluation evaluate(const Dlrm& model, const StreamFactory& streams, const TrainOptions& o);
+// sharded (several ranks): every rank runs this together; each computes the logits of its share of
+// every test batch, and every rank gets the metrics of the whole split.
+Evaluation evaluate(const Dlrm& model, const StreamFactory& streams, const TrainOptions& o,
+                    const Sharded* sharded = nullptr);
 
 }  // namespace sluice::train::detail

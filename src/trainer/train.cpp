@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <cstdio>
 #include <limits>
 #include <map>
@@ -16,11 +17,13 @@
 #include "sluice/trainer/metrics.hpp"
 #include "trainer/batches.hpp"
 #include "trainer/checkpoint.hpp"
+#include "trainer/dist.hpp"
 #include "trainer/dlrm.hpp"
 #include "trainer/evaluate.hpp"
 #include "trainer/messages.hpp"
 #include "trainer/optimizer.hpp"
 #include "trainer/progress.hpp"
+#include "trainer/sharded.hpp"
 #include "trainer/step.hpp"
 #include "trainer/trace.hpp"
 
@@ -55,6 +58,44 @@ void validate_options(const TrainOptions& o) {
   validate_schedule(o.lr);
 }
 
+// Training on several ranks: what the sharded step supports.
+void validate_dist_options(const TrainOptions& o, const dist::Env& env) {
+  std::string why;
+  if (!dist::available(&why)) throw Error("training on " + std::to_string(env.world) + " ranks: " + why);
+  const std::string ranks = std::to_string(env.world) + " ranks";
+  if (o.step == "fused") throw Error("--step fused: training on " + ranks + " runs the autograd step (sharded tables)");
+  if (o.arch.emb_dtype != EmbDtype::kFp32)
+    throw Error(std::string("--emb-dtype ") + emb_dtype_name(o.arch.emb_dtype) + ": training on " + ranks +
+                " keeps float32 tables (half-precision tables need the fused step, which runs on one GPU)");
+  if (o.deterministic && o.device.rfind("cuda", 0) == 0)
+    throw Error("--deterministic on GPUs needs the fused step, which runs on one GPU (training on " + ranks + ")");
+}
+
+// The checkpoint file of this run: one file, or one per rank ("checkpoint.rank-R-of-N.sluice") holding
+// the MLPs, the rank's tables and their optimiser state.
+std::string checkpoint_name(const dist::Env& env) {
+  if (!env.active()) return kCheckpointFile;
+  return "checkpoint.rank-" + std::to_string(env.rank) + "-of-" + std::to_string(env.world) + ".sluice";
+}
+
+// A checkpoint in dir written by a run of another number of ranks ("" when there is none).
+std::string other_layout_checkpoint(const std::string& dir, const std::string& ours) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    const bool ckpt = n == kCheckpointFile || (n.rfind("checkpoint.rank-", 0) == 0 && n.size() > 7 &&
+                                               n.compare(n.size() - 7, 7, ".sluice") == 0);
+    if (!ckpt || n == ours) continue;
+    if (n != kCheckpointFile && ours != kCheckpointFile) {
+      // Same layout when only the rank differs: "-of-N.sluice" equal.
+      const auto tail = [](const std::string& x) { return x.substr(x.rfind("-of-")); };
+      if (tail(n) == tail(ours)) continue;
+    }
+    return n;
+  }
+  return "";
+}
+
 // The text of an exception for a message: libtorch's without its backtrace.
 std::string exception_text(const std::exception& e) {
   if (const auto* t = dynamic_cast<const c10::Error*>(&e)) return torch_message(*t);
@@ -64,12 +105,26 @@ std::string exception_text(const std::exception& e) {
 
 TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
   validate_options(o);
+  const dist::Env env = dist::env_from_environment();
+  if (env.active()) validate_dist_options(o, env);
   const torch::Device device = resolve_device(o.device);
   if (o.threads > 0) torch::set_num_threads(o.threads);
   apply_precision(o.precision);
   if (device.is_cpu()) reserve_blas_buffers();
 
+  // Several ranks: the process groups (every rank waits here for the others).
+  std::unique_ptr<dist::Group> group;
+  if (env.active()) group = std::make_unique<dist::Group>(env, device);
+  // Stops agreed by every rank (each polls its own signal), so that all stop after the same step.
+  auto should_stop = [&]() -> bool {
+    const bool mine = o.stop && o.stop();
+    return group ? group->any(mine) : mine;
+  };
+  TrainOptions ro = o;  // what evaluation and the streams see
+  if (group) ro.stop = should_stop;
+
   TrainResult res;
+  res.ranks = env.world;
   res.device = device.str();
   res.precision = precision_name(o.precision);
   res.optimizer = optimizer_name(o.optimizer);
@@ -81,7 +136,11 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
     fsops::make_dirs(o.checkpoint_dir);
     std::string dir = o.checkpoint_dir;
     while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    ckpt_path = dir + "/" + kCheckpointFile;
+    ckpt_path = dir + "/" + checkpoint_name(env);
+    const std::string other = other_layout_checkpoint(dir, checkpoint_name(env));
+    if (!other.empty() && !o.restart)
+      throw Error("checkpoint " + dir + "/" + other + " was written by a run of another number of ranks (this run has " +
+                  std::to_string(env.world) + "); resume it with that number, or start over with --restart");
     // Temporary files of killed runs are never read; they are removed here.
     fsops::clean_stale_siblings(ckpt_path, notice);
     remove_legacy_temp(ckpt_path);
@@ -123,12 +182,36 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
                   "); continue it with --resume, or start over and replace it with --restart");
     notice("starting over (--restart): this run's first checkpoint replaces " + ckpt_path + " (" + how + ")");
   }
+  if (group) {
+    // Every rank resumes from the same step, or none does.
+    if (resume && header.meta.value("ranks", 1) != env.world)
+      throw Error("checkpoint " + ckpt_path + " was written by a run of " + std::to_string(header.meta.value("ranks", 1)) +
+                  " ranks; this run has " + std::to_string(env.world));
+    const std::vector<int64_t> steps = group->allgather_int(resume ? pos.step : -1);
+    for (size_t p = 0; p < steps.size(); ++p)
+      if (steps[p] != steps[0])
+        throw Error("the ranks' checkpoints disagree: rank 0 " +
+                    (steps[0] < 0 ? std::string("has none") : "is at step " + std::to_string(steps[0])) + ", rank " +
+                    std::to_string(p) + (steps[p] < 0 ? std::string(" has none") : " is at step " + std::to_string(steps[p])) +
+                    " (a run stopped while writing them: start over with --restart)");
+  }
   const uint64_t seed = resume ? header.meta.value("seed", o.seed) : o.seed;
   const int64_t start_step = pos.step;
 
-  check_emb_dtype_usable(o.arch.emb_dtype, o.device, o.precision, o.step);
-  check_model_fits(o.arch, o.optimizer, device);
-  Dlrm model(o.arch, seed, device, o.precision);
+  check_emb_dtype_usable(o.arch.emb_dtype, o.device, o.precision, group ? std::string("autograd") : o.step);
+  std::vector<int> owner;  // several ranks: each table's rank
+  std::vector<bool> owned;
+  Arch held = o.arch;      // the tables this rank holds
+  if (group) {
+    owner = dist::assign_tables(o.arch.table_sizes, env.world);
+    owned = Sharded::owned(owner, env.rank);
+    for (size_t t = 0; t < held.table_sizes.size(); ++t)
+      if (!owned[t]) held.table_sizes[t] = 0;
+  }
+  check_model_fits(held, o.optimizer, device);
+  Dlrm model(o.arch, seed, device, o.precision, owned);
+  std::unique_ptr<Sharded> sharded;
+  if (group) sharded = std::make_unique<Sharded>(model, *group, owner);
   Optimizer opt(o.optimizer, model);
   if (resume) {
     std::map<std::string, torch::Tensor> targets;
@@ -145,8 +228,8 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
       throw Error("checkpoint " + ckpt_path + " lacks some of the model's tensors");
   }
 
-  std::string step_kind = o.step;
-  if (o.deterministic && device.is_cuda()) {
+  std::string step_kind = group ? std::string("autograd") : o.step;
+  if (o.deterministic && device.is_cuda() && !group) {
     // The autograd step's table updates use float atomics on a GPU: only the fused step is bitwise
     // reproducible there.
     std::string why;
@@ -169,6 +252,8 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
     meta["lr"] = {{"base_lr", o.lr.base_lr}, {"num_warmup_steps", o.lr.num_warmup_steps},
                   {"decay_start_step", o.lr.decay_start_step}, {"num_decay_steps", o.lr.num_decay_steps}};
     meta["precision"] = precision_name(o.precision);
+    meta["ranks"] = env.world;
+    meta["rank"] = env.rank;
     meta["position"] = {{"step", pos.step}, {"epoch", pos.epoch}, {"rows_in_epoch", pos.rows_in_epoch},
                         {"rows_trained", pos.rows_trained}};
     struct stat before {};
@@ -276,7 +361,7 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
   auto test_now = [&](BinaryMetrics* out) {
     train_seconds += seconds_between(seg, Clock::now());
     const auto t0 = Clock::now();
-    const Evaluation ev = evaluate(model, streams, o);
+    const Evaluation ev = evaluate(model, streams, ro, sharded.get());
     const double secs = seconds_between(t0, Clock::now());
     eval_seconds += secs;
     seg = Clock::now();
@@ -305,13 +390,13 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
   while (!hit_max && !stopped && !ckpt_failed && pos.epoch < o.epochs) {
     std::unique_ptr<BatchStream> stream;
     try {
-      stream = open_stream(streams, Split::kTrain, static_cast<uint64_t>(pos.rows_in_epoch), o.batch_size, o);
+      stream = open_stream(streams, Split::kTrain, static_cast<uint64_t>(pos.rows_in_epoch), o.batch_size, ro);
       streamed_train = true;
     } catch (const Interrupted&) {
       stopped = true;
       break;
     }
-    if (steps_this_run == 0 && device.is_cuda()) {
+    if (steps_this_run == 0 && device.is_cuda() && !group) {
       // The step's one-time set-up runs while the stream makes its first batch.
       RECORD_USER_SCOPE("sluice: warm-up");
       oom_guard(step_what, [&] {
@@ -328,7 +413,7 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
           epoch_done = false;
           break;
         }
-        if (o.stop && o.stop()) {
+        if (should_stop()) {
           stopped = true;
           epoch_done = false;
           break;
@@ -355,6 +440,16 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
         Clock::time_point t_run;
         const torch::Tensor loss = oom_guard(step_what, [&] {
           RECORD_USER_SCOPE("sluice: stage and step");
+          if (sharded) {
+            // This rank's share of the global batch.
+            const std::vector<int64_t> shares = dist::split_rows(rows, env.world);
+            int64_t first = 0;
+            for (int p = 0; p < env.rank; ++p) first += shares[static_cast<size_t>(p)];
+            const int64_t mine = shares[static_cast<size_t>(env.rank)];
+            const Staged b = mine > 0 ? stage(slice_rows(lease.view(), first, mine), model, o) : empty_staged(model);
+            t_run = Clock::now();
+            return sharded->train_step(opt, b.dense, b.flat_ids, b.labels, shares, lr);
+          }
           const Staged b = stage(lease.view(), model, o);
           t_run = Clock::now();
           return step->run(b.dense, b.flat_ids, b.labels, lr, pos.step);
@@ -401,7 +496,12 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
         }
         if (!ckpt_path.empty() && o.checkpoint_every > 0 && pos.step % o.checkpoint_every == 0) {
           train_seconds += seconds_between(seg, Clock::now());
-          const bool ok = save();
+          bool ok = save();
+          if (group && group->any(!ok) && ok) {
+            ok = false;
+            res.checkpoint_error = "another rank could not write its checkpoint at step " + std::to_string(pos.step) +
+                                   " (its message says why); this rank's is written";
+          }
           seg = Clock::now();
           if (!ok) {
             // Training on without a way to save it would only lose more: stop here.
@@ -448,9 +548,9 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
     // the ids they get after a training pass only once the train rows have had theirs.
     try {
       std::unique_ptr<BatchStream> all = open_stream(
-          streams, Split::kTrain, static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), o.batch_size, o);
+          streams, Split::kTrain, static_cast<uint64_t>(std::numeric_limits<int64_t>::max()), o.batch_size, ro);
       while (Lease lease = next_batch(*all, o.batch_size)) {
-        if (o.stop && o.stop()) {
+        if (should_stop()) {
           stopped = true;
           break;
         }
@@ -478,7 +578,8 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
   res.rows_trained = pos.rows_trained;
   res.rows_this_run = rows_run;
   res.steps = pos.step;
-  res.step = step->name();  // "fused+graph" once the step was captured
+  res.step = group ? "autograd, tables sharded over " + std::to_string(env.world) + " ranks"
+                   : std::string(step->name());  // "fused+graph" once the step was captured
   res.epochs_completed = pos.epoch;
   res.train_loss = last_loss;
   res.train_seconds = train_seconds;
@@ -499,6 +600,7 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
 
 TrainResult train(const TrainOptions& options, const StreamFactory& streams) {
   TrainOptions o = options;
+  apply_rank_environment(o);
   if (o.lr.base_lr <= 0) o.lr.base_lr = default_lr(o.optimizer, o.batch_size);
   if (o.lr.num_warmup_steps < 0) o.lr.num_warmup_steps = default_warmup_steps(o.optimizer, o.batch_size);
   try {

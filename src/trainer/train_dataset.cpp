@@ -69,6 +69,7 @@ StreamFactory dataset_factory(TrainOptions& o) {
 }  // namespace
 
 TrainResult train_dataset(TrainOptions o) {
+  apply_rank_environment(o);
   const StreamFactory factory = dataset_factory(o);
   return train(o, factory);
 }

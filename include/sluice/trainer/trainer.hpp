@@ -177,6 +177,7 @@ struct TrainResult {
   double host_stage_seconds = 0;
   double host_step_seconds = 0;
   double device_wait_seconds = 0;
+  int ranks = 1;                      // processes that trained the model together
   std::string device;
   std::string precision;
   std::string optimizer;
@@ -204,6 +205,14 @@ TrainResult train(const TrainOptions& opts, const StreamFactory& streams);
 
 // Trains on a dataset directory (a `sluice prep` output or a folder of raw day files).
 TrainResult train_dataset(TrainOptions opts);
+
+// Training on several ranks, launched as torchrun launches them (RANK, WORLD_SIZE, LOCAL_RANK,
+// MASTER_ADDR, MASTER_PORT; `sluice train --nproc N` sets them): --batch-size is the global batch, split
+// into consecutive shares; the MLPs are data-parallel, the tables sharded table-wise. This applies the
+// environment to the options: --device cuda becomes the rank's GPU (cuda:LOCAL_RANK); ranks other than 0
+// write no metrics file and show no progress. Nothing changes for a single process. train() and
+// train_dataset() call it.
+void apply_rank_environment(TrainOptions& opts);
 
 // Page-locked host memory for the batch ring when training on a GPU (host-to-device copies are then
 // asynchronous and run at full link speed); empty functions for the CPU.
