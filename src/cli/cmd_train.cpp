@@ -366,6 +366,10 @@ void add_train_command(CLI::App& app) {
                 "processes (Gloo); --batch-size stays the global batch. Runs over several machines are launched "
                 "as torchrun launches them (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT)")
       ->capture_default_str()->check(PositiveInt<int>());
+  c->add_option("--row-wise-above", o.row_wise_above,
+                "Several ranks: split tables of more than N rows row-wise over every rank, place the others whole "
+                "(0: tables larger than an even share of all tables' rows; -1: none)")
+      ->capture_default_str();
   c->add_option("--batch-size,--mini-batch-size", o.batch_size, "Training batch size")->capture_default_str()
       ->check(PositiveInt<int64_t>());
   c->add_option("--test-batch-size", o.test_batch_size, "Evaluation batch size (default 16384)")

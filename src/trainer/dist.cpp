@@ -106,15 +106,21 @@ bool available(std::string* why) {
 #endif
 }
 
-std::vector<int> assign_tables(const std::vector<int64_t>& sizes, int world) {
+std::vector<int> assign_tables(const std::vector<int64_t>& sizes, int world, int64_t row_wise_above) {
   std::vector<int> owner(sizes.size(), 0);
   if (world <= 1) return owner;
+  int64_t limit = row_wise_above;
+  if (limit == 0) limit = std::accumulate(sizes.begin(), sizes.end(), int64_t{0}) / world;
   std::vector<size_t> order(sizes.size());
   std::iota(order.begin(), order.end(), size_t{0});
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return sizes[a] > sizes[b]; });
   std::vector<int64_t> load(static_cast<size_t>(world), 0);
   std::vector<int> count(static_cast<size_t>(world), 0);
   for (size_t t : order) {
+    if (limit >= 0 && sizes[t] > limit) {
+      owner[t] = kRowWise;
+      continue;
+    }
     int best = 0;
     for (int r = 1; r < world; ++r) {
       const auto rr = static_cast<size_t>(r), bb = static_cast<size_t>(best);

@@ -32,9 +32,15 @@ Env env_from_environment();
 // Whether this build has process groups (libtorch's c10d with Gloo); why not in *why.
 bool available(std::string* why);
 
-// Table-wise sharding: each table's owner rank. Largest tables first, each to the rank with the fewest
-// rows so far (ties: the lower rank), so that every rank holds a similar share of the model.
-std::vector<int> assign_tables(const std::vector<int64_t>& sizes, int world);
+// How the tables are sharded: each table's owner rank, or kRowWise for a table split row-wise over
+// every rank (rank r holds the block of rows [r * B, (r + 1) * B) of it, B = row_block(rows, world)).
+// Tables of more than row_wise_above rows are split row-wise (0: more rows than an even share of all
+// tables' rows, sum / world, so that no rank must hold more than that; negative: none). The others are
+// placed whole, largest first, each on the rank with the fewest rows so far (ties: fewer tables, then
+// the lower rank), so that every rank holds a similar share of the model.
+constexpr int kRowWise = -1;
+std::vector<int> assign_tables(const std::vector<int64_t>& sizes, int world, int64_t row_wise_above = 0);
+inline int64_t row_block(int64_t rows, int world) { return (rows + world - 1) / world; }
 
 // The rows of each rank in a global batch of `rows` rows, in rank order: rank p takes the rows after
 // those of ranks 0..p-1; the first rows % world ranks take one more.

@@ -61,18 +61,21 @@ const char* emb_type_text(EmbDtype t) {  // for messages
 }
 }  // namespace
 
-Dlrm::Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision precision, std::vector<bool> owned)
-    : arch_(arch), device_(device), precision_(precision) {
+Dlrm::Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision precision, std::vector<RowRange> held)
+    : arch_(arch), device_(device), precision_(precision), held_(std::move(held)) {
   validate_arch(arch_);
   const int64_t d = arch_.emb_dim;
-  if (!owned.empty() && owned.size() != arch_.table_sizes.size()) throw Error("internal: a table ownership per table");
+  if (held_.empty()) {
+    for (int64_t n : arch_.table_sizes) held_.push_back(RowRange{0, n});
+  }
+  if (held_.size() != arch_.table_sizes.size()) throw Error("internal: one row range per table");
 
   table_offsets_.resize(arch_.table_sizes.size());
-  table_rows_.resize(arch_.table_sizes.size());
   for (size_t t = 0; t < arch_.table_sizes.size(); ++t) {
+    const RowRange& h = held_[t];
+    if (h.begin < 0 || h.rows < 0 || h.begin + h.rows > arch_.table_sizes[t]) throw Error("internal: a row range outside its table");
     table_offsets_[t] = total_rows_;
-    table_rows_[t] = owned.empty() || owned[t] ? arch_.table_sizes[t] : 0;
-    total_rows_ += table_rows_[t];
+    total_rows_ += h.rows;
   }
   const auto index_dtype = use_int32_index(total_rows_) ? torch::kInt32 : torch::kInt64;
   offsets_ = torch::tensor(table_offsets_, torch::kInt64).to(index_dtype).to(device_);
@@ -143,9 +146,9 @@ void Dlrm::init_tables(uint64_t seed) {
                       : arch_.emb_dtype == EmbDtype::kBf16 ? kernels::Elem::kBF16
                                                            : kernels::Elem::kF32;
     for (size_t t = 0; t < arch_.table_sizes.size(); ++t)
-      if (table_rows_[t] > 0)
-        kernels::init_rows(emb[table_offsets_[t]].data_ptr(), elem, seed, static_cast<int>(t), 0, table_rows_[t], d,
-                           static_cast<float>(scale_of(t)), stream);
+      if (held_[t].rows > 0)
+        kernels::init_rows(emb[table_offsets_[t]].data_ptr(), elem, seed, static_cast<int>(t), held_[t].begin,
+                           held_[t].rows, d, static_cast<float>(scale_of(t)), stream);
     return;
   }
 #endif
@@ -154,7 +157,7 @@ void Dlrm::init_tables(uint64_t seed) {
   const int64_t slice_rows = std::max<int64_t>(1, (int64_t{1} << 22) / d);
   torch::Tensor host = direct ? torch::Tensor() : torch::empty({slice_rows, d}, torch::kFloat32);
   for (size_t t = 0; t < arch_.table_sizes.size(); ++t) {
-    const int64_t rows = table_rows_[t];
+    const int64_t rows = held_[t].rows, first = held_[t].begin;
     const double scale = scale_of(t);
     for (int64_t begin = 0; begin < rows; begin += slice_rows) {
       const int64_t n = std::min(slice_rows, rows - begin);
@@ -162,7 +165,7 @@ void Dlrm::init_tables(uint64_t seed) {
       torch::Tensor buf = direct ? dst : host.narrow(0, 0, n);
       float* p = buf.data_ptr<float>();
       at::parallel_for(0, n, 4096, [&](int64_t lo, int64_t hi) {
-        init_embedding_rows(p + lo * d, seed, static_cast<int>(t), begin + lo, hi - lo, d, scale);
+        init_embedding_rows(p + lo * d, seed, static_cast<int>(t), first + begin + lo, hi - lo, d, scale);
       });
       if (!direct) dst.copy_(buf);
     }

@@ -39,24 +39,32 @@ torch::ScalarType emb_scalar_type(EmbDtype t);  // kFloat32, kFloat16, kBFloat16
 // would fit.
 void check_model_fits(const Arch& arch, OptimizerKind optimizer, const torch::Device& device);
 
+// Rows [begin, begin + rows) of a table.
+struct RowRange {
+  int64_t begin = 0;
+  int64_t rows = 0;
+};
+
 class Dlrm {
  public:
   // Meta's initialisation, seeded: Linear W ~ N(0, sqrt(2/(fan_in+fan_out))), b ~ N(0, sqrt(1/fan_out));
   // table rows from init_embedding_rows (Arch::emb_init_scale). The MLPs are drawn on the CPU from a
   // generator seeded with `seed`; every device starts from the same weights.
   //
-  // owned (training on several ranks, tables sharded): only the tables marked true get rows here; the
-  // others are empty (0 rows; their owner rank holds them). Empty: every table.
+  // held (training on several ranks, tables sharded): the rows of each table this model holds, a range
+  // of the table's rows (all of them, none, or a block of a table split row-wise); a held row has the
+  // value it has in the whole table. Empty: every table whole.
   Dlrm(const Arch& arch, uint64_t seed, torch::Device device, Precision precision = Precision::kFp32,
-       std::vector<bool> owned = {});
+       std::vector<RowRange> held = {});
 
   const Arch& arch() const { return arch_; }
   torch::Device device() const { return device_; }
   Precision precision() const { return precision_; }
   int64_t total_rows() const { return total_rows_; }
   const std::vector<int64_t>& table_offsets() const { return table_offsets_; }
-  // Rows of each table held by this model: its size, or 0 for a table another rank owns.
-  const std::vector<int64_t>& table_rows() const { return table_rows_; }
+  // The rows of each table held by this model (table t's row table_held()[t].begin + i is row
+  // table_offsets()[t] + i of emb).
+  const std::vector<RowRange>& table_held() const { return held_; }
 
   // [B, 26] table-local ids (int32 or int64, on the model's device) -> [B*26] rows of `emb`.
   // id_modulo > 0 first takes every id modulo that value.
@@ -88,7 +96,7 @@ class Dlrm {
   Precision precision_;
   int64_t total_rows_ = 0;
   std::vector<int64_t> table_offsets_;
-  std::vector<int64_t> table_rows_;
+  std::vector<RowRange> held_;
   torch::Tensor offsets_;  // [26], index dtype, on the device
   torch::Tensor tril_;     // [351] flat (i*27+j, j<i) positions of the kept interaction pairs
 };

@@ -1,4 +1,4 @@
-// The DLRM split across ranks: table-wise sharded lookups and the data-parallel step.
+// The DLRM split across ranks: sharded lookups (table-wise and row-wise) and the data-parallel step.
 #include "trainer/sharded.hpp"
 
 #include <numeric>
@@ -12,43 +12,75 @@ namespace {
 
 int64_t sum_of(const std::vector<int64_t>& v) { return std::accumulate(v.begin(), v.end(), int64_t{0}); }
 
+torch::Tensor index_tensor(const std::vector<int64_t>& v, torch::ScalarType type, const torch::Device& dev) {
+  return torch::tensor(v, torch::kInt64).to(type).to(dev);
+}
+
 }  // namespace
 
-std::vector<bool> Sharded::owned(const std::vector<int>& owner, int rank) {
-  std::vector<bool> o(owner.size());
-  for (size_t t = 0; t < owner.size(); ++t) o[t] = owner[t] == rank;
-  return o;
+std::vector<RowRange> Sharded::held(const std::vector<int>& owner, const std::vector<int64_t>& sizes, int world,
+                                    int rank) {
+  std::vector<RowRange> h(owner.size());
+  for (size_t t = 0; t < owner.size(); ++t) {
+    if (owner[t] == dist::kRowWise) {
+      const int64_t block = dist::row_block(sizes[t], world);
+      const int64_t begin = std::min(sizes[t], block * rank);
+      h[t] = RowRange{begin, std::min(sizes[t], begin + block) - begin};
+    } else if (owner[t] == rank) {
+      h[t] = RowRange{0, sizes[t]};
+    }
+  }
+  return h;
 }
 
 Sharded::Sharded(Dlrm& model, dist::Group& group, std::vector<int> owner)
     : model_(model), group_(group), owner_(std::move(owner)) {
   const int world = group_.world();
+  const int rank = group_.rank();
   if (owner_.size() != static_cast<size_t>(kNumSparse)) throw Error("internal: one owner per table");
   tables_of_.assign(static_cast<size_t>(world), {});
   for (size_t t = 0; t < owner_.size(); ++t) {
+    if (owner_[t] == dist::kRowWise) {
+      row_wise_.push_back(static_cast<int64_t>(t));
+      continue;
+    }
     if (owner_[t] < 0 || owner_[t] >= world) throw Error("internal: a table's owner is not a rank");
     tables_of_[static_cast<size_t>(owner_[t])].push_back(static_cast<int64_t>(t));
   }
+  const std::vector<RowRange> want = held(owner_, model_.arch().table_sizes, world, rank);
+  for (size_t t = 0; t < want.size(); ++t)
+    if (model_.table_held()[t].begin != want[t].begin || model_.table_held()[t].rows != want[t].rows)
+      throw Error("internal: the model does not hold this rank's rows");
+
   const torch::Device dev = model_.device();
+  const torch::ScalarType id = model_.id_type();
   std::vector<int64_t> perm;
   for (const auto& cols : tables_of_) {
-    cols_of_.push_back(torch::tensor(cols, torch::kInt64).to(dev));
+    cols_of_.push_back(index_tensor(cols, torch::kInt64, dev));
     perm.insert(perm.end(), cols.begin(), cols.end());
   }
+  perm.insert(perm.end(), row_wise_.begin(), row_wise_.end());
   std::vector<int64_t> inv(perm.size());
   for (size_t i = 0; i < perm.size(); ++i) inv[static_cast<size_t>(perm[i])] = static_cast<int64_t>(i);
-  perm_ = torch::tensor(perm, torch::kInt64).to(dev);
-  inv_ = torch::tensor(inv, torch::kInt64).to(dev);
-  const auto& own = tables_of_[static_cast<size_t>(group_.rank())];
-  own_cols_ = cols_of_[static_cast<size_t>(group_.rank())];
+  perm_ = index_tensor(perm, torch::kInt64, dev);
+  inv_ = index_tensor(inv, torch::kInt64, dev);
+
+  const auto& off = model_.table_offsets();
   std::vector<int64_t> own_off;
-  for (int64_t t : own) {
-    if (model_.table_rows()[static_cast<size_t>(t)] != model_.arch().table_sizes[static_cast<size_t>(t)])
-      throw Error("internal: the model lacks a table this rank owns");
-    own_off.push_back(model_.table_offsets()[static_cast<size_t>(t)]);
+  for (int64_t t : tables_of_[static_cast<size_t>(rank)]) own_off.push_back(off[static_cast<size_t>(t)]);
+  std::vector<int64_t> rw_begin, rw_rows, rw_off;
+  for (int64_t t : row_wise_) {
+    const RowRange& h = model_.table_held()[static_cast<size_t>(t)];
+    rw_begin.push_back(h.begin);
+    rw_rows.push_back(h.rows);
+    rw_off.push_back(off[static_cast<size_t>(t)]);
   }
-  offsets_ = torch::tensor(model_.table_offsets(), torch::kInt64).to(model_.id_type()).to(dev);
-  own_offsets_ = torch::tensor(own_off, torch::kInt64).to(model_.id_type()).to(dev);
+  offsets_ = index_tensor(off, id, dev);
+  own_offsets_ = index_tensor(own_off, id, dev);
+  rw_cols_ = index_tensor(row_wise_, torch::kInt64, dev);
+  rw_begin_ = index_tensor(rw_begin, id, dev);
+  rw_rows_ = index_tensor(rw_rows, id, dev);
+  rw_offsets_ = index_tensor(rw_off, id, dev);
 }
 
 Sharded::Lookup Sharded::lookup(const torch::Tensor& flat_ids, const std::vector<int64_t>& shares) const {
@@ -57,65 +89,103 @@ Sharded::Lookup Sharded::lookup(const torch::Tensor& flat_ids, const std::vector
   const auto r = static_cast<size_t>(group_.rank());
   const int64_t b = shares[r], B = sum_of(shares), d = model_.arch().emb_dim;
   const int64_t n_own = static_cast<int64_t>(tables_of_[r].size());
+  const int64_t n_rw = static_cast<int64_t>(row_wise_.size());
   if (flat_ids.numel() != b * kNumSparse) throw Error("internal: a share's ids do not match its rows");
-
-  // Ids to the owners: for each rank q, this share's ids of q's tables (sample-major).
-  const torch::Tensor local = flat_ids.view({b, kNumSparse}) - offsets_;
-  std::vector<torch::Tensor> parts;
+  const torch::Tensor local = flat_ids.view({b, kNumSparse}) - offsets_;  // table-local ids
   std::vector<int64_t> send(static_cast<size_t>(world)), recv(static_cast<size_t>(world));
+  Lookup lk;
+
+  // Table-wise: ids to the owners (for each rank q, this share's ids of q's tables, sample-major).
+  std::vector<torch::Tensor> parts;
   for (int q = 0; q < world; ++q) {
     const auto qq = static_cast<size_t>(q);
-    const int64_t n_q = static_cast<int64_t>(tables_of_[qq].size());
     parts.push_back(local.index_select(1, cols_of_[qq]).reshape({-1}));
-    send[qq] = b * n_q;
+    send[qq] = b * static_cast<int64_t>(tables_of_[qq].size());
     recv[qq] = shares[qq] * n_own;
   }
   const torch::Tensor own_ids = group_.alltoall(torch::cat(parts), send, recv);  // [B * n_own], rank-major
-
-  Lookup lk;
-  lk.own_flat = (own_ids.view({B, n_own}) + own_offsets_).reshape({-1});
-  torch::Tensor own_rows = model_.emb.index_select(0, lk.own_flat);  // [B * n_own, d]
+  const torch::Tensor tw_flat = (own_ids.view({B, n_own}) + own_offsets_).reshape({-1});
+  torch::Tensor own_rows = model_.emb.index_select(0, tw_flat);  // [B * n_own, d]
   if (own_rows.scalar_type() != torch::kFloat32) own_rows = own_rows.to(torch::kFloat32);
-
-  // Rows back: every rank p gets its share's rows of this rank's tables; this rank gets, from each owner
-  // q, [b, n_q, d].
+  // ... their rows back: every rank p gets its share's rows of this rank's tables.
   for (int q = 0; q < world; ++q) {
     const auto qq = static_cast<size_t>(q);
     send[qq] = shares[qq] * n_own * d;
     recv[qq] = b * static_cast<int64_t>(tables_of_[qq].size()) * d;
   }
   const torch::Tensor got = group_.alltoall(own_rows.reshape({-1}), send, recv);
-  std::vector<torch::Tensor> by_owner;
+  std::vector<torch::Tensor> columns;  // exchange order: owners' tables, then row-wise ones
   int64_t at = 0;
   for (int q = 0; q < world; ++q) {
-    const auto qq = static_cast<size_t>(q);
-    const int64_t n_q = static_cast<int64_t>(tables_of_[qq].size());
-    by_owner.push_back(got.narrow(0, at, b * n_q * d).view({b, n_q, d}));
+    const int64_t n_q = static_cast<int64_t>(tables_of_[static_cast<size_t>(q)].size());
+    columns.push_back(got.narrow(0, at, b * n_q * d).view({b, n_q, d}));
     at += b * n_q * d;
   }
-  lk.rows = torch::cat(by_owner, 1).index_select(1, inv_);  // owner order -> table order
+
+  // Row-wise: every rank gets all B samples' ids, looks up those in its block, and sends every rank
+  // its share of them (zeros elsewhere); the sum over the ranks is the lookup.
+  torch::Tensor rw_flat = torch::empty({0}, flat_ids.options());
+  lk.rw_mine = torch::empty({0}, flat_ids.options().dtype(torch::kBool));
+  if (n_rw > 0) {
+    const torch::Tensor mine_ids = local.index_select(1, rw_cols_).reshape({-1});  // [b * n_rw]
+    for (int q = 0; q < world; ++q) {
+      const auto qq = static_cast<size_t>(q);
+      send[qq] = b * n_rw;
+      recv[qq] = shares[qq] * n_rw;
+    }
+    const torch::Tensor all_ids = group_.alltoall(mine_ids.repeat({world}), send, recv).view({B, n_rw});
+    const torch::Tensor in_block = all_ids - rw_begin_;
+    const torch::Tensor mine = (in_block >= 0) & (in_block < rw_rows_);
+    lk.rw_mine = mine.reshape({-1});
+    const torch::Tensor flat = torch::where(mine, in_block + rw_offsets_, torch::zeros_like(in_block)).reshape({-1});
+    torch::Tensor rows = model_.emb.size(0) > 0 ? model_.emb.index_select(0, flat).to(torch::kFloat32)
+                                                : torch::zeros({B * n_rw, d}, own_rows.options());
+    rows.masked_fill_(mine.reshape({-1, 1}).logical_not(), 0.0f);
+    rw_flat = flat.masked_select(lk.rw_mine);
+    for (int q = 0; q < world; ++q) {
+      const auto qq = static_cast<size_t>(q);
+      send[qq] = shares[qq] * n_rw * d;
+      recv[qq] = b * n_rw * d;
+    }
+    const torch::Tensor parts_in = group_.alltoall(rows.reshape({-1}), send, recv).view({world, b, n_rw, d});
+    columns.push_back(parts_in.sum(0));
+  }
+  lk.own_flat = torch::cat({tw_flat, rw_flat});
+  lk.rows = torch::cat(columns, 1).index_select(1, inv_);  // exchange order -> table order
   return lk;
 }
 
-torch::Tensor Sharded::grads_to_owners(const torch::Tensor& rows_grad, const std::vector<int64_t>& shares) const {
+torch::Tensor Sharded::grads_to_owners(const torch::Tensor& rows_grad, const std::vector<int64_t>& shares,
+                                       const torch::Tensor& rw_mine) const {
   torch::NoGradGuard no_grad;
   const int world = group_.world();
   const auto r = static_cast<size_t>(group_.rank());
   const int64_t b = shares[r], B = sum_of(shares), d = model_.arch().emb_dim;
   const int64_t n_own = static_cast<int64_t>(tables_of_[r].size());
-  const torch::Tensor by_owner = rows_grad.index_select(1, perm_);  // [b, 26, d], owner order
+  const int64_t n_rw = static_cast<int64_t>(row_wise_.size());
+  const torch::Tensor ordered = rows_grad.index_select(1, perm_);  // [b, 26, d], exchange order
   std::vector<torch::Tensor> parts;
   std::vector<int64_t> send(static_cast<size_t>(world)), recv(static_cast<size_t>(world));
   int64_t col = 0;
   for (int q = 0; q < world; ++q) {
     const auto qq = static_cast<size_t>(q);
     const int64_t n_q = static_cast<int64_t>(tables_of_[qq].size());
-    parts.push_back(by_owner.narrow(1, col, n_q).reshape({-1}));
+    parts.push_back(ordered.narrow(1, col, n_q).reshape({-1}));
     col += n_q;
     send[qq] = b * n_q * d;
     recv[qq] = shares[qq] * n_own * d;
   }
-  return group_.alltoall(torch::cat(parts), send, recv).view({B * n_own, d});
+  torch::Tensor tw = group_.alltoall(torch::cat(parts), send, recv).view({B * n_own, d});
+  if (n_rw == 0) return tw;
+  // Row-wise: every rank gets every sample's gradients and keeps those of its block's rows.
+  const torch::Tensor mine_grads = ordered.narrow(1, col, n_rw).reshape({-1});  // [b * n_rw * d]
+  for (int q = 0; q < world; ++q) {
+    const auto qq = static_cast<size_t>(q);
+    send[qq] = b * n_rw * d;
+    recv[qq] = shares[qq] * n_rw * d;
+  }
+  const torch::Tensor all = group_.alltoall(mine_grads.repeat({world}), send, recv).view({B * n_rw, d});
+  return torch::cat({tw, all.index({rw_mine})});
 }
 
 torch::Tensor Sharded::train_step(Optimizer& opt, const torch::Tensor& dense, const torch::Tensor& flat_ids,
@@ -146,7 +216,7 @@ torch::Tensor Sharded::train_step(Optimizer& opt, const torch::Tensor& dense, co
       at += p.numel();
     }
   }
-  const torch::Tensor grads = grads_to_owners(rows.grad(), shares);
+  const torch::Tensor grads = grads_to_owners(rows.grad(), shares, lk.rw_mine);
   opt.step(model_, lk.own_flat, grads, lr);
   return buf[at] / static_cast<double>(B);
 }

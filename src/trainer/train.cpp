@@ -199,17 +199,16 @@ TrainResult train_impl(const TrainOptions& o, const StreamFactory& streams) {
   const int64_t start_step = pos.step;
 
   check_emb_dtype_usable(o.arch.emb_dtype, o.device, o.precision, group ? std::string("autograd") : o.step);
-  std::vector<int> owner;  // several ranks: each table's rank
-  std::vector<bool> owned;
-  Arch held = o.arch;      // the tables this rank holds
+  std::vector<int> owner;  // several ranks: each table's rank (or row-wise)
+  std::vector<RowRange> held;
+  Arch mine = o.arch;      // the rows this rank holds
   if (group) {
-    owner = dist::assign_tables(o.arch.table_sizes, env.world);
-    owned = Sharded::owned(owner, env.rank);
-    for (size_t t = 0; t < held.table_sizes.size(); ++t)
-      if (!owned[t]) held.table_sizes[t] = 0;
+    owner = dist::assign_tables(o.arch.table_sizes, env.world, o.row_wise_above);
+    held = Sharded::held(owner, o.arch.table_sizes, env.world, env.rank);
+    for (size_t t = 0; t < mine.table_sizes.size(); ++t) mine.table_sizes[t] = held[t].rows;
   }
-  check_model_fits(held, o.optimizer, device);
-  Dlrm model(o.arch, seed, device, o.precision, owned);
+  check_model_fits(mine, o.optimizer, device);
+  Dlrm model(o.arch, seed, device, o.precision, held);
   std::unique_ptr<Sharded> sharded;
   if (group) sharded = std::make_unique<Sharded>(model, *group, owner);
   Optimizer opt(o.optimizer, model);

@@ -8,7 +8,9 @@ in one process and once with `--nproc N` for each N, same global batch: the loss
 of 59 steps, the last one partial) agrees within 1e-5 (relative), the test AUC within 1e-4. The global
 batch of 256 does not split evenly over 3 ranks, and 3 ranks own tables of different sizes. A 2-rank run
 stopped at step 20 writes one checkpoint per rank; resumed, it ends where the uninterrupted run ends;
-a run of another number of ranks refuses those checkpoints. Device cuda: the ranks' count is capped by
+a run of another number of ranks refuses those checkpoints. Tables split row-wise (--row-wise-above)
+give the same losses too. A SIGINT to the launcher stops every rank after the same step, with a
+checkpoint each. Device cuda: the ranks' count is capped by
 the GPUs present (exit 77 with fewer than 2).
 """
 import argparse
@@ -108,6 +110,10 @@ def main():
             if got.get("ranks") != n:
                 fail(f"--nproc {n}: the summary says {got.get('ranks')} ranks")
             compare(f"{n} ranks", got_loss, got)
+        # Tables of more than 50 rows split row-wise over the ranks, the small ones placed whole.
+        n = ranks[-1]
+        got_loss, got = train(f"{n}-rw", ["--nproc", str(n), "--row-wise-above", "50"])
+        compare(f"{n} ranks, tables over 50 rows split row-wise", got_loss, got)
 
         # Stopped at step 20, resumed: one checkpoint per rank, the same end.
         n = ranks[0]

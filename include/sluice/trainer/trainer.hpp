@@ -140,6 +140,9 @@ struct TrainOptions {
   std::string trace_path;
   int64_t trace_first = 30;
   int64_t trace_steps = 20;
+  // Several ranks: tables of more rows than this are split row-wise over every rank, the others placed
+  // whole (0: tables of more rows than an even share of all tables' rows; negative: none).
+  int64_t row_wise_above = 0;
 
   // Dataset options (train_dataset only).
   std::string data_dir;
