@@ -110,6 +110,26 @@ def main():
             if got.get("ranks") != n:
                 fail(f"--nproc {n}: the summary says {got.get('ranks')} ranks")
             compare(f"{n} ranks", got_loss, got)
+        # Launched as torchrun launches ranks: one process each, with RANK, WORLD_SIZE, LOCAL_RANK,
+        # MASTER_ADDR and MASTER_PORT in their environment.
+        n = ranks[0]
+        import socket
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        m = os.path.join(work, "metrics-env.jsonl")
+        procs = []
+        for r in range(n):
+            env = dict(os.environ, RANK=str(r), WORLD_SIZE=str(n), LOCAL_RANK=str(r), MASTER_ADDR="127.0.0.1",
+                       MASTER_PORT=str(port))
+            procs.append(subprocess.Popen(base + ["--metrics", m], env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True))
+        outs = [p.communicate(timeout=900) for p in procs]
+        for r, (p, (out, err)) in enumerate(zip(procs, outs)):
+            if p.returncode != 0:
+                fail(f"rank {r} of a torchrun-style launch exited {p.returncode}:\n{err[-2000:]}")
+        compare(f"{n} ranks launched torchrun-style", losses(m), summary(outs[0][0]))
+
         # Tables of more than 50 rows split row-wise over the ranks, the small ones placed whole.
         n = ranks[-1]
         got_loss, got = train(f"{n}-rw", ["--nproc", str(n), "--row-wise-above", "50"])
