@@ -3,6 +3,9 @@
 //   memory: the whole compressed file in memory, inflated member by member into a 4 MiB buffer
 //           (the inflater alone);
 //   source: the byte source reading the file (page cache) in 4 MiB reads, as the BlockReader does.
+// Then the first file through its restart-point index (source/gzip_index.hpp): the index built (one
+// zlib pass, timed), then the file read with 1, 2, 4, ... threads inflating its ranges, each inflater,
+// against that inflater's serial source rate above.
 // Then, over all the files given, the BlockReader's blocks (4 MiB) with 1, 2, ... files inflating at
 // once (BlockReader's inflate_ahead), up to the number of files or of cores, holding at most
 // 256 MiB of inflated bytes (BlockReader::kAheadBytes) or the --ahead-mb given: GB/s of blocks.
@@ -22,6 +25,7 @@
 
 #include "sluice/source.hpp"
 #include "source/blocks.hpp"
+#include "source/gzip_index.hpp"
 #include "source/inflate.hpp"
 
 using Clock = std::chrono::steady_clock;
@@ -102,6 +106,7 @@ int main(int argc, char** argv) {
     if (inflater_available(InflaterKind::kIsal)) kinds.push_back(InflaterKind::kIsal);
     std::printf("%s: %.1f MB compressed, byte sources use %s\n", path.c_str(), gz.size() / 1e6, gzip_inflater().c_str());
     double zlib_mem = 0, zlib_src = 0;
+    std::vector<double> serial_src;
     for (InflaterKind k : kinds) {
       auto inf = make_inflater(k);
       double best_mem = 1e30, best_src = 1e30;
@@ -117,8 +122,33 @@ int main(int argc, char** argv) {
       }
       const double mem = n / best_mem / 1e9, src = n / best_src / 1e9;
       if (k == InflaterKind::kZlib) zlib_mem = mem, zlib_src = src;
+      serial_src.push_back(src);
       std::printf("%-22s %.1f MB out  memory %.3f GB/s (x%.2f)  source %.3f GB/s (x%.2f)\n", inflater_name(k).c_str(),
                   n / 1e6, mem, mem / zlib_mem, src, src / zlib_src);
+    }
+    {
+      const auto t0 = Clock::now();
+      std::shared_ptr<const GzipIndex> ix = std::make_shared<GzipIndex>(build_gzip_index(path));
+      const double build = secs_since(t0);
+      std::printf("index: %zu ranges of about %.1f MiB, built in %.2f s (%.3f GB/s of output)\n", ix->points.size(),
+                  ix->span / double(1 << 20), build, ix->total_out / build / 1e9);
+      const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+      for (size_t ki = 0; ki < kinds.size(); ++ki)
+        for (int threads = 1; threads <= cores; threads *= 2) {
+          double best = 1e30;
+          uint64_t n = 0;
+          for (int r = 0; r < repeat; ++r) {
+            const auto t1 = Clock::now();
+            auto src = open_indexed_gzip(path, ix, threads, kinds[ki]);
+            n = 0;
+            for (size_t got; (got = src->read(out.data(), out.size())) > 0;) n += got;
+            best = std::min(best, secs_since(t1));
+          }
+          if (n != ix->total_out) throw Error("the indexed read and the index disagree on the size");
+          const double rate = n / best / 1e9;
+          std::printf("indexed, %-22s %2d threads: %.3f GB/s (x%.2f its serial source)\n", inflater_name(kinds[ki]).c_str(),
+                      threads, rate, rate / serial_src[ki]);
+        }
     }
     const size_t most = std::min<size_t>(paths.size(), std::max(1u, std::thread::hardware_concurrency()));
     double one = 0;

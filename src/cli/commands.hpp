@@ -9,6 +9,8 @@ namespace sluice::cli {
 void add_gen_command(CLI::App& app);
 void add_prep_command(CLI::App& app);
 void add_info_command(CLI::App& app);
+// `sluice index`: restart-point indexes of gzip inputs (parallel inflation).
+void add_index_command(CLI::App& app);
 // `sluice measure` (without the trainer, the rows that train are skipped, saying so).
 void add_measure_command(CLI::App& app);
 #if defined(SLUICE_HAVE_TORCH)

@@ -24,6 +24,7 @@ int run(int argc, char** argv) {
   sluice::cli::add_gen_command(app);
   sluice::cli::add_prep_command(app);
   sluice::cli::add_info_command(app);
+  sluice::cli::add_index_command(app);
   sluice::cli::add_measure_command(app);
 #if defined(SLUICE_HAVE_TORCH)
   sluice::cli::add_train_command(app);

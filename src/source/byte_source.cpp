@@ -9,14 +9,18 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "sluice/source.hpp"
 #include "sluice/interrupt.hpp"
+#include "source/gzip_index.hpp"
 #include "source/inflate.hpp"
+#include "util/notice.hpp"
 #include "util/sys_io.hpp"
 
 namespace sluice {
@@ -269,7 +273,19 @@ std::string base_name(const std::string& path) {
 
 }  // namespace
 
+int gzip_index_threads() {
+  if (const char* v = std::getenv("SLUICE_GZ_THREADS"); v && std::atoi(v) > 0) return std::atoi(v);
+  return std::max(2, static_cast<int>(std::thread::hardware_concurrency()) / 2);
+}
+
 std::unique_ptr<ByteSource> open_byte_source(const std::string& path) {
+  // A gzip file with a current index beside it (sluice index) inflates in parallel.
+  if (!is_stdin_path(path)) {
+    std::string why;
+    if (std::unique_ptr<GzipIndex> ix = load_gzip_index(path, &why))
+      return open_indexed_gzip(path, std::shared_ptr<const GzipIndex>(std::move(ix)), gzip_index_threads());
+    if (why != "no index") notice("not using the gzip index: " + why + "; " + path + " inflates on one thread");
+  }
   return open_byte_source(path, default_inflater());
 }
 

@@ -2,14 +2,21 @@
 // every shape of gzip file (levels, concatenated members, BGZF blocks, optional header fields), and
 // the same verdict on every truncation and every damaged byte, with errors naming the file and the
 // compressed byte offset.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "sluice/source.hpp"
+#include "source/gzip_index.hpp"
 #include "source/inflate.hpp"
 #include "test_util.hpp"
 
@@ -273,3 +280,147 @@ TEST_P(Inflate, EveryDamagedByte) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, Inflate, ::testing::ValuesIn(built_kinds()), kind_name);
+
+// ---- the gzip index: parallel inflation from restart points --------------------------------------
+
+namespace {
+
+std::string read_source(ByteSource& src, size_t chunk) {
+  std::string out;
+  std::vector<char> buf(chunk);
+  for (size_t n; (n = src.read(buf.data(), chunk)) > 0;) out.append(buf.data(), n);
+  return out;
+}
+
+// Every shape of gzip file the serial reader handles.
+std::vector<std::pair<std::string, std::string>> index_shapes(const std::string& text) {
+  const std::string a = text.substr(0, text.size() / 3), b = text.substr(text.size() / 3);
+  Header fields;
+  fields.has_extra = true;
+  fields.extra = std::string("AB\x03\x00xyz", 7);
+  fields.name = "day_0.tsv";
+  fields.comment = "a comment";
+  fields.hcrc = true;
+  return {
+      {"one member, level 6", member(text, 6)},
+      {"one member, level 1", member(text, 1)},
+      {"stored blocks", member(text, 0)},
+      {"three members, an empty one between", member(a, 9) + member("", 6) + member(b, 1)},
+      {"header fields", member(a, 6, fields) + member(b, 6, fields)},
+      {"BGZF", bgzf(text)},
+  };
+}
+
+}  // namespace
+
+TEST(GzipIndex, ParallelReadsEqualTheSerialOne) {
+  TempDir dir("gzi");
+  const std::string text = rows_text(7, 20000);  // ~5 MB
+  for (const auto& [what, bytes] : index_shapes(text)) {
+    SCOPED_TRACE(what);
+    const std::string path = dir / "a.gz";
+    write_file(path, bytes);
+    std::remove(gzip_index_path(path).c_str());
+    const GzipIndex ix = build_gzip_index(path, 64 << 10);
+    EXPECT_EQ(ix.total_out, text.size());
+    ASSERT_GT(ix.points.size(), 8u);  // ranges enough to read in parallel
+    if (what == "one member, level 6") {
+      // Block boundaries inside the member: restarts mid-byte with a window.
+      bool mid_byte = false, windowed = false;
+      for (const auto& p : ix.points) {
+        mid_byte = mid_byte || p.bits != 0;
+        windowed = windowed || p.window.size() == 32768;
+      }
+      EXPECT_TRUE(mid_byte);
+      EXPECT_TRUE(windowed);
+    }
+    write_gzip_index(path, ix);
+    std::string why;
+    std::shared_ptr<const GzipIndex> loaded(load_gzip_index(path, &why).release());
+    ASSERT_TRUE(loaded) << why;
+    ASSERT_EQ(loaded->points.size(), ix.points.size());
+    for (InflaterKind kind : built_kinds())
+      for (int threads : {1, 3, 8})
+        for (size_t chunk : {size_t{1000}, size_t{1} << 20}) {
+          auto src = open_indexed_gzip(path, loaded, threads, kind);
+          EXPECT_TRUE(read_source(*src, chunk) == text)
+              << inflater_name(kind) << ", " << threads << " threads, reads of " << chunk;
+          EXPECT_EQ(src->file_offset(), bytes.size());
+        }
+    // open_byte_source finds the index beside the file.
+    auto src = open_byte_source(path);
+    EXPECT_TRUE(read_source(*src, 4096) == text);
+  }
+}
+
+TEST(GzipIndex, StaleOrDamagedIndexesAreNotUsed) {
+  TempDir dir("gzi");
+  const std::string text = rows_text(8, 4000);
+  const std::string path = dir / "a.gz";
+  write_file(path, member(text, 6));
+  write_gzip_index(path, build_gzip_index(path, 16 << 10));
+  std::string why;
+  ASSERT_TRUE(load_gzip_index(path, &why)) << why;
+  // The index damaged: one byte changed.
+  std::string idx;
+  {
+    std::ifstream in(gzip_index_path(path), std::ios::binary);
+    idx.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  std::string bad = idx;
+  bad[bad.size() / 2] ^= 1;
+  write_file(gzip_index_path(path), bad);
+  EXPECT_FALSE(load_gzip_index(path, &why));
+  EXPECT_NE(why.find("damaged"), std::string::npos) << why;
+  write_file(gzip_index_path(path), idx.substr(0, idx.size() - 9));
+  EXPECT_FALSE(load_gzip_index(path, &why));
+  EXPECT_NE(why.find("damaged"), std::string::npos) << why;
+  // The file replaced after indexing: the index is stale, and the serial read gives the new bytes.
+  write_file(gzip_index_path(path), idx);
+  ASSERT_TRUE(load_gzip_index(path, &why)) << why;
+  const std::string text2 = rows_text(9, 4000);
+  write_file(path, member(text2, 6));
+  EXPECT_FALSE(load_gzip_index(path, &why));
+  EXPECT_NE(why.find("stale"), std::string::npos) << why;
+  auto src = open_byte_source(path);
+  EXPECT_TRUE(read_source(*src, 1 << 16) == text2);
+}
+
+// A file damaged after it was indexed (its size and time kept): the parallel read fails as the serial
+// one does, naming the file, after the bytes before the damaged range.
+TEST(GzipIndex, DamageAfterIndexingIsFound) {
+  TempDir dir("gzi");
+  const std::string text = rows_text(10, 12000);
+  const std::string good = member(text.substr(0, text.size() / 2), 6) + member(text.substr(text.size() / 2), 6);
+  const std::string path = dir / "a.gz";
+  int failed = 0, cases = 0;
+  // Inside deflate data (the first member's middle, the second's), and in each member's CRC-32.
+  const size_t first_end = member(text.substr(0, text.size() / 2), 6).size();
+  for (size_t at : {good.size() / 4, first_end - 6, first_end + (good.size() - first_end) / 2, good.size() - 6}) {
+    SCOPED_TRACE(at);
+    write_file(path, good);
+    write_gzip_index(path, build_gzip_index(path, 32 << 10));
+    struct stat st {};
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    std::string bad = good;
+    bad[at] = char(bad[at] ^ 0x55);
+    write_file(path, bad);
+    const struct timespec times[2] = {st.st_atim, st.st_mtim};
+    ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), times, 0), 0);
+    std::string why;
+    std::shared_ptr<const GzipIndex> ix(load_gzip_index(path, &why).release());
+    ASSERT_TRUE(ix) << why;  // same size and time: the index is taken
+    for (InflaterKind kind : built_kinds()) {
+      ++cases;
+      try {
+        auto src = open_indexed_gzip(path, ix, 4, kind);
+        read_source(*src, 1 << 16);
+      } catch (const Error& e) {
+        ++failed;
+        EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("gzip"), std::string::npos) << e.what();
+      }
+    }
+  }
+  EXPECT_EQ(failed, cases);
+}

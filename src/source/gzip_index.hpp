@@ -1,0 +1,65 @@
+// Random access into a gzip file: an index of restart points, built in one pass and kept beside the
+// file, from which the file inflates in parallel (several ranges at once, rows still in order).
+//
+// A restart point is where inflating can begin again without what came before: the start of a gzip
+// member, or the boundary between two deflate blocks (its compressed position to the bit, and the 32 KiB
+// of output before it, which later blocks may copy from). Points are taken about every `span` bytes of
+// output, so range r of the file is the output between points r and r + 1 (the last one runs to the
+// end). Each range is inflated on its own (a raw deflate decoder, ISA-L or zlib, primed with the
+// point's bits and window);
+// the CRC-32 and length of every member are still checked, by combining the ranges' CRCs in order
+// (crc32_combine), so damage found by a serial read is found here too.
+//
+// The index file, "<file>.sluice-gzi", records the gzip file's size and modification time: an index
+// whose file has changed since is stale and is not used.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sluice/source.hpp"
+#include "source/inflate.hpp"
+
+namespace sluice {
+
+struct GzipPoint {
+  uint64_t in = 0;    // compressed byte offset of the first byte after the point (bits aside)
+  uint64_t out = 0;   // decompressed offset
+  uint8_t bits = 0;   // bits of byte in - 1 that belong to the block (0: it starts at `in` on a byte boundary)
+  bool after_header = false;  // right after a member's gzip header: a new member starts (no window needed)
+  std::vector<uint8_t> window;  // the output's last (up to) 32 KiB before `out`
+};
+
+struct GzipIndex {
+  uint64_t file_size = 0;
+  int64_t file_mtime_ns = 0;
+  uint64_t total_out = 0;  // the whole file's decompressed bytes
+  uint64_t span = 0;
+  std::vector<GzipPoint> points;  // points[0] is the first member's start (out 0)
+};
+
+// Where the index of `gz_path` is kept: "<gz_path>.sluice-gzi".
+std::string gzip_index_path(const std::string& gz_path);
+
+// Reads the whole file once (zlib, every member's CRC-32 and length checked) and returns its index,
+// with a point about every `span` decompressed bytes (0: chosen from the file's size, 1 to 16 MiB).
+// Throws sluice::Error naming the file and position on damaged or truncated data.
+GzipIndex build_gzip_index(const std::string& gz_path, uint64_t span = 0);
+
+// Writes the index atomically to gzip_index_path(gz_path).
+void write_gzip_index(const std::string& gz_path, const GzipIndex& index);
+
+// The index kept beside gz_path when there is one for the file as it is now (size and modification
+// time match, the index file intact); otherwise nullptr (*why says why: none, stale, damaged).
+std::unique_ptr<GzipIndex> load_gzip_index(const std::string& gz_path, std::string* why = nullptr);
+
+// The file's decompressed bytes, read through `threads` threads inflating ranges between the index's
+// points ahead of the reader (at most 2 * threads ranges held). Errors (damaged data, a CRC that does
+// not match) are thrown by read() after every byte before them has been read.
+// kind: the raw inflater of the ranges (ISA-L's when built in: about 2.5 times zlib's rate).
+std::unique_ptr<ByteSource> open_indexed_gzip(const std::string& gz_path, std::shared_ptr<const GzipIndex> index,
+                                              int threads, InflaterKind kind = default_inflater());
+
+}  // namespace sluice
