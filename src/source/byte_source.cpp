@@ -285,6 +285,11 @@ std::unique_ptr<ByteSource> open_byte_source(const std::string& path) {
     if (std::unique_ptr<GzipIndex> ix = load_gzip_index(path, &why))
       return open_indexed_gzip(path, std::shared_ptr<const GzipIndex>(std::move(ix)), gzip_index_threads());
     if (why != "no index") notice("not using the gzip index: " + why + "; " + path + " inflates on one thread");
+    // Where cores are plenty (or SLUICE_GZ_INDEX=1; =0: never), one of them indexes a large gzip file
+    // while it is read, for the reads after it.
+    const char* env = std::getenv("SLUICE_GZ_INDEX");
+    const bool index_it = env ? std::string(env) == "1" : std::thread::hardware_concurrency() >= 8;
+    if (why == "no index" && index_it) index_in_background(path);
   }
   return open_byte_source(path, default_inflater());
 }

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #ifdef SLUICE_HAVE_ISAL
@@ -376,7 +377,9 @@ uint32_t get32(const uint8_t* p) {
 
 std::string gzip_index_path(const std::string& gz_path) { return gz_path + ".sluice-gzi"; }
 
-GzipIndex build_gzip_index(const std::string& path, uint64_t span) {
+GzipIndex build_gzip_index(const std::string& path, uint64_t span) { return build_gzip_index(path, span, nullptr); }
+
+GzipIndex build_gzip_index(const std::string& path, uint64_t span, const std::atomic<bool>* cancel) {
   Fd fd(path);
   GzipIndex ix;
   file_identity(fd.fd, path, &ix.file_size, &ix.file_mtime_ns);
@@ -399,7 +402,11 @@ GzipIndex build_gzip_index(const std::string& path, uint64_t span) {
            " decompressed bytes)";
   };
   for (;;) {
-    check_interrupt();
+    if (cancel) {
+      if (cancel->load()) throw ReadCancelled{};
+    } else {
+      check_interrupt();
+    }
     const size_t avail = in.avail();
     if (!in_member) {
       if (avail == 0) break;  // the end of the file, after a complete member
@@ -538,6 +545,64 @@ std::unique_ptr<GzipIndex> load_gzip_index(const std::string& gz_path, std::stri
   if (size != ix->file_size || mtime != ix->file_mtime_ns)
     return no(ipath + " is stale (" + gz_path + " changed since it was indexed)");
   return ix;
+}
+
+// ---- indexing in the background ----
+
+namespace {
+
+class BackgroundIndexer {
+ public:
+  static BackgroundIndexer& get() {
+    static BackgroundIndexer b;
+    return b;
+  }
+  void start(const std::string& path) {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stop_ || !busy_.insert(path).second) return;
+    threads_.emplace_back([this, path] {
+      try {
+        const GzipIndex ix = build_gzip_index(path, 0, &stop_);
+        if (!stop_.load()) write_gzip_index(path, ix);
+      } catch (...) {
+        // Damaged data is reported by the serial read itself; the file simply stays without an index.
+      }
+    });
+  }
+  ~BackgroundIndexer() {
+    stop_.store(true);
+    std::vector<std::thread> t;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      t.swap(threads_);
+    }
+    for (auto& th : t) th.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::atomic<bool> stop_{false};
+  std::set<std::string> busy_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace
+
+void index_in_background(const std::string& gz_path, uint64_t min_bytes) {
+  struct stat st {};
+  if (::stat(gz_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) < min_bytes) return;
+  {
+    const int fd = ::open(gz_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    unsigned char m[2] = {0, 0};
+    const bool gz = ::pread(fd, m, 2, 0) == 2 && m[0] == 0x1f && m[1] == 0x8b;
+    ::close(fd);
+    if (!gz) return;
+  }
+  const size_t slash = gz_path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : gz_path.substr(0, slash);
+  if (::access(dir.c_str(), W_OK) != 0) return;
+  BackgroundIndexer::get().start(gz_path);
 }
 
 // ---- the parallel reader ----

@@ -14,6 +14,7 @@
 // whose file has changed since is stale and is not used.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -47,6 +48,15 @@ std::string gzip_index_path(const std::string& gz_path);
 // with a point about every `span` decompressed bytes (0: chosen from the file's size, 1 to 16 MiB).
 // Throws sluice::Error naming the file and position on damaged or truncated data.
 GzipIndex build_gzip_index(const std::string& gz_path, uint64_t span = 0);
+
+// cancel (optional): checked as the file is read; when set, throws ReadCancelled.
+GzipIndex build_gzip_index(const std::string& gz_path, uint64_t span, const std::atomic<bool>* cancel);
+
+// Builds and writes the index of a gzip file on a thread of its own while the file is read serially,
+// so that later reads (the next epoch, the next run) inflate in parallel. Does nothing for a file
+// already being indexed, under min_bytes, that is not gzip, or whose directory cannot be written; a
+// failure only leaves the file without an index. The threads still running at exit are cancelled.
+void index_in_background(const std::string& gz_path, uint64_t min_bytes = uint64_t{32} << 20);
 
 // Writes the index atomically to gzip_index_path(gz_path).
 void write_gzip_index(const std::string& gz_path, const GzipIndex& index);

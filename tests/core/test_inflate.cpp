@@ -4,6 +4,7 @@
 // compressed byte offset.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <zlib.h>
 
@@ -423,4 +424,30 @@ TEST(GzipIndex, DamageAfterIndexingIsFound) {
     }
   }
   EXPECT_EQ(failed, cases);
+}
+
+// A file read without an index gets one built beside it in the background, for the next read.
+TEST(GzipIndex, BuiltInTheBackground) {
+  TempDir dir("gzi");
+  const std::string text = rows_text(11, 20000);
+  const std::string path = dir / "a.gz";
+  write_file(path, member(text, 6));
+  index_in_background(path, 0);
+  std::string why;
+  std::unique_ptr<GzipIndex> ix;
+  for (int i = 0; i < 200 && !(ix = load_gzip_index(path, &why)); ++i) usleep(50000);
+  ASSERT_TRUE(ix) << why;
+  EXPECT_EQ(ix->total_out, text.size());
+  EXPECT_GT(ix->points.size(), 1u);
+  auto src = open_byte_source(path);
+  EXPECT_TRUE(read_source(*src, 1 << 16) == text);
+  // Not gzip, or too small: nothing is written.
+  write_file(dir / "b.tsv", text);
+  index_in_background(dir / "b.tsv", 0);
+  index_in_background(path + "-none", 0);
+  write_file(dir / "c.gz", member(text, 6));
+  index_in_background(dir / "c.gz");  // under the default 32 MiB
+  usleep(300000);
+  EXPECT_FALSE(load_gzip_index(dir / "b.tsv", &why));
+  EXPECT_FALSE(load_gzip_index(dir / "c.gz", &why));
 }
