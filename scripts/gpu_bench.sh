@@ -214,7 +214,7 @@ if has gzip; then
   cat $(ls "$D"/gz/day_*.tsv.gz | sort -V | head -n -1) > "$D/one/day_0.tsv.gz"
   cp "$last" "$D/one/day_1.tsv.gz"
   cp "$D"/gz/day_*.tsv.gz "$D/gzi/"
-  SLUICE_GZ_INDEX=0 ./build-gpu/bench_inflate "$D/one/day_0.tsv.gz" "$D"/gz/day_*.tsv.gz --repeat 1 > "$OUT/gzip_inflate.txt" 2>&1
+  [ -n "${GZIP_SKIP_INFLATE:-}" ] || SLUICE_GZ_INDEX=0 ./build-gpu/bench_inflate "$D/one/day_0.tsv.gz" "$D"/gz/day_*.tsv.gz --repeat 1 > "$OUT/gzip_inflate.txt" 2>&1
   grep -E "GB/s|index:" "$OUT/gzip_inflate.txt" | head -24 | while IFS= read -r l; do row "inflate: $(echo "$l" | sed -E 's/ +/ /g')" ""; done
   timed "$OUT/gzip_index_s.txt" $S index "$D"/gzi/day_*.tsv.gz > "$OUT/gzip_index.txt" 2>&1
   row "gzip: sluice index of the $(ls "$D"/gzi/day_*.tsv.gz | wc -l) days (s)" "$(cat "$OUT/gzip_index_s.txt")"
@@ -223,7 +223,7 @@ if has gzip; then
     [ "$src" = onei ] && { dir=one; [ -f "$D/one/day_0.tsv.gz.sluice-gzi" ] || $S index "$D"/one/day_*.tsv.gz >> "$OUT/gzip_index.txt" 2>&1; }
     rm -rf "$D/prep_$src"
     SLUICE_GZ_INDEX=0 timed "$OUT/gzip_prep_${src}_s.txt" $S prep -q --engine cpu -o "$D/prep_$src" --max-ind-range 1000000 \
-        "$D/$dir"/day_* > "$OUT/gzip_prep_$src.txt" 2>&1
+        $(ls "$D/$dir"/day_* | grep -v '\.sluice-gzi$') > "$OUT/gzip_prep_$src.txt" 2>&1
     SLUICE_GZ_INDEX=0 $S train --data "$D/$dir" --engine cuda --device cuda --epochs 1 --batch-size 16384 --online-ids first-seen \
         --max-ind-range 1000000 --no-eval > "$OUT/gzip_train_$src.txt" 2>&1
   done
