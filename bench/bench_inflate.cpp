@@ -8,7 +8,7 @@
 // against that inflater's serial source rate above.
 // Then, over all the files given, the BlockReader's blocks (4 MiB) with 1, 2, ... files inflating at
 // once (BlockReader's inflate_ahead), up to the number of files or of cores, holding at most
-// 256 MiB of inflated bytes (BlockReader::kAheadBytes) or the --ahead-mb given: GB/s of blocks.
+// BlockReader::default_ahead_bytes() of inflated bytes or the --ahead-mb given: GB/s of blocks.
 //
 //   build/bench_inflate FILE.gz [MORE.gz ...] [--repeat R] [--ahead-mb M]
 #include <algorithm>
@@ -163,7 +163,7 @@ int main(int argc, char** argv) {
       const double rate = n / best / 1e9;
       if (ahead == 1) one = rate;
       std::printf("blocks of %zu files, %zu inflating at once, %.0f MiB ahead: %.1f MB in %.2f s, %.3f GB/s (x%.2f)\n",
-                  paths.size(), ahead, (ahead_bytes ? ahead_bytes : BlockReader::kAheadBytes) / double(1 << 20), n / 1e6,
+                  paths.size(), ahead, (ahead_bytes ? ahead_bytes : BlockReader::default_ahead_bytes()) / double(1 << 20), n / 1e6,
                   best, rate, rate / one);
     }
   } catch (const std::exception& e) {

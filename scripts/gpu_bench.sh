@@ -223,7 +223,9 @@ if has gzip; then
   if [ -z "${GZIP_SKIP:-}" ]; then
   timed "$OUT/gzip_index_s.txt" $S index "$D"/gzi/day_*.tsv.gz > "$OUT/gzip_index.txt" 2>&1
   row "gzip: sluice index of the $(ls "$D"/gzi/day_*.tsv.gz | wc -l) days (s)" "$(cat "$OUT/gzip_index_s.txt")"
-  for src in raw gz one gzi onei; do
+  # GZIP_SOURCES: the columns to run (default all; "raw" is every ratio's baseline).
+  sources=${GZIP_SOURCES:-raw gz one gzi onei}
+  for src in $sources; do
     dir=$src
     [ "$src" = onei ] && { dir=one; [ -f "$D/one/day_0.tsv.gz.sluice-gzi" ] || $S index "$D"/one/day_*.tsv.gz >> "$OUT/gzip_index.txt" 2>&1; }
     rm -rf "$D/prep_$src"
@@ -241,7 +243,7 @@ if has gzip; then
   prep_raw=$(cat "$OUT/gzip_prep_raw_s.txt")
   n=$(ls "$D"/gz/day_*.tsv.gz | wc -l)
   train_raw=$(json "$OUT/gzip_train_raw.txt" train_samples_per_s)
-  for src in raw gz gzi one onei; do
+  for src in $sources; do
     case $src in
       raw) what="the days as text";; gz) what="$n .gz days";; gzi) what="$n .gz days, indexed";;
       one) what="one .gz file of the $((n - 1)) training days (+ the test day)";; onei) what="the same, indexed";;

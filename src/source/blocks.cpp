@@ -96,11 +96,18 @@ BlockReader::BlockReader(std::vector<std::string> inputs, size_t block_bytes, bo
   ahead_.resize(inputs_.size());
   if (inflate_ahead == 0) inflate_ahead = std::max(1u, std::thread::hardware_concurrency());
   inflate_ahead_ = std::min(inflate_ahead, kMaxInflateAhead);
-  if (ahead_bytes == 0) ahead_bytes = kAheadBytes;
+  if (ahead_bytes == 0) ahead_bytes = default_ahead_bytes();
   ahead_chunks_ = std::max(kAheadChunks, ahead_bytes / (kAheadChunkBytes * inflate_ahead_));
 }
 
 BlockReader::~BlockReader() = default;
+
+size_t BlockReader::default_ahead_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return kAheadBytes;
+  const uint64_t eighth = static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) / 8;
+  return static_cast<size_t>(std::clamp<uint64_t>(eighth, kAheadBytes, uint64_t{16} << 30));
+}
 
 std::string BlockReader::display_name(size_t f) const {
   return is_stdin_path(inputs_[f]) ? std::string("stdin") : inputs_[f];

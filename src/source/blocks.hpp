@@ -66,7 +66,7 @@ struct Block {
 // the next ones, up to `inflate_ahead` files at once (the engines pass their thread count; 0: one
 // per core; at most kMaxInflateAhead), each on its own thread into a bounded queue of
 // kAheadChunkBytes chunks. The files inflating at once hold at most `ahead_bytes` of inflated bytes
-// together (0: kAheadBytes; each file at least kAheadChunks chunks). Blocks still come out in input
+// together (0: default_ahead_bytes(); each file at least kAheadChunks chunks). Blocks still come out in input
 // order: while file k is read, files k+1 .. inflate on other cores until their share of ahead_bytes
 // is full, so that the larger that share is against the files, the more of the inflating runs in
 // parallel.
@@ -76,6 +76,10 @@ class BlockReader {
   static constexpr size_t kAheadChunkBytes = size_t{4} << 20;
   static constexpr size_t kAheadChunks = 4;
   static constexpr size_t kAheadBytes = size_t{256} << 20;
+  // The default share of all files inflating ahead: an eighth of the machine's memory, between
+  // kAheadBytes and 16 GiB (chunks are allocated only as they fill). On a large host the next files
+  // then inflate whole while the current one is read, so several files inflate on several cores.
+  static size_t default_ahead_bytes();
 
   BlockReader(std::vector<std::string> inputs, size_t block_bytes, bool map_files = true, size_t inflate_ahead = 0,
               size_t ahead_bytes = 0);
