@@ -59,8 +59,11 @@ def main():
     args = ap.parse_args()
     ranks = [int(x) for x in args.ranks.split(",")]
     if args.device.startswith("cuda"):
-        q = subprocess.run(["nvidia-smi", "-L"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        gpus = q.stdout.count("GPU ") if q.returncode == 0 else 0
+        try:
+            q = subprocess.run(["nvidia-smi", "-L"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            gpus = q.stdout.count("GPU ") if q.returncode == 0 else 0
+        except OSError:  # no nvidia-smi: no GPU
+            gpus = 0
         ranks = [n for n in ranks if n <= gpus]
         if not ranks:
             print(f"skipped: {gpus} GPU(s), several are needed")
