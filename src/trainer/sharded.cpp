@@ -83,13 +83,21 @@ Sharded::Sharded(Dlrm& model, dist::Group& group, std::vector<int> owner)
   rw_offsets_ = index_tensor(rw_off, id, dev);
 }
 
+Sharded::Sizes Sharded::sizes(const std::vector<int64_t>& shares) const {
+  Sizes z;
+  z.world = group_.world();
+  z.r = static_cast<size_t>(group_.rank());
+  z.b = shares[z.r];
+  z.B = sum_of(shares);
+  z.d = model_.arch().emb_dim;
+  z.n_own = static_cast<int64_t>(tables_of_[z.r].size());
+  z.n_rw = static_cast<int64_t>(row_wise_.size());
+  return z;
+}
+
 Sharded::Lookup Sharded::lookup(const torch::Tensor& flat_ids, const std::vector<int64_t>& shares) const {
   torch::NoGradGuard no_grad;
-  const int world = group_.world();
-  const auto r = static_cast<size_t>(group_.rank());
-  const int64_t b = shares[r], B = sum_of(shares), d = model_.arch().emb_dim;
-  const int64_t n_own = static_cast<int64_t>(tables_of_[r].size());
-  const int64_t n_rw = static_cast<int64_t>(row_wise_.size());
+  const auto [world, r, b, B, d, n_own, n_rw] = sizes(shares);
   if (flat_ids.numel() != b * kNumSparse) throw Error("internal: a share's ids do not match its rows");
   const torch::Tensor local = flat_ids.view({b, kNumSparse}) - offsets_;  // table-local ids
   std::vector<int64_t> send(static_cast<size_t>(world)), recv(static_cast<size_t>(world));
@@ -158,11 +166,7 @@ Sharded::Lookup Sharded::lookup(const torch::Tensor& flat_ids, const std::vector
 torch::Tensor Sharded::grads_to_owners(const torch::Tensor& rows_grad, const std::vector<int64_t>& shares,
                                        const torch::Tensor& rw_mine) const {
   torch::NoGradGuard no_grad;
-  const int world = group_.world();
-  const auto r = static_cast<size_t>(group_.rank());
-  const int64_t b = shares[r], B = sum_of(shares), d = model_.arch().emb_dim;
-  const int64_t n_own = static_cast<int64_t>(tables_of_[r].size());
-  const int64_t n_rw = static_cast<int64_t>(row_wise_.size());
+  const auto [world, r, b, B, d, n_own, n_rw] = sizes(shares);
   const torch::Tensor ordered = rows_grad.index_select(1, perm_);  // [b, 26, d], exchange order
   std::vector<torch::Tensor> parts;
   std::vector<int64_t> send(static_cast<size_t>(world)), recv(static_cast<size_t>(world));

@@ -56,6 +56,14 @@ class Sharded {
   dist::Group& group() const { return group_; }
 
  private:
+  // A step's sizes: ranks, this rank, its share b of the B rows, d, its whole tables, the row-wise ones.
+  struct Sizes {
+    int world = 1;
+    size_t r = 0;
+    int64_t b = 0, B = 0, d = 0, n_own = 0, n_rw = 0;
+  };
+  Sizes sizes(const std::vector<int64_t>& shares) const;
+
   Dlrm& model_;
   dist::Group& group_;
   std::vector<int> owner_;

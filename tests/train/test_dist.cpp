@@ -134,8 +134,9 @@ TEST(DistPlan, HeldRowsCoverEveryTableOnce) {
       const auto held = st::Sharded::held(owner, sizes, world, r);
       for (size_t t = 0; t < sizes.size(); ++t) {
         EXPECT_LE(held[t].begin + held[t].rows, sizes[t]);
-        if (owner[t] == dist::kRowWise && held[t].rows > 0)
+        if (owner[t] == dist::kRowWise && held[t].rows > 0) {
           EXPECT_EQ(held[t].begin, dist::row_block(sizes[t], world) * r);
+        }
         covered[t] += held[t].rows;
       }
     }
