@@ -59,7 +59,7 @@ if has engine; then
     nums=$(echo "$line" | grep -oE '[0-9.]+ +[0-9.]+ +[0-9.]+$')
     read -r gbs mrows x <<< "$nums"
     row "engine: $name (GB/s, x cpu engine)" "$gbs ($x x)"
-  done < <(grep -E "^(cpu|copy|register|cuda|  the same|kernels)" "$OUT/bench_engine.txt")
+  done < <(grep -E "^(cpu|copy|register|cuda|  the same|  mapping|  made|kernels)" "$OUT/bench_engine.txt")
 fi
 
 if has prep; then

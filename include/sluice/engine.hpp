@@ -56,12 +56,17 @@ struct EngineOptions {
   int device = 0;                         // CUDA ordinal (cuda engine)
   int threads = 0;                        // host threads (cpu: parsing; others: reading); 0 = all cores
   size_t block_bytes = 4u << 20;          // input bytes per block
-  // cuda engine, uncompressed files: 0 registers each file's mapping with the GPU and copies blocks
-  // straight from the page cache (no core busy; registering holds the CUDA driver's lock, ~30 ms per
-  // GB, which stalls other threads' launches); N > 0 reads blocks into page-locked buffers with N
-  // threads instead.
-  int read_threads = 0;
+  // cuda engine, uncompressed files: N > 0 threads read each block into a page-locked buffer, from
+  // which it is copied to the GPU; -1 picks default_read_threads(). 0 registers each file's mapping
+  // with the GPU instead and copies blocks straight from the page cache: no core is busy copying, but
+  // registering runs at about 20 GB/s and holds the CUDA driver's lock meanwhile, which stalls every
+  // other thread's copies and launches (for hundreds of milliseconds per file).
+  int read_threads = -1;
 };
+
+// The cuda engine's read threads when EngineOptions::read_threads is -1: half the host's cores, from
+// 1 to 8.
+int default_read_threads();
 
 struct BadRow {
   std::string file;

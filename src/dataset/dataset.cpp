@@ -262,7 +262,8 @@ std::shared_ptr<OnlineState> make_online_state(const DatasetInfo& info, const St
     // Blocks are read into page-locked buffers by a few threads rather than copied from the files'
     // mappings registered with the GPU: registering (and unregistering) a mapping holds the CUDA
     // driver's lock for about 50 ms per GB, which stalls the training thread's launches
-    // (docs/benchmarks.md, "End to end"). One thread reads ~5 GB/s from the page cache.
+    // (docs/benchmarks.md, "End to end"). Four threads read about 15 GB/s inside the engine on the
+    // H100 host, four times what training consumes, and leave the other cores to the trainer.
     const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
     eo.read_threads = std::clamp(cores / 4, 1, 4);
   }

@@ -1,5 +1,6 @@
 // Engine selection and the parts of the engine layer every engine shares.
 #include <algorithm>
+#include <thread>
 
 #include "engine/cpu/cpu_engine.hpp"
 #include "sluice/engine.hpp"
@@ -25,6 +26,11 @@ std::string describe_bad_row(RowError err, int field) {
 
 Vocabulary Engine::take_vocabulary() {
   throw Error(std::string("internal: the ") + name() + " engine built no vocabulary");
+}
+
+int default_read_threads() {
+  const int cores = int(std::thread::hardware_concurrency());
+  return std::clamp(cores / 2, 1, 8);
 }
 
 bool cuda_device_available(std::string* why) {

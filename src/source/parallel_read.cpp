@@ -13,7 +13,7 @@ namespace sluice {
 
 namespace {
 constexpr size_t kMinPiece = size_t{1} << 20;  // smaller pieces are not worth a thread
-constexpr size_t kAlign = 4096;
+constexpr size_t kAlign = ParallelRead::kPage;
 }  // namespace
 
 ParallelRead::ParallelRead(int threads) : pool_(std::max(1, threads)) {}
@@ -54,6 +54,13 @@ void ParallelRead::read(const std::string& path, uint64_t offset, size_t n, char
       done += size_t(got);
     }
   });
+}
+
+size_t ParallelRead::read_aligned(const std::string& path, uint64_t offset, size_t n, char* dst) {
+  const size_t lead = size_t(offset % kPage);
+  if (n == 0) return lead;
+  read(path, offset - lead, n + lead, dst);
+  return lead;
 }
 
 }  // namespace sluice

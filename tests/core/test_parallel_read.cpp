@@ -53,6 +53,29 @@ TEST(ParallelRead, AnyRangeWithAnyThreadsEqualsTheFile) {
   }
 }
 
+TEST(ParallelRead, AlignedReadsStartAtTheFirstPageAndReturnWhereTheRangeBegins) {
+  TempDir dir("pread");
+  const size_t n = (size_t{5} << 20) + 123;
+  const std::string path = write_random_file(dir, "a.bin", n, 12);
+  const std::string want = slurp(path);
+  const std::vector<std::pair<uint64_t, size_t>> ranges = {
+      {0, n}, {1, n - 1}, {4095, 2}, {4096, (size_t{3} << 20) + 7}, {8191, (size_t{2} << 20)}, {n - 5, 5}, {9000, 0}};
+  for (int threads : {1, 3, 8}) {
+    ParallelRead reader(threads);
+    for (const auto& [off, len] : ranges) {
+      const size_t lead = size_t(off % ParallelRead::kPage);
+      std::vector<char> got(len + lead + 1, '\x5a');
+      EXPECT_EQ(reader.read_aligned(path, off, len, got.data()), lead);
+      EXPECT_EQ(std::string(got.data() + lead, len), want.substr(off, len)) << threads << " threads, " << off << "+" << len;
+      // The page's bytes before the range come along; nothing is written past its end.
+      if (len > 0) {
+        EXPECT_EQ(std::string(got.data(), lead), want.substr(off - lead, lead));
+      }
+      EXPECT_EQ(got[len + lead], '\x5a');
+    }
+  }
+}
+
 TEST(ParallelRead, SwitchesFilesAndFailsPastTheEndNamingTheFile) {
   TempDir dir("pread");
   const std::string a = write_random_file(dir, "a.bin", 3 << 20, 1);

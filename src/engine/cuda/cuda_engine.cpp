@@ -1,16 +1,20 @@
-// The cuda engine's host side. A reader thread cuts the inputs into blocks (page-locked staging
-// buffers for streams and gzip; regular files are mapped and either registered with the GPU, so
-// their bytes are copied from the page cache without passing through a core, or, with
-// EngineOptions::read_threads, read into staging buffers by that many threads). The calling thread keeps a
+// The cuda engine's host side. A reader thread cuts the inputs into blocks in page-locked staging
+// buffers: streams and gzip through the BlockReader; regular files are mapped, cut there, and each
+// block read into a buffer by EngineOptions::read_threads threads (or, with 0 read threads, the mapping
+// is registered with the GPU and copied from without passing through a core). The calling thread keeps a
 // few blocks in flight: for each, a copy to the GPU on the copy stream, then the block pipeline and
 // the vocabulary step on the compute stream. Chunks are handed out in input order once their event
 // has completed; the GPU meanwhile works on the next blocks.
 #include "engine/cuda/cuda_engine.hpp"
 
 #include <cuda_runtime.h>
+#include <sys/mman.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -51,16 +55,54 @@ namespace {
 constexpr int kSlots = 3;            // blocks in flight on the GPU
 constexpr size_t kMinBlock = 1024;
 
+// Page-locked host memory. Buffers of 2 MiB and more are anonymous memory on transparent huge pages,
+// registered with the GPU: on the H100 host 256 MiB take about 60 ms that way, against 130-390 ms
+// through cudaHostAlloc, which locks (and maps for the GPU) 4 KiB pages one by one
+// (bench/bench_read_path --only alloc). Smaller ones, or where registering fails, use cudaHostAlloc.
+constexpr size_t kHugePage = size_t{2} << 20;
+std::mutex registered_mu;
+std::unordered_map<void*, size_t>& registered_buffers() {
+  static std::unordered_map<void*, size_t> m;
+  return m;
+}
+
 void* pinned_alloc(size_t n) {
+  n = std::max<size_t>(n, 1);
+  if (n >= kHugePage) {
+    const size_t len = (n + kHugePage - 1) / kHugePage * kHugePage;
+    void* p = std::aligned_alloc(kHugePage, len);
+    if (p) {
+      (void)::madvise(p, len, MADV_HUGEPAGE);
+      std::memset(p, 0, len);  // the pages exist (huge where the kernel allows) before they are locked
+      if (cudaHostRegister(p, len, cudaHostRegisterPortable) == cudaSuccess) {
+        std::lock_guard<std::mutex> g(registered_mu);
+        registered_buffers().emplace(p, len);
+        return p;
+      }
+      cudaGetLastError();
+      std::free(p);
+    }
+  }
   void* p = nullptr;
-  if (cudaHostAlloc(&p, std::max<size_t>(n, 1), cudaHostAllocPortable) != cudaSuccess) {
+  if (cudaHostAlloc(&p, n, cudaHostAllocPortable) != cudaSuccess) {
     cudaGetLastError();
     return nullptr;
   }
   return p;
 }
 void pinned_free(void* p) {
-  if (p) cudaFreeHost(p);
+  if (!p) return;
+  {
+    std::lock_guard<std::mutex> g(registered_mu);
+    auto it = registered_buffers().find(p);
+    if (it != registered_buffers().end()) {
+      registered_buffers().erase(it);
+      cudaHostUnregister(p);
+      std::free(p);
+      return;
+    }
+  }
+  cudaFreeHost(p);
 }
 BlockBuffer::Allocator pinned_allocator() { return {pinned_alloc, pinned_free}; }
 
@@ -272,7 +314,14 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
   bool stop = false;
   std::thread reader;
   std::unique_ptr<ParallelRead> preader;  // read_threads > 0: mapped files' blocks into staging buffers
-  if (opts_.read_threads > 0) preader = std::make_unique<ParallelRead>(opts_.read_threads);
+  // SLUICE_ENGINE_PROFILE=1: where the run's time goes, printed at its end (seconds).
+  static const bool profile = [] { const char* e = std::getenv("SLUICE_ENGINE_PROFILE"); return e && *e == '1'; }();
+  using PClock = std::chrono::steady_clock;
+  double p_wait_buf = 0, p_next = 0, p_read = 0, p_take = 0, p_parsed = 0, p_done = 0;
+  const auto p_t0 = PClock::now();
+  auto p_since = [](PClock::time_point a) { return std::chrono::duration<double>(PClock::now() - a).count(); };
+  const int read_threads = opts_.read_threads < 0 ? default_read_threads() : opts_.read_threads;
+  if (read_threads > 0) preader = std::make_unique<ParallelRead>(read_threads);
 
   auto cleanup = [&] {
     {
@@ -302,8 +351,10 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
       for (;;) {
         BlockBuffer* buf = nullptr;
         {
+          const auto pa = PClock::now();
           std::unique_lock<std::mutex> lk(mu);
           cv.wait(lk, [&] { return !free_staging.empty() || stop; });
+          p_wait_buf += p_since(pa);
           if (stop) return;
           buf = free_staging.front();
           free_staging.pop_front();
@@ -311,16 +362,25 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
         Staged st;
         st.buffer = buf;
         try {
+          auto pa = PClock::now();
           if (!blocks.next(&st.block, buf)) st.end = true;
+          p_next += p_since(pa);
+          pa = PClock::now();
           if (!st.end && st.block.mapped && preader) {
             // Only the block's last page was touched (to find its last line end): the threads copy
             // the rest from the page cache.
             const MappedFile* m = blocks.mapping(st.block.file);
-            buf->reserve(st.block.size, 0);
-            preader->read(m->path(), uint64_t(st.block.data - m->data()), st.block.size, buf->data());
-            st.block.data = buf->data();
+            // Read from the start of the block's first page: see ParallelRead::read_aligned.
+            // Sized once for any block up to block_bytes: growing a page-locked buffer means
+            // allocating another (tens of milliseconds per 64 MiB) and freeing this one, which waits
+            // for the whole GPU.
+            buf->reserve(std::max({block_bytes, blocks.block_bytes(), st.block.size}) + ParallelRead::kPage, 0);
+            const size_t lead = preader->read_aligned(m->path(), uint64_t(st.block.data - m->data()),
+                                                      st.block.size, buf->data());
+            st.block.data = buf->data() + lead;
             st.block.mapped = false;
           }
+          p_read += p_since(pa);
           // A mapped file is registered with the GPU (page-locked in place) when its first block is
           // read: here, off the thread that drives the GPU. A file that cannot be registered is
           // copied as pageable memory.
@@ -361,6 +421,8 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
     bool stopped = false;
 
     auto take_staged = [&](Staged* out) {
+      const auto pa = PClock::now();
+      struct Add { double& to; PClock::time_point a; ~Add() { to += std::chrono::duration<double>(PClock::now() - a).count(); } } add{p_take, pa};
       std::unique_lock<std::mutex> lk(mu);
       while (!cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return !ready.empty(); })) {
         if (pending_interrupt()) {
@@ -453,7 +515,11 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
       for (int si : in_flight) {
         Slot& s = R.slots[si];
         if (!s.vocab_enqueued) {
-          if (oldest) wait_event(s.parsed, "the GPU work of a block");
+          if (oldest) {
+            const auto pa = PClock::now();
+            wait_event(s.parsed, "the GPU work of a block");
+            p_parsed += p_since(pa);
+          }
           else if (cudaEventQuery(s.parsed) != cudaSuccess) break;
           enqueue_vocab(si);
         }
@@ -466,7 +532,11 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
       const int si = in_flight.front();
       in_flight.pop_front();
       Slot& s = R.slots[si];
-      wait_event(s.done, "the GPU work of a block");
+      {
+        const auto pa = PClock::now();
+        wait_event(s.done, "the GPU work of a block");
+        p_done += p_since(pa);
+      }
       const Block b = s.staged.block;
       give_back_staging(s.staged.buffer);
       s.staged.buffer = nullptr;
@@ -567,8 +637,13 @@ EngineStats CudaEngine::pass(BlockReader& blocks, const ChunkSink& sink, uint64_
     release(std::move(res));
     throw;
   }
-  cleanup();
+  cleanup();  // the reader thread has ended: its times can be read
   release(std::move(res));
+  if (profile)
+    std::fprintf(stderr,
+                 "cuda engine: %.3f s; reader: waiting for a buffer %.3f, cutting %.3f, reading %.3f; "
+                 "driver: waiting for the reader %.3f, for parses %.3f, for blocks done %.3f\n",
+                 p_since(p_t0), p_wait_buf, p_next, p_read, p_take, p_parsed, p_done);
   return stats;
 }
 
