@@ -34,6 +34,8 @@ struct PrepOptions {
   bool progress = false;     // a progress line on a terminal (stderr)
   double progress_every = 0; // > 0 (stderr not a terminal): a plain progress line every this many seconds
   size_t chunk_bytes = 0;    // input bytes per block; 0 = the engine's default (default_block_bytes)
+  bool two_pass = false;     // --days / --layout meta: spill and cut even where the rows could be
+                             // counted ahead (the same bytes; for comparison)
 };
 
 struct PrepResult {
@@ -41,7 +43,7 @@ struct PrepResult {
   uint64_t rows_skipped = 0;
   uint64_t bytes = 0;
   double seconds = 0;
-  bool streamed = false;     // parts written while the engine ran (no --days): one pass
+  bool streamed = false;     // parts written while the engine ran: one pass
   double read_seconds = 0;   // the engine's run (reading, preprocessing; streamed: writing the parts too)
   double write_seconds = 0;  // after it: the days cut from the spilled rows (--days), the vocabulary,
                              // the manifest, committing

@@ -1,7 +1,9 @@
-// sluice prep. Pass 1 streams every input through the engine once, merging each chunk's distinct
-// values into the vocabulary (in input order, columns in parallel) and spilling the parsed columns to
-// temporary files in the output directory. Pass 2 cuts the row stream into parts (per input, or
-// Meta's day split), maps the ids through the finished vocabulary and writes the final files.
+// sluice prep. The inputs stream through the engine once, and the parts are written as chunks arrive:
+// one part per input, or Meta's day split (--days, --layout meta) where the rows can be counted before
+// parsing (uncompressed files in fail mode: every line is a row or the run fails). Otherwise (gzip,
+// streams, skip mode) pass 1 merges each chunk's distinct values into the vocabulary (in input order,
+// columns in parallel) and spills the parsed columns to temporary files in the output directory, and
+// pass 2 cuts the row stream into days, maps the ids through the finished vocabulary and writes them.
 #include "sluice/prep.hpp"
 
 #include <fcntl.h>
@@ -169,6 +171,38 @@ void validate(const PrepOptions& o) {
   }
 }
 
+// The rows of each input, counted before parsing, where that count is exact: regular uncompressed
+// TSV files in fail mode, where every line (each '\n', and the bytes after the last one) is a row or
+// the run fails. Empty when an input is a stream, gzip, Meta's binary rows, or rows may be skipped.
+std::vector<uint64_t> count_rows_ahead(const PrepOptions& o, detail::ParallelFor& pool) {
+  if (o.on_error != OnError::kFail) return {};
+  std::vector<MappedFile> maps;
+  for (const auto& in : o.inputs) {
+    struct stat st {};
+    if (is_stdin_path(in) || ::stat(in.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return {};
+    if (input_format_of(in) != InputFormat::kTsv) return {};
+    maps.emplace_back(in);
+    const MappedFile& m = maps.back();
+    if (m.size() >= 2 && uint8_t(m.data()[0]) == 0x1f && uint8_t(m.data()[1]) == 0x8b) return {};  // gzip
+  }
+  std::vector<uint64_t> rows(maps.size(), 0);
+  constexpr size_t kPiece = size_t{16} << 20;
+  for (size_t f = 0; f < maps.size(); ++f) {
+    const MappedFile& m = maps[f];
+    if (m.size() == 0) continue;
+    const size_t pieces = (m.size() + kPiece - 1) / kPiece;
+    std::vector<uint64_t> counts(pieces, 0);
+    pool.run(int(pieces), [&](int i) {
+      const char* b = m.data() + size_t(i) * kPiece;
+      const char* e = m.data() + std::min(m.size(), (size_t(i) + 1) * kPiece);
+      counts[size_t(i)] = uint64_t(std::count(b, e, '\n'));
+    });
+    for (uint64_t c : counts) rows[f] += c;
+    if (m.data()[m.size() - 1] != '\n') ++rows[f];
+  }
+  return rows;
+}
+
 std::string fmt_rate(double bytes, double secs) {
   char b[64];
   std::snprintf(b, sizeof b, "%.2f GB/s", secs > 0 ? bytes / secs / 1e9 : 0.0);
@@ -197,8 +231,16 @@ PrepResult prep(const PrepOptions& o) {
   // applied in parallel while the days are written.
   // Meta's layout cuts the last day in two halves, so it needs the day's row count first: the same
   // path as --days (the days are the inputs when --days is not given).
+  //
+  // Where the rows can be counted before parsing (count_rows_ahead), the days are known up front and
+  // are written in one pass too.
   const bool meta = o.layout == OutputLayout::kMeta;
-  const bool streaming = o.days == 0 && !meta;
+  const int threads = eo.threads > 0 ? eo.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  detail::ParallelFor pool(threads);
+  const bool per_input = o.days == 0 && !meta;
+  const std::vector<uint64_t> counted = per_input || o.two_pass ? std::vector<uint64_t>() : count_rows_ahead(o, pool);
+  const bool days_ahead = !per_input && !counted.empty();
+  const bool streaming = per_input || days_ahead;
   bool engine_ids = false;
   if (o.vocab == VocabMode::kFirstSeen) {
     if (streaming || !engine->supports(IdMode::kDistinct)) {
@@ -210,8 +252,6 @@ PrepResult prep(const PrepOptions& o) {
     }
   }
   engine = make_engine(engine_name, eo);
-  const int threads = eo.threads > 0 ? eo.threads : int(std::max(1u, std::thread::hardware_concurrency()));
-  detail::ParallelFor pool(threads);
   const bool wide = o.vocab == VocabMode::kNone && (o.max_ind_range == 0 || o.max_ind_range > (uint64_t(1) << 31));
   const bool track_max = o.vocab == VocabMode::kNone;
   uint32_t max_value[kNumSparse] = {};
@@ -265,7 +305,65 @@ PrepResult prep(const PrepOptions& o) {
   Vocabulary vocab;
   VocabBuilder builder(o.min_freq);
   auto t_read = Clock::now();
-  if (streaming) {
+  // The parts and their rows, from the days and the layout.
+  auto set_parts = [&](const std::vector<uint64_t>& days) {
+    day_rows = days;
+    if (meta) {
+      res.part_rows = meta_split(day_rows);
+      for (const char* split : {"_train", "_test", "_val"}) res.parts.push_back(o.meta_name + split);
+    } else {
+      res.part_rows = day_rows;
+      for (int d = 0; d < o.days; ++d) res.parts.push_back("day_" + std::to_string(d));
+    }
+  };
+  if (days_ahead) {
+    // ---- one pass: the days known from the rows counted ahead, written as chunks arrive ----
+    uint64_t total = 0;
+    for (uint64_t r : counted) total += r;
+    set_parts(o.days > 0 ? split_days(total, o.days) : counted);
+    size_t part = 0;
+    uint64_t in_part = 0;  // rows written to the current part
+    std::unique_ptr<PartWriter> w;
+    auto finish_part = [&] {
+      if (!w) w = std::make_unique<PartWriter>(out, res.parts[part], o.format, wide, track_max);
+      w->finish();
+      note_max(*w);
+      w.reset();
+      ++part;
+      in_part = 0;
+    };
+    const size_t dense_cols = kNumDense;
+    BlockReader blocks(o.inputs, eo.block_bytes, true, size_t(std::max(0, eo.threads)));
+    stats = engine->run(blocks, [&](const ChunkView& c) {
+      check_interrupt();
+      const void* dense = eo.dense == DenseOut::kLog ? static_cast<const void*>(c.dense) : c.dense_int;
+      uint64_t done = 0;
+      const uint64_t n = uint64_t(c.rows);
+      while (done < n) {
+        while (part < res.parts.size() && in_part == res.part_rows[part]) finish_part();
+        if (part == res.parts.size())
+          throw Error("the inputs hold more rows than were counted before reading them (did a file change while it was read?)");
+        const uint64_t take = std::min(n - done, res.part_rows[part] - in_part);
+        if (!w) w = std::make_unique<PartWriter>(out, res.parts[part], o.format, wide, track_max);
+        w->append(c.labels + done, static_cast<const char*>(dense) + done * dense_cols * 4, c.sparse + done * kNumSparse,
+                  take);
+        in_part += take;
+        done += take;
+      }
+      report(c, blocks.file_bytes_read());
+      return true;
+    });
+    if (stats.rows != total)
+      throw Error("the inputs hold " + std::to_string(stats.rows) + " rows, but " + std::to_string(total) +
+                  " were counted before reading them (did a file change while it was read?)");
+    while (part < res.parts.size()) finish_part();
+    if (o.progress) std::fprintf(stderr, "\n");
+    t_read = Clock::now();
+    if (o.vocab == VocabMode::kFirstSeen) {
+      vocab = engine->take_vocabulary();
+      vocab.save(out.path());
+    }
+  } else if (streaming) {
     // ---- one pass: parts written as chunks arrive ----
     std::vector<std::unique_ptr<PartWriter>> parts(o.inputs.size());
     size_t next_part = 0;  // parts before this one are finished
@@ -331,14 +429,7 @@ PrepResult prep(const PrepOptions& o) {
       vocab = engine_ids ? engine->take_vocabulary() : builder.finish();
       vocab.save(out.path());
     }
-    day_rows = o.days > 0 ? split_days(stats.rows, o.days) : stats.rows_per_file;
-    if (meta) {
-      res.part_rows = meta_split(day_rows);
-      for (const char* split : {"_train", "_test", "_val"}) res.parts.push_back(o.meta_name + split);
-    } else {
-      res.part_rows = day_rows;
-      for (int d = 0; d < o.days; ++d) res.parts.push_back("day_" + std::to_string(d));
-    }
+    set_parts(o.days > 0 ? split_days(stats.rows, o.days) : stats.rows_per_file);
     // ---- pass 2: the days cut from the spilled rows ----
     {
       MappedFile ml(spill_labels), md(spill_dense), ms(spill_sparse);

@@ -581,6 +581,79 @@ TEST(Prep, ThreadCountsAndChunkSizesGiveIdenticalFiles) {
     EXPECT_TRUE(read_file(dir / numbered("o", i) + "/a.bin") == read_file(dir / "o1/a.bin")) << i;
 }
 
+// --days and --layout meta on uncompressed files in fail mode count the rows first and write the days
+// in one pass; the bytes equal those of the spill-and-cut path, for every option that changes them.
+TEST(Prep, OnePassDaysEqualTheSpilledDays) {
+  TempDir dir("prep");
+  RowGen gen(91);
+  write_file(dir / "a.tsv", gen.text(900, true));
+  write_file(dir / "b.tsv", gen.text(701, false));  // no final newline; CRLF lines here and there
+  write_file(dir / "c.tsv", "");
+  write_file(dir / "d.tsv", read_file(sample_path()));
+  struct Case {
+    const char* what;
+    int days;
+    bool meta;
+    OutputFormat format;
+    VocabMode vocab;
+    uint32_t min_freq;
+    uint64_t modulo;
+  };
+  const Case cases[] = {
+      {"days 3, npy", 3, false, OutputFormat::kNpy, VocabMode::kFirstSeen, 1, 0},
+      {"days 7, dlrm-bin, modulo", 7, false, OutputFormat::kDlrmBin, VocabMode::kFirstSeen, 1, 5000},
+      {"days 2, min-freq 2", 2, false, OutputFormat::kNpy, VocabMode::kFirstSeen, 2, 0},
+      {"days 4, no vocabulary", 4, false, OutputFormat::kNpy, VocabMode::kNone, 1, 1000},
+      {"days 5, no vocabulary, wide ids", 5, false, OutputFormat::kNpy, VocabMode::kNone, 1, 0},
+      {"meta, a day per input", 0, true, OutputFormat::kDlrmBin, VocabMode::kFirstSeen, 1, 0},
+      {"meta, days 3", 3, true, OutputFormat::kDlrmBin, VocabMode::kFirstSeen, 1, 0},
+  };
+  int k = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    std::vector<std::pair<std::string, std::string>> trees[2];
+    for (bool two_pass : {false, true}) {
+      PrepOptions o = base_opts({dir / "a.tsv", dir / "b.tsv", dir / "c.tsv", dir / "d.tsv"}, dir / numbered("o", k++));
+      o.days = c.days;
+      o.layout = c.meta ? OutputLayout::kMeta : OutputLayout::kParts;
+      o.format = c.format;
+      o.vocab = c.vocab;
+      o.min_freq = c.min_freq;
+      o.max_ind_range = c.modulo;
+      o.two_pass = two_pass;
+      const PrepResult r = prep(o);
+      EXPECT_EQ(r.streamed, !two_pass);
+      EXPECT_EQ(r.rows, 900u + 701u + 200u);
+      trees[two_pass] = comparable_tree(o.out);
+    }
+    ASSERT_EQ(trees[0].size(), trees[1].size());
+    EXPECT_GE(trees[0].size(), 4u);
+    for (size_t i = 0; i < trees[0].size(); ++i) {
+      EXPECT_EQ(trees[0][i].first, trees[1][i].first);
+      EXPECT_TRUE(trees[0][i].second == trees[1][i].second) << trees[0][i].first;
+    }
+  }
+  // Where rows may be skipped, the rows cannot be counted ahead: the spill path, and the same bytes.
+  write_file(dir / "bad.tsv", gen.text(50, true) + "not a row\n" + gen.text(50, true));
+  PrepOptions skip = base_opts({dir / "a.tsv", dir / "bad.tsv"}, dir / "skip");
+  skip.days = 3;
+  skip.on_error = OnError::kSkip;
+  const PrepResult rs = prep(skip);
+  EXPECT_FALSE(rs.streamed);
+  EXPECT_EQ(rs.rows_skipped, 1u);
+  EXPECT_EQ(rs.rows, 1000u);
+  // A bad row in fail mode still stops the one-pass run with its file and line, and leaves nothing.
+  PrepOptions fail = base_opts({dir / "a.tsv", dir / "bad.tsv"}, dir / "fail");
+  fail.days = 3;
+  try {
+    prep(fail);
+    FAIL() << "a bad row was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.tsv:51:"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir / "fail"));
+}
+
 TEST(Prep, ExistingOutput) {
   TempDir dir("prep");
   fs::create_directories(dir / "out");
