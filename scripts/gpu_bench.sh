@@ -3,7 +3,7 @@
 # out and build-gpu/ exists), then times the engines, training alone, and raw data -> trained model,
 # each against a baseline of the same run. Bring .deps/ (scripts/bundle_deps.sh). Prints a short
 # table last; full logs go to $OUT (or build-gpu/logs).
-#   STAGES="build engine prep train kernels recipe e2e gzip trace kaggle presets dist measure" bash scripts/gpu_bench.sh
+#   STAGES="build engine prep prepdays train kernels recipe e2e gzip trace kaggle presets dist measure" bash scripts/gpu_bench.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build-gpu/logs}
@@ -69,6 +69,27 @@ if has prep; then
   while read -r t parse full mrows per ratio; do
     row "cpu engine full pipeline, $t threads (GB/s, x baseline)" "$full  ($ratio x)"
   done < <(grep -E "^[0-9]+ " "$OUT/bench_prep.txt")
+fi
+
+if has prepdays; then
+  # prep --days: the days written in one pass (the rows counted first), against the spill-and-cut path
+  # (forced by --on-error skip on the same clean files), for each engine; outputs to disk, then to
+  # /dev/shm (writing bound apart).
+  D="$DATA/prepdays"
+  [ -f "$D/raw/truth.json" ] || { rm -rf "$D"; $S gen --rows "${PREPDAYS_ROWS:-16000000}" --days 4 --seed 9 \
+      --cardinality-scale 1 --no-sync --out "$D/raw" > /dev/null 2>&1; }
+  cat "$D"/raw/day_*.tsv > /dev/null
+  for dst in "$D/out" /dev/shm/sluice-prepdays; do
+    for e in cpu cuda; do
+      for mode in fail skip; do
+        rm -rf "$dst"; sync
+        timed "$OUT/prepdays_s.txt" $S prep -q --engine $e --days 7 --on-error $mode -o "$dst" "$D"/raw/day_*.tsv
+        row "prep --days 7 --engine $e, $( [ $mode = fail ] && echo "one pass" || echo "spilled" ), to $( [[ $dst == /dev/shm/* ]] && echo tmpfs || echo disk ) (s)" \
+            "$(cat "$OUT/prepdays_s.txt")"
+      done
+    done
+  done
+  rm -rf "$D/out" /dev/shm/sluice-prepdays
 fi
 
 if has train; then

@@ -62,8 +62,10 @@ constexpr size_t kMinBlock = 1024;
 constexpr size_t kHugePage = size_t{2} << 20;
 std::mutex registered_mu;
 std::unordered_map<void*, size_t>& registered_buffers() {
-  static std::unordered_map<void*, size_t> m;
-  return m;
+  // Never destroyed: an engine that outlives static destruction (one held by a static object) still
+  // frees its buffers through it.
+  static auto* m = new std::unordered_map<void*, size_t>();
+  return *m;
 }
 
 void* pinned_alloc(size_t n) {
