@@ -79,12 +79,17 @@ if has prepdays; then
   [ -f "$D/raw/truth.json" ] || { rm -rf "$D"; $S gen --rows "${PREPDAYS_ROWS:-16000000}" --days 4 --seed 9 \
       --cardinality-scale 1 --no-sync --out "$D/raw" > /dev/null 2>&1; }
   cat "$D"/raw/day_*.tsv > /dev/null
+  # "inline": the parts written on the engine's thread (SLUICE_PREP_WRITE_INLINE=1), as before the
+  # writing thread; the per-input parts (no --days) too.
   for dst in "$D/out" /dev/shm/sluice-prepdays; do
     for e in cpu cuda; do
-      for mode in fail skip; do
+      for v in "fail 0 --days 7" "fail 1 --days 7" "skip 0 --days 7" "fail 0" "fail 1"; do
+        read -r mode inl days <<< "$v"
         rm -rf "$dst"; sync
-        timed "$OUT/prepdays_s.txt" $S prep -q --engine $e --days 7 --on-error $mode -o "$dst" "$D"/raw/day_*.tsv
-        row "prep --days 7 --engine $e, $( [ $mode = fail ] && echo "one pass" || echo "spilled" ), to $( [[ $dst == /dev/shm/* ]] && echo tmpfs || echo disk ) (s)" \
+        timed "$OUT/prepdays_s.txt" env SLUICE_PREP_WRITE_INLINE=$inl $S prep -q --engine $e $days --on-error $mode \
+            -o "$dst" "$D"/raw/day_*.tsv
+        what="${days:-per input}, $( [ $mode = fail ] && echo "one pass" || echo "spilled" )$( [ $inl = 1 ] && echo ", inline" )"
+        row "prep $what --engine $e, to $( [[ $dst == /dev/shm/* ]] && echo tmpfs || echo disk ) (s)" \
             "$(cat "$OUT/prepdays_s.txt")"
       done
     done

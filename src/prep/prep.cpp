@@ -14,9 +14,16 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
 #include <filesystem>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -127,6 +134,142 @@ class PartWriter {
   std::vector<int64_t> wide_ids_;
   uint32_t max_[kNumSparse] = {};
   uint64_t rows_ = 0;
+};
+
+// Writes the parts on a thread of its own, so that the engine goes on with its next chunks while a
+// chunk's rows are written and a finished part is synced. A chunk's rows are copied (the engine reuses
+// its buffers once the sink returns) and written in order; at most kAhead bytes wait. The first error
+// of the writing thread is rethrown by the engine thread's next call; destroying the writer drops
+// what has not been written yet.
+//
+// SLUICE_PREP_WRITE_INLINE=1 writes on the engine's thread instead, as prep did before (for comparison).
+class PartWriterThread {
+ public:
+  PartWriterThread() {
+    const char* e = std::getenv("SLUICE_PREP_WRITE_INLINE");
+    inline_ = e && *e == '1';
+    if (!inline_) thread_ = std::thread([this] { loop(); });
+  }
+  ~PartWriterThread() {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  PartWriterThread(const PartWriterThread&) = delete;
+  PartWriterThread& operator=(const PartWriterThread&) = delete;
+
+  // dense: kNumDense 4-byte values per row (float32 or clamped int32).
+  void append(const std::shared_ptr<PartWriter>& w, const int32_t* labels, const void* dense, const uint32_t* ids,
+              uint64_t rows) {
+    if (inline_) {
+      w->append(labels, dense, ids, rows);
+      return;
+    }
+    Job j;
+    j.part = w;
+    j.rows = rows;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (!spare_.empty()) {
+        j.bytes = std::move(spare_.back());
+        spare_.pop_back();
+      }
+    }
+    j.bytes.resize(size_t(rows) * kRowBytes);
+    char* p = j.bytes.data();
+    std::memcpy(p, labels, size_t(rows) * 4);
+    std::memcpy(p + size_t(rows) * 4, dense, size_t(rows) * kNumDense * 4);
+    std::memcpy(p + size_t(rows) * (4 + kNumDense * 4), ids, size_t(rows) * kNumSparse * 4);
+    push(std::move(j));
+  }
+  // Runs `fn` (finishing a part) after everything queued before it.
+  void then(std::function<void()> fn) {
+    if (inline_) {
+      fn();
+      return;
+    }
+    Job j;
+    j.fn = std::move(fn);
+    push(std::move(j));
+  }
+  // Waits until everything queued is written; rethrows the writing thread's error.
+  void drain() {
+    std::unique_lock<std::mutex> lk(mu_);
+    space_.wait(lk, [&] { return error_ || (queue_.empty() && !busy_); });
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  static constexpr size_t kRowBytes = 4 + kNumDense * 4 + kNumSparse * 4;
+  static constexpr size_t kAhead = size_t{256} << 20;
+  struct Job {
+    std::shared_ptr<PartWriter> part;
+    uint64_t rows = 0;
+    std::vector<char> bytes;
+    std::function<void()> fn;
+  };
+
+  void push(Job&& j) {
+    std::unique_lock<std::mutex> lk(mu_);
+    space_.wait(lk, [&] { return error_ || queue_.empty() || waiting_ + j.bytes.size() <= kAhead; });
+    if (error_) std::rethrow_exception(error_);
+    waiting_ += j.bytes.size();
+    queue_.push_back(std::move(j));
+    cv_.notify_all();
+  }
+
+  void loop() {
+    for (;;) {
+      Job j;
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
+        if (stop_) return;  // unwritten jobs are dropped: the run is being abandoned
+        j = std::move(queue_.front());
+        queue_.pop_front();
+        busy_ = true;
+      }
+      std::exception_ptr err;
+      if (!failed_) {
+        try {
+          if (j.fn) {
+            j.fn();
+          } else {
+            const char* p = j.bytes.data();
+            const size_t n = size_t(j.rows);
+            j.part->append(reinterpret_cast<const int32_t*>(p), p + n * 4,
+                           reinterpret_cast<const uint32_t*>(p + n * (4 + kNumDense * 4)), j.rows);
+          }
+        } catch (...) {
+          err = std::current_exception();
+        }
+      }
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        waiting_ -= j.bytes.size();
+        if (err) {
+          error_ = err;
+          failed_ = true;
+        }
+        if (j.bytes.capacity() > 0 && spare_.size() < 4) spare_.push_back(std::move(j.bytes));
+        j.part.reset();
+        busy_ = false;
+      }
+      space_.notify_all();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_, space_;
+  std::deque<Job> queue_;
+  std::vector<std::vector<char>> spare_;
+  size_t waiting_ = 0;
+  bool busy_ = false, stop_ = false, failed_ = false, inline_ = false;
+  std::exception_ptr error_;
+  std::thread thread_;  // last: started once everything above exists
 };
 
 void validate(const PrepOptions& o) {
@@ -323,11 +466,14 @@ PrepResult prep(const PrepOptions& o) {
     set_parts(o.days > 0 ? split_days(total, o.days) : counted);
     size_t part = 0;
     uint64_t in_part = 0;  // rows written to the current part
-    std::unique_ptr<PartWriter> w;
+    std::shared_ptr<PartWriter> w;
+    PartWriterThread writer;
     auto finish_part = [&] {
-      if (!w) w = std::make_unique<PartWriter>(out, res.parts[part], o.format, wide, track_max);
-      w->finish();
-      note_max(*w);
+      if (!w) w = std::make_shared<PartWriter>(out, res.parts[part], o.format, wide, track_max);
+      writer.then([w, &note_max] {
+        w->finish();
+        note_max(*w);
+      });
       w.reset();
       ++part;
       in_part = 0;
@@ -344,9 +490,9 @@ PrepResult prep(const PrepOptions& o) {
         if (part == res.parts.size())
           throw Error("the inputs hold more rows than were counted before reading them (did a file change while it was read?)");
         const uint64_t take = std::min(n - done, res.part_rows[part] - in_part);
-        if (!w) w = std::make_unique<PartWriter>(out, res.parts[part], o.format, wide, track_max);
-        w->append(c.labels + done, static_cast<const char*>(dense) + done * dense_cols * 4, c.sparse + done * kNumSparse,
-                  take);
+        if (!w) w = std::make_shared<PartWriter>(out, res.parts[part], o.format, wide, track_max);
+        writer.append(w, c.labels + done, static_cast<const char*>(dense) + done * dense_cols * 4,
+                      c.sparse + done * kNumSparse, take);
         in_part += take;
         done += take;
       }
@@ -357,6 +503,7 @@ PrepResult prep(const PrepOptions& o) {
       throw Error("the inputs hold " + std::to_string(stats.rows) + " rows, but " + std::to_string(total) +
                   " were counted before reading them (did a file change while it was read?)");
     while (part < res.parts.size()) finish_part();
+    writer.drain();
     if (o.progress) std::fprintf(stderr, "\n");
     t_read = Clock::now();
     if (o.vocab == VocabMode::kFirstSeen) {
@@ -365,15 +512,17 @@ PrepResult prep(const PrepOptions& o) {
     }
   } else if (streaming) {
     // ---- one pass: parts written as chunks arrive ----
-    std::vector<std::unique_ptr<PartWriter>> parts(o.inputs.size());
+    std::vector<std::shared_ptr<PartWriter>> parts(o.inputs.size());
+    PartWriterThread writer;
     size_t next_part = 0;  // parts before this one are finished
     auto finish_through = [&](size_t f) {  // finish (or create empty) every part before f
       for (; next_part < f; ++next_part) {
         if (!parts[next_part])
-          parts[next_part] = std::make_unique<PartWriter>(out, part_stem(o.inputs[next_part]), o.format, wide, track_max);
-        parts[next_part]->finish();
-        note_max(*parts[next_part]);
-        parts[next_part].reset();
+          parts[next_part] = std::make_shared<PartWriter>(out, part_stem(o.inputs[next_part]), o.format, wide, track_max);
+        writer.then([w = std::move(parts[next_part]), &note_max] {
+          w->finish();
+          note_max(*w);
+        });
       }
     };
     BlockReader blocks(o.inputs, eo.block_bytes, true, size_t(std::max(0, eo.threads)));
@@ -381,13 +530,14 @@ PrepResult prep(const PrepOptions& o) {
       check_interrupt();
       finish_through(c.file_index);
       auto& w = parts[c.file_index];
-      if (!w) w = std::make_unique<PartWriter>(out, part_stem(o.inputs[c.file_index]), o.format, wide, track_max);
-      w->append(c.labels, eo.dense == DenseOut::kLog ? static_cast<const void*>(c.dense) : c.dense_int, c.sparse,
-                uint64_t(c.rows));
+      if (!w) w = std::make_shared<PartWriter>(out, part_stem(o.inputs[c.file_index]), o.format, wide, track_max);
+      writer.append(w, c.labels, eo.dense == DenseOut::kLog ? static_cast<const void*>(c.dense) : c.dense_int, c.sparse,
+                    uint64_t(c.rows));
       report(c, blocks.file_bytes_read());
       return true;
     });
     finish_through(o.inputs.size());
+    writer.drain();
     if (o.progress) std::fprintf(stderr, "\n");
     t_read = Clock::now();
     for (size_t i = 0; i < o.inputs.size(); ++i) {

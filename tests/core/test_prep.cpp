@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -632,6 +633,23 @@ TEST(Prep, OnePassDaysEqualTheSpilledDays) {
       EXPECT_EQ(trees[0][i].first, trees[1][i].first);
       EXPECT_TRUE(trees[0][i].second == trees[1][i].second) << trees[0][i].first;
     }
+  }
+  // Parts written on the engine's thread (SLUICE_PREP_WRITE_INLINE=1) rather than on the writing
+  // thread: the same bytes, with and without --days.
+  for (int days : {0, 3}) {
+    std::vector<std::pair<std::string, std::string>> t[2];
+    for (int inl : {0, 1}) {
+      PrepOptions o = base_opts({dir / "a.tsv", dir / "b.tsv", dir / "c.tsv", dir / "d.tsv"}, dir / numbered("w", k++));
+      o.days = days;
+      if (inl) {
+        ASSERT_EQ(::setenv("SLUICE_PREP_WRITE_INLINE", "1", 1), 0);
+      }
+      prep(o);
+      ::unsetenv("SLUICE_PREP_WRITE_INLINE");
+      t[inl] = comparable_tree(o.out);
+    }
+    EXPECT_TRUE(t[0] == t[1]) << "days " << days;
+    EXPECT_GE(t[0].size(), 4u);
   }
   // Where rows may be skipped, the rows cannot be counted ahead: the spill path, and the same bytes.
   write_file(dir / "bad.tsv", gen.text(50, true) + "not a row\n" + gen.text(50, true));
