@@ -142,12 +142,15 @@ class PartWriter {
 // of the writing thread is rethrown by the engine thread's next call; destroying the writer drops
 // what has not been written yet.
 //
-// SLUICE_PREP_WRITE_INLINE=1 writes on the engine's thread instead, as prep did before (for comparison).
+// `threaded` false, or SLUICE_PREP_WRITE_INLINE=1, writes on the engine's thread instead (no copy).
+// On the H100 host the thread took prep with the cpu engine from 3.76-4.12 s to 2.86-3.22 s; with the
+// cuda engine, whose thread mostly waits for the GPU, the extra copy made it 2-11% slower, so that
+// engine writes inline (docs/benchmarks.md, "sluice prep --days").
 class PartWriterThread {
  public:
-  PartWriterThread() {
+  explicit PartWriterThread(bool threaded) {
     const char* e = std::getenv("SLUICE_PREP_WRITE_INLINE");
-    inline_ = e && *e == '1';
+    inline_ = !threaded || (e && *e == '1');
     if (!inline_) thread_ = std::thread([this] { loop(); });
   }
   ~PartWriterThread() {
@@ -467,7 +470,7 @@ PrepResult prep(const PrepOptions& o) {
     size_t part = 0;
     uint64_t in_part = 0;  // rows written to the current part
     std::shared_ptr<PartWriter> w;
-    PartWriterThread writer;
+    PartWriterThread writer(engine_name == "cpu");
     auto finish_part = [&] {
       if (!w) w = std::make_shared<PartWriter>(out, res.parts[part], o.format, wide, track_max);
       writer.then([w, &note_max] {
@@ -513,7 +516,7 @@ PrepResult prep(const PrepOptions& o) {
   } else if (streaming) {
     // ---- one pass: parts written as chunks arrive ----
     std::vector<std::shared_ptr<PartWriter>> parts(o.inputs.size());
-    PartWriterThread writer;
+    PartWriterThread writer(engine_name == "cpu");
     size_t next_part = 0;  // parts before this one are finished
     auto finish_through = [&](size_t f) {  // finish (or create empty) every part before f
       for (; next_part < f; ++next_part) {
