@@ -20,9 +20,9 @@
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <memory>
-#include <filesystem>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -372,14 +372,12 @@ PrepResult prep(const PrepOptions& o) {
   eo.block_bytes = o.chunk_bytes > 0 ? o.chunk_bytes : default_block_bytes(engine_name);
   // Parts per input (no --days) are written while the engine runs: ids are final as soon as a chunk
   // arrives (the engine numbers first-seen values in order; --min-freq makes it read the inputs
-  // twice). Meta's day split (--days) needs the row total first: rows are spilled to scratch files,
-  // then cut into days; host engines then hand out each chunk's distinct values, merged here and
-  // applied in parallel while the days are written.
-  // Meta's layout cuts the last day in two halves, so it needs the day's row count first: the same
-  // path as --days (the days are the inputs when --days is not given).
-  //
-  // Where the rows can be counted before parsing (count_rows_ahead), the days are known up front and
-  // are written in one pass too.
+  // twice). Meta's day split (--days) needs the row total first, and Meta's layout the last day's
+  // rows (it cuts that day in two halves; the days are the inputs when --days is not given). Where
+  // the rows can be counted before parsing (count_rows_ahead), the days are known up front and are
+  // written in one pass too. Otherwise rows are spilled to scratch files, then cut into days; host
+  // engines then hand out each chunk's distinct values, merged here and applied in parallel while the
+  // days are written.
   const bool meta = o.layout == OutputLayout::kMeta;
   const int threads = eo.threads > 0 ? eo.threads : int(std::max(1u, std::thread::hardware_concurrency()));
   detail::ParallelFor pool(threads);
@@ -481,7 +479,6 @@ PrepResult prep(const PrepOptions& o) {
       ++part;
       in_part = 0;
     };
-    const size_t dense_cols = kNumDense;
     BlockReader blocks(o.inputs, eo.block_bytes, true, size_t(std::max(0, eo.threads)));
     stats = engine->run(blocks, [&](const ChunkView& c) {
       check_interrupt();
@@ -494,7 +491,7 @@ PrepResult prep(const PrepOptions& o) {
           throw Error("the inputs hold more rows than were counted before reading them (did a file change while it was read?)");
         const uint64_t take = std::min(n - done, res.part_rows[part] - in_part);
         if (!w) w = std::make_shared<PartWriter>(out, res.parts[part], o.format, wide, track_max);
-        writer.append(w, c.labels + done, static_cast<const char*>(dense) + done * dense_cols * 4,
+        writer.append(w, c.labels + done, static_cast<const char*>(dense) + done * kNumDense * 4,
                       c.sparse + done * kNumSparse, take);
         in_part += take;
         done += take;

@@ -3,10 +3,9 @@
 // keep a GPU's copy engines busy without registering the file's pages with the GPU (which holds the
 // driver's lock while it runs: other threads' copies and launches wait for it).
 //
-// The kernel copies from the page cache fastest when the file offset and the destination agree on
-// their place within a page: read_aligned() starts at the page holding `offset`, so that every piece
-// is page-aligned at both ends. On the H100 host, 8 threads read blocks that start mid-page at about
-// 8 GB/s, and page-aligned ones at about 34 GB/s (bench/bench_read_path).
+// read_aligned() starts at the page holding `offset`, so that every piece is page-aligned in the file
+// and in a page-aligned buffer. On the H100 host that measured the same as reading from mid-page
+// (bench/bench_read_path: 8 threads 27-37 GB/s either way); the cuda engine reads its blocks so.
 #pragma once
 
 #include <cstddef>
