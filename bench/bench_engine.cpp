@@ -49,36 +49,17 @@ struct Result {
   uint64_t rows = 0;
 };
 
-// Best of `repeat` runs of an engine over the file.
+// Best of `repeat` runs of an engine over the file, each with a new engine (a fresh vocabulary). With
+// `warm`, the engine's buffers are allocated by a first row before the clock starts: what a
+// long-lived engine (training's) spends per file.
 Result time_engine(const std::string& label, const std::string& engine, sluice::EngineOptions o,
-                   const std::string& file, int repeat) {
-  Result r{label, 1e30, 0};
-  for (int k = 0; k < repeat; ++k) {
-    auto e = sluice::make_engine(engine, o);  // fresh vocabulary each time
-    uint64_t rows = 0;
-    const auto t0 = Clock::now();
-    sluice::BlockReader blocks({file}, o.block_bytes);
-    e->run(blocks, [&](const sluice::ChunkView& c) {
-      rows += uint64_t(c.rows);
-      return true;
-    });
-    const double s = secs_since(t0);
-    if (s < r.seconds) r.seconds = s;
-    r.rows = rows;
-  }
-  return r;
-}
-
-// The same with the engine made, and its buffers allocated by a first row, before the clock starts:
-// what a long-lived engine (training's) spends per file.
-Result time_engine_warm(const std::string& label, const std::string& engine, sluice::EngineOptions o,
-                        const std::string& file, int repeat) {
+                   const std::string& file, int repeat, bool warm = false) {
   Result r{label, 1e30, 0};
   for (int k = 0; k < repeat; ++k) {
     auto e = sluice::make_engine(engine, o);
-    {
-      sluice::BlockReader warm({file}, o.block_bytes);
-      e->run(warm, [](const sluice::ChunkView&) { return true; }, 1);
+    if (warm) {
+      sluice::BlockReader first({file}, o.block_bytes);
+      e->run(first, [](const sluice::ChunkView&) { return true; }, 1);
     }
     uint64_t rows = 0;
     const auto t0 = Clock::now();
@@ -284,13 +265,13 @@ int main(int argc, char** argv) {
       g.read_threads = 0;
       results.push_back(time_engine("  mapping registered instead", "cuda", g, data, repeat));
       g.read_threads = -1;
-      results.push_back(time_engine_warm("  made before the clock", "cuda", g, data, repeat));
+      results.push_back(time_engine("  made before the clock", "cuda", g, data, repeat, true));
       for (int t : {4, 12, 16}) {
         g.read_threads = t;
-        results.push_back(time_engine_warm("  made before, " + std::to_string(t) + " read threads", "cuda", g, data, repeat));
+        results.push_back(time_engine("  made before, " + std::to_string(t) + " read threads", "cuda", g, data, repeat, true));
       }
       g.read_threads = 0;
-      results.push_back(time_engine_warm("  made before, mapping registered", "cuda", g, data, repeat));
+      results.push_back(time_engine("  made before, mapping registered", "cuda", g, data, repeat, true));
       g.read_threads = -1;
       g.output = sluice::MemoryKind::kHost;
       results.push_back(time_engine("cuda engine -> host memory (" + auto_name + ")", "cuda", g, data, repeat));
