@@ -211,9 +211,7 @@ def test_cpu_only_machine(data):
 
 def test_ctrl_c_while_waiting_for_a_batch(data, tmp_path):
     # A batch of every row of a larger dataset takes a while; SIGINT arrives while the loop waits in
-    # next() and raises KeyboardInterrupt there; the process goes on and can read again. The loop reads
-    # the data again and again until the signal comes (for up to 30 s), so that a timer thread that a
-    # busy machine wakes late still finds it waiting rather than finished.
+    # next() and raises KeyboardInterrupt there; the process goes on and can read again.
     script = textwrap.dedent("""
         import os, signal, sys, threading, time, traceback
         import sluice
@@ -222,9 +220,8 @@ def test_ctrl_c_while_waiting_for_a_batch(data, tmp_path):
         threading.Timer(0.05, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
         t0 = time.monotonic()
         try:
-            while time.monotonic() - t0 < 30:
-                for b in loader:
-                    print("batch before the signal")
+            for b in loader:
+                print("batch before the signal")
         except KeyboardInterrupt as e:
             print("interrupted after %.2f s" % (time.monotonic() - t0))
             # Raised by the wait itself (a wait deaf to signals would raise it in later Python code).
