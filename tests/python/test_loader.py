@@ -211,9 +211,12 @@ def test_cpu_only_machine(data):
 
 def test_ctrl_c_while_waiting_for_a_batch(data, tmp_path):
     # A batch of every row of a larger dataset takes a while; SIGINT arrives while the loop waits in
-    # next() and raises KeyboardInterrupt there; the process goes on and can read again.
+    # next() and raises KeyboardInterrupt there; the process goes on and can read again. Python's own
+    # handler is put in place first: a process started in the background by a shell without job control
+    # inherits SIGINT ignored, and Python then leaves it ignored.
     script = textwrap.dedent("""
         import os, signal, sys, threading, time, traceback
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         import sluice
         truth = sluice.gen(sys.argv[1], rows=400000, days=2, seed=3, cardinality_scale=0.01, threads=2)
         loader = sluice.Loader(truth["files"], 400000, engine="cpu", threads=1, output="numpy")
