@@ -2,10 +2,20 @@
 // data, next to a plain baseline (line split + strtoll/strtoul + std::log1p + std::unordered_map)
 // timed in the same run.
 //
+// Beside them, as the prep command needs them: the engine assigning first-seen ids as it goes (a new
+// engine each run, so that every run builds its vocabulary from nothing), and the prep command
+// (sluice::prep, first-seen ids, npy parts) writing to --prep-out (default: a directory in /dev/shm
+// where there is one, so that the disk does not bound it), with its ratio to that engine figure.
+//
+// With --merge, instead: the first-seen merge alone, the bound on any first-seen run. The file's
+// chunks are parsed first (their distinct values kept), then merged into a vocabulary from nothing
+// at 1..N threads as the engine merges them (one task per column), with nothing else running.
+//
 // With --stages, instead: one thread's CPU time per input byte for each stage of the cpu engine
 // (structural pass, value pass, vocabulary apply), best of R.
 //
-//   build/bench_prep [--rows N] [--threads-max T] [--cardinality-scale F] [--data FILE] [--repeat R] [--stages]
+//   build/bench_prep [--rows N] [--threads-max T] [--cardinality-scale F] [--data FILE] [--repeat R]
+//                    [--prep-out DIR] [--no-prep] [--stages | --merge]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -27,7 +37,9 @@
 #include "engine/cpu/value_pass.hpp"
 #include "sluice/engine.hpp"
 #include "sluice/gen.hpp"
+#include "sluice/prep.hpp"
 #include "sluice/vocab.hpp"
+#include "util/parallel.hpp"
 
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
@@ -131,6 +143,47 @@ void stages(const std::string& text, const sluice::Vocabulary& vocab, int repeat
               n / full / 1e9, n / best[1] / 1e9);
 }
 
+// The first-seen merge alone, at 1..tmax threads (see the header).
+void merge_only(const std::string& data, const std::vector<int>& counts, int repeat, double gb) {
+  struct Lists {
+    std::vector<uint32_t> values[sluice::kNumSparse], counts[sluice::kNumSparse];
+  };
+  std::vector<Lists> chunks;
+  sluice::EngineOptions vo;
+  vo.ids = sluice::IdMode::kDistinct;
+  auto engine = sluice::make_engine("cpu", vo);
+  size_t entries = 0;
+  sluice::run_files(*engine, {data}, [&](const sluice::ChunkView& c) {
+    Lists& l = chunks.emplace_back();
+    for (int col = 0; col < sluice::kNumSparse; ++col) {
+      l.values[col] = c.distinct[col];
+      l.counts[col] = c.distinct_count[col];
+      entries += c.distinct[col].size();
+    }
+    return true;
+  });
+  std::printf("merge alone: %zu chunks, %zu distinct entries (a chunk's distinct values, summed)\n", chunks.size(),
+              entries);
+  std::printf("%-8s %-12s\n", "threads", "merge GB/s");
+  for (int t : counts) {
+    double best = 1e30;
+    sluice::detail::ParallelFor pool(std::min(t, sluice::kNumSparse));
+    std::vector<uint32_t> pos[sluice::kNumSparse];
+    for (int r = 0; r < repeat; ++r) {
+      sluice::VocabBuilder b;
+      const auto t0 = Clock::now();
+      for (const Lists& l : chunks) {
+        pool.run(sluice::kNumSparse, [&](int col) {
+          pos[col].resize(l.values[col].size());
+          b.merge(col, l.values[col].data(), l.counts[col].data(), l.values[col].size(), pos[col].data());
+        });
+      }
+      best = std::min(best, secs_since(t0));
+    }
+    std::printf("%-8d %-12.3f\n", t, gb / best);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -139,7 +192,10 @@ int main(int argc, char** argv) {
   double scale = 1.0;
   int repeat = 3;
   std::string data;
-  bool want_stages = false;
+  bool want_stages = false, want_merge = false;
+  int only_threads = 0;
+  bool want_prep = true;
+  std::string prep_out;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto val = [&] { if (i + 1 >= argc) { std::fprintf(stderr, "%s needs a value\n", a.c_str()); std::exit(2); } return std::string(argv[++i]); };
@@ -149,7 +205,11 @@ int main(int argc, char** argv) {
     else if (a == "--data") data = val();
     else if (a == "--repeat") repeat = std::stoi(val());
     else if (a == "--stages") want_stages = true;
-    else { std::fprintf(stderr, "usage: bench_prep [--rows N] [--threads-max T] [--cardinality-scale F] [--data FILE] [--repeat R] [--stages]\n"); return 2; }
+    else if (a == "--prep-out") prep_out = val();
+    else if (a == "--no-prep") want_prep = false;
+    else if (a == "--merge") want_merge = true;
+    else if (a == "--threads") only_threads = std::stoi(val());
+    else { std::fprintf(stderr, "usage: bench_prep [--rows N] [--threads-max T] [--cardinality-scale F] [--data FILE] [--repeat R] [--prep-out DIR] [--no-prep] [--stages | --merge]\n"); return 2; }
   }
   std::string tmp;
   if (data.empty()) {
@@ -171,6 +231,15 @@ int main(int argc, char** argv) {
     text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
   const double gb = double(text.size()) / 1e9;
+  std::vector<int> counts;
+  for (int t = 1; t < tmax; t *= 2) counts.push_back(t);
+  counts.push_back(tmax);
+  if (only_threads > 0) counts = {only_threads};
+  if (want_merge) {
+    merge_only(data, counts, repeat, gb);
+    if (!tmp.empty()) fs::remove_all(tmp);
+    return 0;
+  }
 
   // Vocabulary from one pass (not timed).
   sluice::EngineOptions vo;
@@ -202,41 +271,63 @@ int main(int argc, char** argv) {
   }
   const double base_gbs = gb / best_base;
 
-  std::vector<int> counts;
-  for (int t = 1; t < tmax; t *= 2) counts.push_back(t);
-  counts.push_back(tmax);
   std::printf("input: %s, %.3f GB, %llu rows (%.0f B/row)\n", data.c_str(), gb, (unsigned long long)base_rows,
               double(text.size()) / double(base_rows));
   std::printf("baseline (1 thread, split + strtoll/strtoul + log1p + unordered_map): %.3f GB/s, %.2f M rows/s\n",
               base_gbs, double(base_rows) / best_base / 1e6);
-  std::printf("\n%-8s %-14s %-14s %-12s %-16s %-10s %-14s\n", "threads", "parse GB/s", "full GB/s", "M rows/s",
-              "full GB/s/thread", "x baseline", "full GB/CPU-s");
+  if (want_prep && prep_out.empty()) {
+    const fs::path base = fs::exists("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path();
+    prep_out = (base / ("sluice-bench-prep-" + std::to_string(::getpid()))).string();
+  }
+  if (want_prep) std::printf("prep output: %s\n", prep_out.c_str());
+  std::printf("\n%-8s %-11s %-11s %-9s %-15s %-10s %-13s %-11s %-10s %-8s\n", "threads", "parse GB/s", "full GB/s",
+              "M rows/s", "full GB/s/thr", "x baseline", "full GB/CPU-s", "first-seen", "prep GB/s", "prep/fs");
   for (int t : counts) {
-    double best[2] = {1e30, 1e30};
+    // mode 0: parse only; 1: full pipeline, vocabulary given; 2: first-seen ids built as the engine
+    // goes; 3: the prep command.
+    double best[4] = {1e30, 1e30, 1e30, 1e30};
     double best_cpu = 1e30;  // process CPU seconds of the full pipeline
-    for (int mode = 0; mode < 2; ++mode) {
+    for (int mode = 0; mode < (want_prep ? 4 : 3); ++mode) {
       sluice::EngineOptions eo;
       eo.threads = t;
       if (mode == 1) {
         eo.ids = sluice::IdMode::kVocab;
         eo.vocab = &vocab;
+      } else if (mode == 2) {
+        eo.ids = sluice::IdMode::kFirstSeen;
       }
-      auto engine = sluice::make_engine("cpu", eo);
+      auto engine = mode == 3 ? nullptr : sluice::make_engine("cpu", eo);
       for (int r = 0; r < repeat; ++r) {
+        if (mode == 2 && r > 0) engine = sluice::make_engine("cpu", eo);  // a vocabulary from nothing
         uint64_t got = 0;
-        const auto t0 = Clock::now();
-        const double c0 = process_cpu_seconds();
-        sluice::run_files(*engine, {data}, [&](const sluice::ChunkView& c) {
-          got += uint64_t(c.rows);
-          return true;
-        });
-        best[mode] = std::min(best[mode], secs_since(t0));
-        if (mode == 1) best_cpu = std::min(best_cpu, process_cpu_seconds() - c0);
+        if (mode == 3) {
+          fs::remove_all(prep_out);
+          sluice::PrepOptions po;
+          po.inputs = {data};
+          po.out = prep_out;
+          po.threads = t;
+          const auto t0 = Clock::now();
+          got = sluice::prep(po).rows;
+          best[mode] = std::min(best[mode], secs_since(t0));
+          fs::remove_all(prep_out);
+        } else {
+          const auto t0 = Clock::now();
+          const double c0 = process_cpu_seconds();
+          sluice::run_files(*engine, {data}, [&](const sluice::ChunkView& c) {
+            got += uint64_t(c.rows);
+            return true;
+          });
+          best[mode] = std::min(best[mode], secs_since(t0));
+          if (mode == 1) best_cpu = std::min(best_cpu, process_cpu_seconds() - c0);
+        }
         if (got != base_rows) { std::fprintf(stderr, "row count mismatch\n"); return 1; }
       }
     }
-    std::printf("%-8d %-14.3f %-14.3f %-12.2f %-16.3f %-10.2f %-14.3f\n", t, gb / best[0], gb / best[1],
-                double(base_rows) / best[1] / 1e6, gb / best[1] / t, (gb / best[1]) / base_gbs, gb / best_cpu);
+    std::printf("%-8d %-11.3f %-11.3f %-9.2f %-15.3f %-10.2f %-13.3f %-11.3f", t, gb / best[0], gb / best[1],
+                double(base_rows) / best[1] / 1e6, gb / best[1] / t, (gb / best[1]) / base_gbs, gb / best_cpu,
+                gb / best[2]);
+    if (want_prep) std::printf(" %-10.3f %-8.2f", gb / best[3], best[2] / best[3]);
+    std::printf("\n");
   }
   if (!tmp.empty()) fs::remove_all(tmp);
   return 0;

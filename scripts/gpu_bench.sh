@@ -66,8 +66,9 @@ if has prep; then
   ./build-gpu/bench_prep --rows "${PREP_ROWS:-4000000}" --threads-max "$JOBS" --repeat 3 2>&1 | tee "$OUT/bench_prep.txt"
   base=$(grep -E "^baseline" "$OUT/bench_prep.txt" | sed -E 's/.*: ([0-9.]+) GB\/s.*/\1/')
   row "cpu engine baseline, 1 thread (GB/s)" "$base"
-  while read -r t parse full mrows per ratio; do
+  while read -r t parse full mrows per ratio cpu fs prep prep_fs; do
     row "cpu engine full pipeline, $t threads (GB/s, x baseline)" "$full  ($ratio x)"
+    row "  first-seen ids built / prep command to tmpfs, $t threads (GB/s)" "$fs / $prep ($prep_fs x)"
   done < <(grep -E "^[0-9]+ " "$OUT/bench_prep.txt")
 fi
 

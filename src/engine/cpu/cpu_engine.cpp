@@ -6,6 +6,9 @@
 #include "engine/cpu/cpu_engine.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <new>
 #include <thread>
@@ -144,8 +147,17 @@ EngineStats CpuEngine::run(BlockReader& blocks, const ChunkSink& sink, uint64_t 
   detail::ParallelFor pool(std::min(threads_, kNumSparse));
   const uint32_t cap_last = opts_.id_capacity > 0 ? uint32_t(opts_.id_capacity - 1) : 0xffffffffu;
   if (opts_.min_freq <= 1) {
+    // SLUICE_ENGINE_PROFILE=1: the delivering thread's time, printed at the end of the run (seconds):
+    // merging the chunks' distinct values, giving the rows their ids, the sink; the rest of the run's
+    // time it waited for parsed chunks.
+    static const bool profile = [] { const char* e = std::getenv("SLUICE_ENGINE_PROFILE"); return e && *e == '1'; }();
+    using PClock = std::chrono::steady_clock;
+    const auto p_t0 = PClock::now();
+    double p_merge = 0, p_map = 0, p_sink = 0;
+    auto p_since = [](PClock::time_point t) { return std::chrono::duration<double>(PClock::now() - t).count(); };
     std::vector<std::vector<uint32_t>> positions(kNumSparse);  // per column: the chunk's distinct values' ids
-    return pass(blocks, [&](ParsedChunk& c) {
+    EngineStats stats = pass(blocks, [&](ParsedChunk& c) {
+      auto t = PClock::now();
       {
         std::lock_guard<std::mutex> g(vocab_mu_);
         // The chunk's distinct values get their positions as they merge (columns in parallel).
@@ -157,6 +169,7 @@ EngineStats CpuEngine::run(BlockReader& blocks, const ChunkSink& sink, uint64_t 
           for (uint32_t& id : ids) id = std::min(id, cap_last);
         });
       }
+      if (profile) { p_merge += p_since(t); t = PClock::now(); }
       // Each row's id is then its value's entry in that short list (no lookup in the column's large
       // table): rows in ranges, a row's 26 values together, so that the chunk is walked once in order
       // rather than once per column with a stride of 26 values.
@@ -171,8 +184,15 @@ EngineStats CpuEngine::run(BlockReader& blocks, const ChunkSink& sink, uint64_t 
         for (int64_t r = r0; r < r1; ++r, s += kNumSparse, l += kNumSparse)
           for (int col = 0; col < kNumSparse; ++col) s[col] = lists[col][l[col]];
       });
-      return sink(view_of(c, false));
+      if (profile) { p_map += p_since(t); t = PClock::now(); }
+      const bool more = sink(view_of(c, false));
+      if (profile) p_sink += p_since(t);
+      return more;
     }, true, nullptr, opts_.unseen, row_limit);
+    if (profile)
+      std::fprintf(stderr, "cpu engine, first-seen ids, %d threads: %.3f s; delivering thread: merging %.3f, "
+                   "ids %.3f, sink %.3f\n", threads_, p_since(p_t0), p_merge, p_map, p_sink);
+    return stats;
   }
   for (size_t f = 0; f < blocks.files(); ++f) {
     if (is_stdin_path(blocks.path(f))) throw Error("--min-freq reads the inputs twice: standard input cannot be read twice");
