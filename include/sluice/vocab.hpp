@@ -20,6 +20,8 @@ namespace detail {
 // not also miss the TLB on every access. Smaller blocks come from operator new.
 void* large_table_alloc(size_t bytes);
 void large_table_free(void* p, size_t bytes) noexcept;
+// Frees the blocks large_table_free kept for reuse (a vocabulary builder calls it when it finishes).
+void large_table_release() noexcept;
 
 template <class T>
 struct LargeTableAllocator {

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <new>
 #include <thread>
 
@@ -28,11 +30,33 @@ namespace detail {
 namespace {
 constexpr size_t kHugePage = size_t(2) << 20;
 constexpr size_t kLargeTable = size_t(4) << 20;
+
+// Blocks freed by tables that grew, kept for the next table that needs the same size (tables grow by
+// doubling, so the sizes repeat across the 26 columns). A block from here is neither faulted in nor
+// zeroed by the kernel again, and freeing it does not unmap it: unmapping interrupts every core that
+// runs one of the process's threads to flush its TLB, and page faults of many threads contend in the
+// kernel. At most kKeptMax bytes are kept; large_table_release() frees them.
+constexpr size_t kKeptMax = size_t(1) << 30;
+std::mutex g_kept_mu;
+std::multimap<size_t, void*>* g_kept = nullptr;  // size -> block; never destroyed (tables in statics)
+size_t g_kept_bytes = 0;
 }  // namespace
 
 void* large_table_alloc(size_t bytes) {
   if (bytes < kLargeTable) return ::operator new(bytes);
   const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  {
+    std::lock_guard<std::mutex> g(g_kept_mu);
+    if (g_kept) {
+      auto it = g_kept->find(rounded);
+      if (it != g_kept->end()) {
+        void* p = it->second;
+        g_kept->erase(it);
+        g_kept_bytes -= rounded;
+        return p;
+      }
+    }
+  }
   void* p = std::aligned_alloc(kHugePage, rounded);
   if (!p) throw std::bad_alloc();
 #if defined(MADV_HUGEPAGE)
@@ -42,8 +66,30 @@ void* large_table_alloc(size_t bytes) {
 }
 
 void large_table_free(void* p, size_t bytes) noexcept {
-  if (bytes < kLargeTable) ::operator delete(p);
-  else std::free(p);
+  if (bytes < kLargeTable) {
+    ::operator delete(p);
+    return;
+  }
+  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  try {
+    std::lock_guard<std::mutex> g(g_kept_mu);
+    if (g_kept_bytes + rounded <= kKeptMax) {
+      if (!g_kept) g_kept = new std::multimap<size_t, void*>();
+      g_kept->emplace(rounded, p);
+      g_kept_bytes += rounded;
+      return;
+    }
+  } catch (...) {
+  }
+  std::free(p);
+}
+
+void large_table_release() noexcept {
+  std::lock_guard<std::mutex> g(g_kept_mu);
+  if (!g_kept) return;
+  for (auto& [size, p] : *g_kept) std::free(p);
+  g_kept->clear();
+  g_kept_bytes = 0;
 }
 
 }  // namespace detail
@@ -247,6 +293,7 @@ Vocabulary VocabBuilder::finish() {
       v.index_[c].insert(v.values[c][i], uint32_t(i + v.id_offset), &ins);
     }
   }
+  detail::large_table_release();  // the blocks the growing tables left behind
   return v;
 }
 

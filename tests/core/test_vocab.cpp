@@ -337,6 +337,29 @@ TEST(Vocab, OnlineConcurrentCallsAgree) {
     for (size_t i = 0; i < sparse.size(); ++i) ASSERT_EQ(out[size_t(t)][i], seq.id(int(i % kNumSparse), sparse[i], 1));
 }
 
+// Large tables reuse the blocks that tables which grew left behind: a map built in a block that
+// still holds another map's slots finds none of them, and the block is reused (same address).
+TEST(Vocab, LargeTablesReuseFreedBlocksClean) {
+  const size_t n = size_t(1) << 19;  // 2^20 slots, 8 MiB: a large table
+  detail::large_table_release();      // no block of that size kept from elsewhere
+  const void* first_block = nullptr;
+  {
+    U32Map a(n);
+    bool ins;
+    for (uint32_t k = 0; k < n; ++k) a.insert(k * 2 + 1, k, &ins);
+    first_block = a.slot_address(1);
+    ASSERT_EQ(a.find(7, 99), 3u);
+  }
+  U32Map b(n);
+  bool ins;
+  for (uint32_t k = 0; k < 1000; ++k) b.insert(k * 2, k, &ins);  // even keys only
+  for (uint32_t k = 0; k < n; k += 97) ASSERT_EQ(b.find(k * 2 + 1, 0xffffffffu), 0xffffffffu) << k;
+  for (uint32_t k = 0; k < 1000; ++k) ASSERT_EQ(b.find(k * 2, 0xffffffffu), k);
+  EXPECT_EQ(b.size(), 1000u);
+  EXPECT_EQ(b.slot_address(1), first_block) << "the block was not reused";
+  detail::large_table_release();
+}
+
 TEST(Vocab, U32Map) {
   U32Map m;
   std::mt19937_64 rng(13);
