@@ -20,7 +20,8 @@ namespace detail {
 // not also miss the TLB on every access. Smaller blocks come from operator new.
 void* large_table_alloc(size_t bytes);
 void large_table_free(void* p, size_t bytes) noexcept;
-// Frees the blocks large_table_free kept for reuse (a vocabulary builder calls it when it finishes).
+// Frees the blocks large_table_free kept for reuse (a vocabulary builder calls it when it finishes
+// and when it goes).
 void large_table_release() noexcept;
 
 template <class T>
@@ -104,6 +105,7 @@ struct Vocabulary {
 class VocabBuilder {
  public:
   explicit VocabBuilder(uint32_t min_freq = 1);
+  ~VocabBuilder();
   // Merges one chunk's distinct values of column c (in their first-appearance order, with counts).
   // Chunks must be merged in input order per column; different columns may be merged concurrently.
   // `positions` (optional, n entries): receives each value's first-seen position.
@@ -125,6 +127,7 @@ class VocabBuilder {
 class OnlineVocab {
  public:
   explicit OnlineVocab(int64_t capacity);
+  ~OnlineVocab();
   // Maps rows*26 values in place to ids, assigning new ids in row order.
   void map(uint32_t* sparse, size_t rows);
   int64_t capacity() const { return capacity_; }

@@ -35,8 +35,9 @@ constexpr size_t kLargeTable = size_t(4) << 20;
 // doubling, so the sizes repeat across the 26 columns). A block from here is neither faulted in nor
 // zeroed by the kernel again, and freeing it does not unmap it: unmapping interrupts every core that
 // runs one of the process's threads to flush its TLB, and page faults of many threads contend in the
-// kernel. At most kKeptMax bytes are kept; large_table_release() frees them.
-constexpr size_t kKeptMax = size_t(1) << 30;
+// kernel. At most kKeptMax bytes are kept; large_table_release() frees them (a vocabulary builder
+// calls it when it finishes and when it goes).
+constexpr size_t kKeptMax = size_t(512) << 20;
 std::mutex g_kept_mu;
 std::multimap<size_t, void*>* g_kept = nullptr;  // size -> block; never destroyed (tables in statics)
 size_t g_kept_bytes = 0;
@@ -244,6 +245,11 @@ Vocabulary Vocabulary::load(const std::string& dir) {
 
 VocabBuilder::VocabBuilder(uint32_t min_freq) : min_freq_(std::max(1u, min_freq)) {}
 
+VocabBuilder::~VocabBuilder() {
+  for (int c = 0; c < kNumSparse; ++c) pos_[c] = U32Map();
+  detail::large_table_release();
+}
+
 void VocabBuilder::merge(int c, const uint32_t* values, const uint32_t* counts, size_t n, uint32_t* positions) {
   U32Map& pos = pos_[c];
   auto& order = order_[c];
@@ -300,6 +306,11 @@ Vocabulary VocabBuilder::finish() {
 // ---- OnlineVocab --------------------------------------------------------------------------------
 
 OnlineVocab::OnlineVocab(int64_t capacity) : capacity_(std::max<int64_t>(1, capacity)) {}
+
+OnlineVocab::~OnlineVocab() {
+  for (int c = 0; c < kNumSparse; ++c) maps_[c] = U32Map();
+  detail::large_table_release();
+}
 
 void OnlineVocab::map(uint32_t* sparse, size_t rows) {
   std::lock_guard<std::mutex> lk(mu_);
