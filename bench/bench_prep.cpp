@@ -5,7 +5,8 @@
 // Beside them, as the prep command needs them: the engine assigning first-seen ids as it goes (a new
 // engine each run, so that every run builds its vocabulary from nothing), and the prep command
 // (sluice::prep, first-seen ids, npy parts) writing to --prep-out (default: a directory in /dev/shm
-// where there is one, so that the disk does not bound it), with its ratio to that engine figure.
+// where there is one, so that the disk does not bound it; a path that does not exist yet, since it is
+// removed between runs), with its ratio to that engine figure. --threads T: that thread count only.
 //
 // With --merge, instead: the first-seen merge alone, the bound on any first-seen run. The file's
 // chunks are parsed first (their distinct values kept), then merged into a vocabulary from nothing
@@ -15,7 +16,7 @@
 // (structural pass, value pass, vocabulary apply), best of R.
 //
 //   build/bench_prep [--rows N] [--threads-max T] [--cardinality-scale F] [--data FILE] [--repeat R]
-//                    [--prep-out DIR] [--no-prep] [--stages | --merge]
+//                    [--threads T] [--prep-out DIR] [--no-prep] [--stages | --merge]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -209,7 +210,12 @@ int main(int argc, char** argv) {
     else if (a == "--no-prep") want_prep = false;
     else if (a == "--merge") want_merge = true;
     else if (a == "--threads") only_threads = std::stoi(val());
-    else { std::fprintf(stderr, "usage: bench_prep [--rows N] [--threads-max T] [--cardinality-scale F] [--data FILE] [--repeat R] [--prep-out DIR] [--no-prep] [--stages | --merge]\n"); return 2; }
+    else { std::fprintf(stderr, "usage: bench_prep [--rows N] [--threads-max T] [--cardinality-scale F] [--data FILE] [--repeat R] [--threads T] [--prep-out DIR] [--no-prep] [--stages | --merge]\n"); return 2; }
+  }
+  if (!prep_out.empty() && fs::exists(prep_out)) {
+    std::fprintf(stderr, "--prep-out %s exists: give a path that does not (it is removed between runs)\n",
+                 prep_out.c_str());
+    return 2;
   }
   std::string tmp;
   if (data.empty()) {
