@@ -54,6 +54,9 @@ class U32Map {
       h = (h + 1) & mask_;
     }
   }
+  // Removes key (backward-shift deletion: the probe chains of the keys left stay whole); false if
+  // absent.
+  bool erase(uint32_t key);
   // Address of key's slot, for prefetching ahead of find().
   const void* slot_address(uint32_t key) const { return &slots_[hash(key) & mask_]; }
   size_t size() const { return size_; }
@@ -110,8 +113,15 @@ class VocabBuilder {
   // Chunks must be merged in input order per column; different columns may be merged concurrently.
   // `positions` (optional, n entries): receives each value's first-seen position.
   void merge(int c, const uint32_t* values, const uint32_t* counts, size_t n, uint32_t* positions = nullptr);
+  // Takes back the most recent merge of column c: the same values, counts and positions, and the
+  // column's size() before it. Merges are taken back newest first. A count that merging saturated
+  // stays saturated.
+  void unmerge(int c, const uint32_t* values, const uint32_t* counts, size_t n, const uint32_t* positions,
+               size_t size_before);
   // The first-seen position (the id, when min_freq is 1) of a merged value; 0xffffffff if absent.
   uint32_t position(int c, uint32_t v) const { return pos_[c].find(v, 0xffffffffu); }
+  // Distinct values merged into column c so far.
+  size_t size(int c) const { return order_[c].size(); }
   Vocabulary finish();
 
  private:

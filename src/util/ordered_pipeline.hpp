@@ -4,6 +4,7 @@
 // parse -> deliver) and the generator (claim -> generate -> write).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -36,6 +37,15 @@ class OrderedPipeline {
     // Called (from the calling thread) when the pipeline stops before the producer is done, to
     // unblock a producer waiting for input. Optional.
     std::function<void()> cancel;
+    // Work not tied to one item, which the items' work makes (the cpu engine's first-seen merges):
+    // called on a worker after it handed its item on when no item waits for a worker, and on the
+    // calling thread while it waits for the next item. Returns true when it did some; then it is called again. An exception stops the
+    // pipeline (rethrown on the calling thread). Optional.
+    std::function<bool()> help;
+    // Called on the calling thread once the pipeline has stopped for any reason (the end, consume
+    // returning false, an exception), after every thread is joined and before the items go: what
+    // the workers left in items not consumed can still be read. Must not throw. Optional.
+    std::function<void()> stopped;
   };
 
   // Runs to the end (or until consume returns false, or a stage throws, or Ctrl-C: Interrupted).
@@ -60,11 +70,14 @@ class OrderedPipeline {
     std::thread producer;
     std::vector<std::thread> workers;
     auto shutdown = [&] {
+      bool producer_running;
       {
         std::lock_guard<std::mutex> lk(mu_);
         stop_ = true;
+        stop_flag_ = true;
+        producer_running = !producer_done_;
       }
-      if (!producer_done_ && s_.cancel) s_.cancel();
+      if (producer_running && s_.cancel) s_.cancel();
       cv_.notify_all();
       if (producer.joinable()) producer.join();
       for (auto& w : workers)
@@ -76,6 +89,7 @@ class OrderedPipeline {
       for (int w = 0; w < workers_; ++w) workers.emplace_back([this] { work_loop(); });
     } catch (const std::system_error& e) {
       shutdown();
+      if (s_.stopped) s_.stopped();
       throw Error("cannot start " + std::to_string(workers_ + 1) + " threads (" + e.code().message() +
                   "); try fewer --threads");
     }
@@ -84,9 +98,11 @@ class OrderedPipeline {
       complete = consume_loop();
     } catch (...) {
       shutdown();
+      if (s_.stopped) s_.stopped();
       throw;
     }
     shutdown();
+    if (s_.stopped) s_.stopped();
     return complete;
   }
 
@@ -113,6 +129,7 @@ class OrderedPipeline {
         {
           std::lock_guard<std::mutex> lk(mu_);
           todo_.push_back(i);
+          todo_count_.store(todo_.size(), std::memory_order_relaxed);
         }
         cv_.notify_all();
       }
@@ -135,6 +152,7 @@ class OrderedPipeline {
         if (stop_ || todo_.empty()) return;
         i = todo_.front();
         todo_.pop_front();
+        todo_count_.store(todo_.size(), std::memory_order_relaxed);
       }
       Slot& slot = slots_[i];
       try {
@@ -147,6 +165,23 @@ class OrderedPipeline {
         done_.emplace(slot.seq, i);
       }
       cv_.notify_all();
+      if (s_.help) run_help();
+    }
+  }
+
+  // Runs the help stage until it finds nothing to do, an item waits for a worker (items come first:
+  // the calling thread helps too), or the pipeline stops; records an exception.
+  void run_help() {
+    try {
+      while (!stop_flag_.load(std::memory_order_relaxed) && todo_count_.load(std::memory_order_relaxed) == 0 &&
+             s_.help()) {
+      }
+    } catch (...) {
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (!help_error_) help_error_ = std::current_exception();
+      }
+      cv_.notify_all();
     }
   }
 
@@ -155,11 +190,29 @@ class OrderedPipeline {
       size_t i;
       {
         std::unique_lock<std::mutex> lk(mu_);
-        auto ready = [&] { return done_.count(next) > 0 || (producer_done_ && next >= produced_); };
-        // Polls for Ctrl-C / SIGTERM while waiting: the signal may arrive on any thread.
-        while (!cv_.wait_for(lk, std::chrono::milliseconds(100), ready)) {
+        auto ready = [&] {
+          return done_.count(next) > 0 || (producer_done_ && next >= produced_) || help_error_;
+        };
+        // Polls for Ctrl-C / SIGTERM while waiting: the signal may arrive on any thread. With a
+        // help stage, the calling thread helps while the item is not there, a piece at a time.
+        for (;;) {
+          if (ready()) break;
+          if (s_.help) {
+            lk.unlock();
+            bool did = false;
+            try {
+              did = s_.help();
+            } catch (...) {
+              lk.lock();
+              throw;
+            }
+            lk.lock();
+            if (did) continue;
+          }
+          if (cv_.wait_for(lk, s_.help ? std::chrono::milliseconds(1) : std::chrono::milliseconds(100), ready)) break;
           if (pending_interrupt()) break;
         }
+        if (help_error_) std::rethrow_exception(help_error_);
         if (pending_interrupt()) {
           lk.unlock();
           check_interrupt();
@@ -193,7 +246,9 @@ class OrderedPipeline {
   std::map<uint64_t, size_t> done_;
   uint64_t produced_ = 0;
   bool producer_done_ = false, stop_ = false;
-  std::exception_ptr producer_error_;
+  std::exception_ptr producer_error_, help_error_;
+  std::atomic<bool> stop_flag_{false};  // stop_, read by the help loop without the lock
+  std::atomic<size_t> todo_count_{0};   // todo_.size(), likewise
 };
 
 }  // namespace sluice::detail

@@ -137,6 +137,33 @@ uint32_t U32Map::insert(uint32_t key, uint32_t value, bool* inserted) {
   }
 }
 
+bool U32Map::erase(uint32_t key) {
+  if (slots_.empty()) return false;
+  uint64_t i = hash(key) & mask_;
+  for (;;) {
+    const uint64_t s = slots_[i];
+    if (s == kEmptySlot) return false;
+    if (uint32_t(s) == key) break;
+    i = (i + 1) & mask_;
+  }
+  // The hole at i is filled by the next key of the run whose home slot is not after i (cyclically,
+  // in (i, j]), until the run ends.
+  uint64_t j = i;
+  for (;;) {
+    j = (j + 1) & mask_;
+    const uint64_t s = slots_[j];
+    if (s == kEmptySlot) break;
+    const uint64_t home = hash(uint32_t(s)) & mask_;
+    const bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+    if (stays) continue;
+    slots_[i] = s;
+    i = j;
+  }
+  slots_[i] = kEmptySlot;
+  --size_;
+  return true;
+}
+
 // ---- Vocabulary ---------------------------------------------------------------------------------
 
 void Vocabulary::build_index() {
@@ -254,20 +281,51 @@ void VocabBuilder::merge(int c, const uint32_t* values, const uint32_t* counts, 
   U32Map& pos = pos_[c];
   auto& order = order_[c];
   auto& cnt = count_[c];
-  constexpr size_t kAhead = 16;  // slots fetched ahead: a multi-million-entry table misses the cache
+  thread_local std::vector<uint32_t> scratch;
+  if (!positions) {
+    scratch.resize(n);
+    positions = scratch.data();
+  }
+  // Two passes, each with its random accesses fetched ahead (a multi-million-entry table misses
+  // the cache): the positions (new values appended), then the counts of the values seen before,
+  // whose places are known only after the first pass.
+  constexpr size_t kAhead = 16;
+  const size_t before = order.size();
   for (size_t i = 0; i < n; ++i) {
     if (i + kAhead < n) __builtin_prefetch(pos.slot_address(values[i + kAhead]));
     bool inserted;
     const uint32_t p = pos.insert(values[i], uint32_t(order.size()), &inserted);
-    if (positions) positions[i] = p;
+    positions[i] = p;
     if (inserted) {
       order.push_back(values[i]);
       cnt.push_back(counts[i]);
-    } else {
-      const uint64_t s = uint64_t(cnt[p]) + counts[i];
-      cnt[p] = s > 0xffffffffull ? 0xffffffffu : uint32_t(s);
     }
   }
+  uint32_t* cn = cnt.data();
+  for (size_t i = 0; i < n; ++i) {
+    if (i + kAhead < n) __builtin_prefetch(cn + positions[i + kAhead]);
+    const uint32_t p = positions[i];
+    if (p >= before) continue;  // new: counted when appended
+    const uint64_t s = uint64_t(cn[p]) + counts[i];
+    cn[p] = s > 0xffffffffull ? 0xffffffffu : uint32_t(s);
+  }
+}
+
+void VocabBuilder::unmerge(int c, const uint32_t* values, const uint32_t* counts, size_t n,
+                           const uint32_t* positions, size_t size_before) {
+  U32Map& pos = pos_[c];
+  auto& order = order_[c];
+  auto& cnt = count_[c];
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t p = positions[i];
+    if (p >= size_before) {
+      pos.erase(values[i]);
+    } else if (cnt[p] != 0xffffffffu) {
+      cnt[p] -= counts[i];
+    }
+  }
+  order.resize(std::min(order.size(), size_before));
+  cnt.resize(std::min(cnt.size(), size_before));
 }
 
 Vocabulary VocabBuilder::finish() {

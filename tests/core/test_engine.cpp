@@ -3,16 +3,19 @@
 // structural pass.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <map>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine/cpu/structural.hpp"
 #include "engine/cpu/value_pass.hpp"
+#include "source/blocks.hpp"
 #include "sluice/engine.hpp"
 #include "sluice/vocab.hpp"
 #include "test_util.hpp"
@@ -781,6 +784,168 @@ TEST(Engine, FirstSeenIdsEqualTheBuilder) {
   OnlineVocab online(50);
   online.map(raw.data(), raw.size() / kNumSparse);
   EXPECT_EQ(ids, raw);
+}
+
+}  // namespace
+
+namespace {
+
+// First-seen ids of one plain sequential pass over rows x 26 raw values, and the vocabulary
+// (values and counts per column) it leaves.
+struct SequentialIds {
+  std::vector<uint32_t> ids;
+  std::vector<uint32_t> values[kNumSparse], counts[kNumSparse];
+  explicit SequentialIds(const std::vector<uint32_t>& raw) {
+    std::map<uint32_t, uint32_t> pos[kNumSparse];
+    ids.resize(raw.size());
+    for (size_t i = 0; i < raw.size(); ++i) {
+      const int c = int(i % kNumSparse);
+      auto [it, fresh] = pos[c].emplace(raw[i], uint32_t(values[c].size()));
+      if (fresh) {
+        values[c].push_back(raw[i]);
+        counts[c].push_back(0);
+      }
+      ++counts[c][it->second];
+      ids[i] = it->second;
+    }
+  }
+  void expect_vocabulary(const Vocabulary& v, const std::string& what) const {
+    for (int c = 0; c < kNumSparse; ++c) {
+      ASSERT_EQ(v.values[c], values[c]) << what << ", column " << c;
+      ASSERT_EQ(v.counts[c], counts[c]) << what << ", column " << c;
+    }
+  }
+};
+
+std::vector<uint32_t> raw_values(const std::vector<std::string>& inputs, uint64_t modulo) {
+  EngineOptions o = opts(2, 1 << 16, modulo);
+  o.ids = IdMode::kRaw;
+  return run_engine(o, inputs).sparse;
+}
+
+// The columns merge chunks ahead of delivery, each at its own pace. A row limit anywhere (inside a
+// chunk, at a chunk's end, past the input) gives the ids and vocabulary of the rows before it.
+TEST(Engine, FirstSeenRowLimitsEqualSequential) {
+  TempDir dir("engine");
+  RowGen gen(71);
+  write_file(dir / "a.tsv", gen.text(3000, true));
+  write_file(dir / "b.tsv", gen.text(2000, false));
+  const std::vector<std::string> inputs = {dir / "a.tsv", dir / "b.tsv"};
+  const std::vector<uint32_t> raw = raw_values(inputs, 60);
+  const uint64_t total = raw.size() / kNumSparse;
+  for (int threads : {1, 4, 8}) {
+    EngineOptions o = opts(threads, 2048, 60);
+    o.ids = IdMode::kFirstSeen;
+    // Row counts at chunk ends, to put limits exactly there.
+    std::vector<uint64_t> ends;
+    run_files(*make_engine("cpu", o), inputs, [&](const ChunkView& c) {
+      ends.push_back(c.first_row + uint64_t(c.rows));
+      return true;
+    });
+    ASSERT_GT(ends.size(), 100u);
+    for (uint64_t limit : {uint64_t(0), uint64_t(1), ends[3], ends[3] + 1, ends[50] - 1, uint64_t(3000), total - 1,
+                           total, total + 7}) {
+      auto e = make_engine("cpu", o);
+      BlockReader blocks(inputs, o.block_bytes);
+      std::vector<uint32_t> ids;
+      e->run(blocks, [&](const ChunkView& c) {
+        ids.insert(ids.end(), c.sparse, c.sparse + c.rows * kNumSparse);
+        return true;
+      }, limit);
+      const uint64_t n = std::min(limit, total);
+      const SequentialIds want(std::vector<uint32_t>(raw.begin(), raw.begin() + ptrdiff_t(n * kNumSparse)));
+      const std::string what = "threads " + std::to_string(threads) + ", limit " + std::to_string(limit);
+      ASSERT_EQ(ids, want.ids) << what;
+      want.expect_vocabulary(e->take_vocabulary(), what);
+    }
+  }
+}
+
+// A run its sink stops, or a bad row in fail mode ends, leaves the vocabulary of the rows delivered
+// (the merges of chunks after them are taken back), and the engine's next run goes on from there.
+TEST(Engine, FirstSeenStoppedRunKeepsTheRowsDelivered) {
+  TempDir dir("engine");
+  RowGen gen(73);
+  std::string a = gen.text(3000, true);
+  write_file(dir / "a.tsv", a);
+  write_file(dir / "b.tsv", gen.text(1500, true));
+  // The same rows with a malformed line (too few fields) as line 2401.
+  size_t at = 0;
+  for (int i = 0; i < 2400; ++i) at = a.find('\n', at) + 1;
+  write_file(dir / "bad.tsv", a.substr(0, at) + "1\t2\n" + a.substr(at));
+  const std::vector<uint32_t> raw_a = raw_values({dir / "a.tsv"}, 80);
+  const std::vector<uint32_t> raw_b = raw_values({dir / "b.tsv"}, 80);
+  for (int round = 0; round < 3; ++round) {
+    for (int stop_at : {1, 2, 5, 17, 60, 100000}) {
+      EngineOptions o = opts(8, 1024, 80);
+      o.ids = IdMode::kFirstSeen;
+      auto e = make_engine("cpu", o);
+      std::vector<uint32_t> ids;
+      int calls = 0;
+      run_files(*e, {dir / "a.tsv"}, [&](const ChunkView& c) {
+        ids.insert(ids.end(), c.sparse, c.sparse + c.rows * kNumSparse);
+        return ++calls < stop_at;
+      });
+      const std::string what = "stop at chunk " + std::to_string(stop_at);
+      // The next run reads b.tsv: its ids continue those of the rows delivered.
+      std::vector<uint32_t> seen(raw_a.begin(), raw_a.begin() + ptrdiff_t(ids.size()));
+      run_files(*e, {dir / "b.tsv"}, [&](const ChunkView& c) {
+        ids.insert(ids.end(), c.sparse, c.sparse + c.rows * kNumSparse);
+        return true;
+      });
+      seen.insert(seen.end(), raw_b.begin(), raw_b.end());
+      const SequentialIds want(seen);
+      ASSERT_EQ(ids, want.ids) << what;
+      want.expect_vocabulary(e->take_vocabulary(), what);
+    }
+    // Fail mode: the chunk with the bad line is not delivered, nor merged.
+    EngineOptions o = opts(8, 1024, 80);
+    o.ids = IdMode::kFirstSeen;
+    auto e = make_engine("cpu", o);
+    size_t delivered = 0;
+    EXPECT_THROW(run_files(*e, {dir / "bad.tsv"}, [&](const ChunkView& c) {
+      delivered += size_t(c.rows);
+      return true;
+    }), Error);
+    EXPECT_LT(delivered, 2400u);
+    EXPECT_GT(delivered, 2000u);
+    const SequentialIds want(std::vector<uint32_t>(raw_a.begin(), raw_a.begin() + ptrdiff_t(delivered * kNumSparse)));
+    want.expect_vocabulary(e->take_vocabulary(), "fail mode");
+  }
+}
+
+// Two runs of one engine at once over the same inputs (the train and test streams of a dataset),
+// one stopped early: both get the ids of one sequential pass.
+TEST(Engine, FirstSeenConcurrentRunsShareTheIds) {
+  TempDir dir("engine");
+  RowGen gen(79);
+  write_file(dir / "a.tsv", gen.text(4000, true));
+  const std::vector<uint32_t> raw = raw_values({dir / "a.tsv"}, 50);
+  const SequentialIds want(raw);
+  for (int round = 0; round < 4; ++round) {
+    EngineOptions o = opts(4, 1024, 50);
+    o.ids = IdMode::kFirstSeen;
+    auto e = make_engine("cpu", o);
+    std::vector<uint32_t> ids[2];
+    std::thread other([&] {
+      int calls = 0;
+      run_files(*e, {dir / "a.tsv"}, [&](const ChunkView& c) {
+        ids[1].insert(ids[1].end(), c.sparse, c.sparse + c.rows * kNumSparse);
+        return ++calls < 10 + round * 20;
+      });
+    });
+    run_files(*e, {dir / "a.tsv"}, [&](const ChunkView& c) {
+      ids[0].insert(ids[0].end(), c.sparse, c.sparse + c.rows * kNumSparse);
+      return true;
+    });
+    other.join();
+    ASSERT_EQ(ids[0], want.ids);
+    ASSERT_LT(ids[1].size(), want.ids.size());
+    ASSERT_TRUE(std::equal(ids[1].begin(), ids[1].end(), want.ids.begin()));
+    // The values in first-seen order (counts add up over both runs).
+    const Vocabulary got = e->take_vocabulary();
+    for (int c = 0; c < kNumSparse; ++c) ASSERT_EQ(got.values[c], want.values[c]) << "round " << round;
+  }
 }
 
 }  // namespace

@@ -408,6 +408,101 @@ TEST(Vocab, U32Map) {
   EXPECT_EQ(m.find(0xfffffffeu, 0), 0xfffffffeu);
 }
 
+// erase() against a plain map: random inserts and erases in a table small enough that probe runs
+// are long and wrap around its end, then every key found or absent as the map says.
+TEST(Vocab, U32MapErase) {
+  std::mt19937_64 rng(21);
+  for (int round = 0; round < 20; ++round) {
+    U32Map m;
+    std::unordered_map<uint32_t, uint32_t> ref;
+    const uint32_t key_range = round % 2 ? 64 : 100000;  // few keys: many repeats and erases of erased keys
+    for (int i = 0; i < 20000; ++i) {
+      const uint32_t k = uint32_t(rng() % key_range) * (round % 3 == 0 ? 1u : 0x10001u);
+      if (rng() % 3 == 0) {
+        const bool had = ref.erase(k) > 0;
+        ASSERT_EQ(m.erase(k), had) << k;
+      } else {
+        bool ins = false;
+        const uint32_t v = uint32_t(i);
+        const uint32_t got = m.insert(k, v, &ins);
+        auto it = ref.find(k);
+        ASSERT_EQ(ins, it == ref.end());
+        if (ins) ref[k] = v;
+        ASSERT_EQ(got, ref[k]);
+      }
+      ASSERT_EQ(m.size(), ref.size());
+    }
+    for (const auto& [k, v] : ref) ASSERT_EQ(m.find(k, 0xffffffffu), v) << k;
+    for (uint32_t k = 0; k < 200; ++k) {
+      if (!ref.count(k)) {
+        ASSERT_EQ(m.find(k, 7u), 7u);
+      }
+    }
+  }
+  U32Map empty;
+  EXPECT_FALSE(empty.erase(5));
+}
+
+// unmerge() takes merges back newest first: after merging chunks A, B, C and taking back C and B,
+// the builder equals one that merged A alone (values, counts, positions), and merging B and C again
+// gives the positions they got the first time. Also after the tables grew in between.
+TEST(Vocab, BuilderUnmergeRestores) {
+  std::mt19937_64 rng(5);
+  for (int round = 0; round < 6; ++round) {
+    const size_t rows = round < 3 ? 200 : 20000;  // the large rounds make tables grow within B and C
+    std::vector<std::vector<uint32_t>> chunks;
+    for (int i = 0; i < 3; ++i) chunks.push_back(random_sparse(rng, rows));
+    auto lists = [&](const std::vector<uint32_t>& sp) {
+      ParsedChunk c;
+      c.rows = int64_t(sp.size() / kNumSparse);
+      c.sparse = sp;
+      detail::collect_distinct(&c);
+      return c;
+    };
+    std::vector<ParsedChunk> parsed;
+    for (const auto& c : chunks) parsed.push_back(lists(c));
+    VocabBuilder b, only_a;
+    std::vector<uint32_t> pos[3][kNumSparse];
+    size_t before[3][kNumSparse];
+    for (int i = 0; i < 3; ++i)
+      for (int col = 0; col < kNumSparse; ++col) {
+        const ParsedChunk& c = parsed[size_t(i)];
+        pos[i][col].resize(c.distinct[col].size());
+        before[i][col] = b.size(col);
+        b.merge(col, c.distinct[col].data(), c.distinct_count[col].data(), c.distinct[col].size(), pos[i][col].data());
+        if (i == 0) only_a.merge(col, c.distinct[col].data(), c.distinct_count[col].data(), c.distinct[col].size());
+      }
+    for (int i = 2; i >= 1; --i)
+      for (int col = 0; col < kNumSparse; ++col) {
+        const ParsedChunk& c = parsed[size_t(i)];
+        b.unmerge(col, c.distinct[col].data(), c.distinct_count[col].data(), c.distinct[col].size(),
+                  pos[i][col].data(), before[i][col]);
+      }
+    for (int col = 0; col < kNumSparse; ++col) {
+      ASSERT_EQ(b.size(col), only_a.size(col));
+      const ParsedChunk& c = parsed[1];
+      for (uint32_t v : c.distinct[col]) ASSERT_EQ(b.position(col, v), only_a.position(col, v)) << v;
+    }
+    for (int i = 1; i < 3; ++i)
+      for (int col = 0; col < kNumSparse; ++col) {
+        const ParsedChunk& c = parsed[size_t(i)];
+        std::vector<uint32_t> again(c.distinct[col].size());
+        b.merge(col, c.distinct[col].data(), c.distinct_count[col].data(), c.distinct[col].size(), again.data());
+        ASSERT_EQ(again, pos[i][col]) << "round " << round << " chunk " << i << " column " << col;
+      }
+    Vocabulary got = b.finish();
+    VocabBuilder all;
+    for (const auto& c : parsed)
+      for (int col = 0; col < kNumSparse; ++col)
+        all.merge(col, c.distinct[col].data(), c.distinct_count[col].data(), c.distinct[col].size());
+    const Vocabulary want = all.finish();
+    for (int col = 0; col < kNumSparse; ++col) {
+      ASSERT_EQ(got.values[col], want.values[col]);
+      ASSERT_EQ(got.counts[col], want.counts[col]);
+    }
+  }
+}
+
 }  // namespace
 
 // Tables past the cache size take apply()'s prefetching path, small ones the plain one; both give

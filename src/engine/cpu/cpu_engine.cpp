@@ -1,8 +1,8 @@
-// The cpu engine's pipeline: the source's reader thread cuts the inputs into line-aligned blocks,
-// worker threads parse blocks in parallel, and the calling thread receives them in input order
-// (util/ordered_pipeline.hpp). First-seen ids are assigned on the calling thread as chunks arrive in
-// order: each chunk's distinct values, merged in chunk order, number the values exactly as one
-// sequential pass would.
+// The cpu engine's pipeline: the source's reader thread cuts the inputs into blocks, worker
+// threads parse blocks in parallel, and the calling thread receives them in input order
+// (util/ordered_pipeline.hpp). First-seen ids: each chunk's distinct values are merged into the
+// vocabulary in chunk order, column by column, by the workers as chunks are parsed
+// (engine/cpu/column_merge.hpp), which numbers the values exactly as one sequential pass would.
 #include "engine/cpu/cpu_engine.hpp"
 
 #include <algorithm>
@@ -13,12 +13,12 @@
 #include <new>
 #include <thread>
 
+#include "engine/cpu/column_merge.hpp"
 #include "engine/cpu/fields.hpp"
 #include "engine/cpu/structural.hpp"
 #include "engine/cpu/value_pass.hpp"
 #include "source/blocks.hpp"
 #include "util/ordered_pipeline.hpp"
-#include "util/parallel.hpp"
 
 namespace sluice {
 
@@ -27,7 +27,10 @@ CpuEngine::CpuEngine(EngineOptions opts) : opts_(opts) {
   if (opts_.block_bytes < 1024) opts_.block_bytes = 1024;
   if (opts_.ids == IdMode::kVocab && !opts_.vocab) throw Error("internal: IdMode::kVocab without a vocabulary");
   if (opts_.output == MemoryKind::kDevice) throw Error("the cpu engine hands out host memory only");
+  merge_state_ = std::make_unique<detail::ColumnMergeShared>();
 }
+
+CpuEngine::~CpuEngine() = default;
 
 namespace {
 
@@ -45,6 +48,7 @@ struct Work {
   Block block;
   BlockBuffer buffer;
   ParsedChunk chunk;
+  uint64_t order = 0;  // the chunk's number in this pass (0, 1, ...)
 };
 
 }  // namespace
@@ -76,13 +80,15 @@ bool InOrder::take(ParsedChunk& c, bool distinct) {
   c.first_row = row_;
   bool last = false;
   if (row_limit_ != Engine::kNoRowLimit && uint64_t(c.rows) >= row_limit_ - row_) {
-    // The limit ends inside this chunk: drop the rows past it (their values are never seen).
-    c.rows = int64_t(row_limit_ - row_);
-    c.labels.resize(size_t(c.rows));
-    if (!c.dense.empty()) c.dense.resize(size_t(c.rows) * kNumDense);
-    if (!c.dense_int.empty()) c.dense_int.resize(size_t(c.rows) * kNumDense);
-    c.sparse.resize(size_t(c.rows) * kNumSparse);
-    if (distinct) detail::collect_distinct(&c);
+    if (uint64_t(c.rows) > row_limit_ - row_) {
+      // The limit ends inside this chunk: drop the rows past it (their values are never seen).
+      c.rows = int64_t(row_limit_ - row_);
+      c.labels.resize(size_t(c.rows));
+      if (!c.dense.empty()) c.dense.resize(size_t(c.rows) * kNumDense);
+      if (!c.dense_int.empty()) c.dense_int.resize(size_t(c.rows) * kNumDense);
+      c.sparse.resize(size_t(c.rows) * kNumSparse);
+      if (distinct) detail::collect_distinct(&c);
+    }
     last = true;
   }
   row_ += uint64_t(c.rows);
@@ -91,13 +97,19 @@ bool InOrder::take(ParsedChunk& c, bool distinct) {
 }
 
 EngineStats CpuEngine::pass(BlockReader& blocks, const std::function<bool(ParsedChunk&)>& deliver, bool distinct,
-                            const Vocabulary* vocab, Vocabulary::Unseen unseen, uint64_t row_limit) {
+                            const Vocabulary* vocab, Vocabulary::Unseen unseen, uint64_t row_limit,
+                            detail::ColumnMerge* merge) {
   EngineStats stats;
   stats.rows_per_file.assign(blocks.files(), 0);
   InOrder order(blocks, opts_, &stats, row_limit);
 
   detail::OrderedPipeline<Work>::Stages s;
-  s.produce = [&](Work& w) { return blocks.next(&w.block, &w.buffer); };
+  uint64_t produced = 0;
+  s.produce = [&](Work& w) {
+    if (!blocks.next(&w.block, &w.buffer)) return false;
+    w.order = produced++;
+    return true;
+  };
   s.work = [&](Work& w) {
     try {
       parse_into(opts_, w.block.data, w.block.size, w.block.format, distinct, vocab, unseen, &w.chunk);
@@ -109,10 +121,16 @@ EngineStats CpuEngine::pass(BlockReader& blocks, const std::function<bool(Parsed
     w.chunk.file_index = w.block.file;
     w.chunk.seq = w.block.seq;
     w.chunk.bytes = w.block.size;
+    if (merge) merge->parsed(w.order, w.chunk);
   };
   s.consume = [&](Work& w) {
     ParsedChunk& c = w.chunk;
+    const bool cut = merge && merge->await(w.order, order.rows());
     const bool last = order.take(c, distinct);
+    if (merge) {
+      if (cut) merge->merge_cut(w.order, c);
+      merge->delivered(w.order);
+    }
     if (c.rows > 0 && !deliver(c)) {
       stats.stopped = true;
       return false;
@@ -121,7 +139,11 @@ EngineStats CpuEngine::pass(BlockReader& blocks, const std::function<bool(Parsed
     return !last;
   };
   s.cancel = [&] { blocks.cancel(); };
-  detail::OrderedPipeline<Work>::run(threads_, size_t(threads_) * 2 + 2, std::move(s));
+  if (merge) {
+    s.help = [merge] { return merge->help(); };
+    s.stopped = [merge] { merge->stopped(); };
+  }
+  detail::OrderedPipeline<Work>::run(threads_, window(), std::move(s));
   stats.rows = order.rows();
   stats.bytes = blocks.bytes_read();
   return stats;
@@ -142,68 +164,51 @@ EngineStats CpuEngine::run(BlockReader& blocks, const ChunkSink& sink, uint64_t 
   // First-seen ids. One pass when every value gets an id; with min_freq > 1 the counts decide, so
   // a first pass builds the vocabulary and a second one applies it.
   std::unique_lock<std::mutex> lock(vocab_mu_);  // concurrent runs share the ids (train and test streams)
+  if (ids_lost_)
+    throw Error("first-seen ids: an earlier run of this engine failed while merging them; the ids are lost");
   if (!builder_) builder_ = std::make_unique<VocabBuilder>(opts_.min_freq);
+  VocabBuilder& builder = *builder_;
   lock.unlock();
-  detail::ParallelFor pool(std::min(threads_, kNumSparse));
-  const uint32_t cap_last = opts_.id_capacity > 0 ? uint32_t(opts_.id_capacity - 1) : 0xffffffffu;
+  // Runs whose merge failed leave the builder in an unknown state: later runs refuse it.
+  auto merged_pass = [&](detail::ColumnMerge& merge, const std::function<bool(ParsedChunk&)>& deliver) {
+    try {
+      return pass(blocks, deliver, true, nullptr, opts_.unseen, row_limit, &merge);
+    } catch (...) {
+      if (merge.failed()) {
+        std::lock_guard<std::mutex> g(vocab_mu_);
+        ids_lost_ = true;
+      }
+      throw;
+    }
+  };
   if (opts_.min_freq <= 1) {
+    const uint32_t cap_last = opts_.id_capacity > 0 ? uint32_t(opts_.id_capacity - 1) : 0xffffffffu;
+    detail::ColumnMerge merge(builder, *merge_state_, window(), row_limit, true, cap_last);
     // SLUICE_ENGINE_PROFILE=1: the delivering thread's time, printed at the end of the run (seconds):
-    // merging the chunks' distinct values, giving the rows their ids, the sink; the rest of the run's
-    // time it waited for parsed chunks.
+    // the sink's; the rest it spent waiting for chunks (parsed, merged, given their ids) and helping.
     static const bool profile = [] { const char* e = std::getenv("SLUICE_ENGINE_PROFILE"); return e && *e == '1'; }();
     using PClock = std::chrono::steady_clock;
     const auto p_t0 = PClock::now();
-    double p_merge = 0, p_map = 0, p_sink = 0;
+    double p_sink = 0;
     auto p_since = [](PClock::time_point t) { return std::chrono::duration<double>(PClock::now() - t).count(); };
-    std::vector<std::vector<uint32_t>> positions(kNumSparse);  // per column: the chunk's distinct values' ids
-    EngineStats stats = pass(blocks, [&](ParsedChunk& c) {
-      auto t = PClock::now();
-      {
-        std::lock_guard<std::mutex> g(vocab_mu_);
-        // The chunk's distinct values get their positions as they merge (columns in parallel).
-        pool.run(kNumSparse, [&](int col) {
-          std::vector<uint32_t>& ids = positions[size_t(col)];
-          ids.resize(c.distinct[col].size());
-          builder_->merge(col, c.distinct[col].data(), c.distinct_count[col].data(), c.distinct[col].size(),
-                          ids.data());
-          for (uint32_t& id : ids) id = std::min(id, cap_last);
-        });
-      }
-      if (profile) { p_merge += p_since(t); t = PClock::now(); }
-      // Each row's id is then its value's entry in that short list (no lookup in the column's large
-      // table): rows in ranges, a row's 26 values together, so that the chunk is walked once in order
-      // rather than once per column with a stride of 26 values.
-      const uint32_t* lists[kNumSparse];
-      for (int col = 0; col < kNumSparse; ++col) lists[col] = positions[size_t(col)].data();
-      const int64_t rows = c.rows;
-      const int ranges = int(std::min<int64_t>(pool.threads(), std::max<int64_t>(1, rows / 4096)));
-      pool.run(ranges, [&](int p) {
-        const int64_t r0 = rows * p / ranges, r1 = rows * (p + 1) / ranges;
-        uint32_t* s = c.sparse.data() + r0 * kNumSparse;
-        const uint32_t* l = c.local.data() + r0 * kNumSparse;
-        for (int64_t r = r0; r < r1; ++r, s += kNumSparse, l += kNumSparse)
-          for (int col = 0; col < kNumSparse; ++col) s[col] = lists[col][l[col]];
-      });
-      if (profile) { p_map += p_since(t); t = PClock::now(); }
+    EngineStats stats = merged_pass(merge, [&](ParsedChunk& c) {
+      const auto t = PClock::now();
       const bool more = sink(view_of(c, false));
       if (profile) p_sink += p_since(t);
       return more;
-    }, true, nullptr, opts_.unseen, row_limit);
+    });
     if (profile)
-      std::fprintf(stderr, "cpu engine, first-seen ids, %d threads: %.3f s; delivering thread: merging %.3f, "
-                   "ids %.3f, sink %.3f\n", threads_, p_since(p_t0), p_merge, p_map, p_sink);
+      std::fprintf(stderr, "cpu engine, first-seen ids, %d threads: %.3f s; delivering thread: sink %.3f\n",
+                   threads_, p_since(p_t0), p_sink);
     return stats;
   }
   for (size_t f = 0; f < blocks.files(); ++f) {
     if (is_stdin_path(blocks.path(f))) throw Error("--min-freq reads the inputs twice: standard input cannot be read twice");
   }
-  pass(blocks, [&](ParsedChunk& c) {
-    std::lock_guard<std::mutex> g(vocab_mu_);
-    pool.run(kNumSparse, [&](int col) {
-      builder_->merge(col, c.distinct[col].data(), c.distinct_count[col].data(), c.distinct[col].size());
-    });
-    return true;
-  }, true, nullptr, opts_.unseen, row_limit);
+  {
+    detail::ColumnMerge merge(builder, *merge_state_, window(), row_limit, false, 0);
+    merged_pass(merge, [](ParsedChunk&) { return true; });
+  }
   {
     std::lock_guard<std::mutex> g(vocab_mu_);
     vocab_ = builder_->finish();
@@ -222,6 +227,7 @@ std::string cpu_engine_kernels() {
 
 Vocabulary CpuEngine::take_vocabulary() {
   std::lock_guard<std::mutex> g(vocab_mu_);
+  if (ids_lost_) throw Error("first-seen ids: a run of this engine failed while merging them; the ids are lost");
   if (builder_) {
     vocab_ = builder_->finish();
     builder_.reset();

@@ -13,6 +13,11 @@
 
 namespace sluice {
 
+namespace detail {
+class ColumnMerge;
+struct ColumnMergeShared;
+}
+
 // One parsed block: host vectors, reused from block to block. Columns are row-major.
 struct ParsedChunk {
   size_t file_index = 0;
@@ -79,6 +84,7 @@ class InOrder {
 class CpuEngine final : public Engine {
  public:
   explicit CpuEngine(EngineOptions opts);
+  ~CpuEngine() override;
   const char* name() const override { return "cpu"; }
   bool supports(IdMode) const override { return true; }
   const EngineOptions& options() const override { return opts_; }
@@ -93,14 +99,23 @@ class CpuEngine final : public Engine {
   void parse_buffer(const char* data, size_t size, InputFormat format, ParsedChunk* chunk) const;
 
  private:
-  // One pass over the blocks, chunks in input order to `deliver` (false: stop).
+  // One pass over the blocks, chunks in input order to `deliver` (false: stop). With `merge`, each
+  // chunk's distinct values are merged into the first-seen vocabulary as it is parsed (and its rows
+  // given their ids) before it is delivered.
   EngineStats pass(BlockReader& blocks, const std::function<bool(ParsedChunk&)>& deliver, bool distinct,
-                   const Vocabulary* vocab, Vocabulary::Unseen unseen, uint64_t row_limit);
+                   const Vocabulary* vocab, Vocabulary::Unseen unseen, uint64_t row_limit,
+                   detail::ColumnMerge* merge = nullptr);
+  // The most chunks a pass holds at once.
+  size_t window() const { return size_t(threads_) * 2 + 2; }
   EngineOptions opts_;
   int threads_;
-  std::mutex vocab_mu_;  // kFirstSeen state, shared by concurrent runs (train and test streams)
+  // kFirstSeen state, shared by concurrent runs (train and test streams): vocab_mu_ guards builder_
+  // and vocab_ as a whole, merge_state_ the builder's columns while runs merge into it.
+  std::mutex vocab_mu_;
   std::unique_ptr<VocabBuilder> builder_;
   Vocabulary vocab_;
+  std::unique_ptr<detail::ColumnMergeShared> merge_state_;
+  bool ids_lost_ = false;  // a merge failed (out of memory): the ids built so far are unknown
 };
 
 }  // namespace sluice
