@@ -857,6 +857,24 @@ TEST(Engine, FirstSeenRowLimitsEqualSequential) {
       const std::string what = "threads " + std::to_string(threads) + ", limit " + std::to_string(limit);
       ASSERT_EQ(ids, want.ids) << what;
       want.expect_vocabulary(e->take_vocabulary(), what);
+      // min_freq 2: the first pass merges up to the limit too; values seen once get id 0.
+      EngineOptions m = o;
+      m.min_freq = 2;
+      auto f = make_engine("cpu", m);
+      BlockReader again(inputs, m.block_bytes);
+      std::vector<uint32_t> rare_ids;
+      f->run(again, [&](const ChunkView& c) {
+        rare_ids.insert(rare_ids.end(), c.sparse, c.sparse + c.rows * kNumSparse);
+        return true;
+      }, limit);
+      std::vector<uint32_t> kept_id[kNumSparse];
+      for (int c = 0; c < kNumSparse; ++c) {
+        uint32_t next = 1;
+        for (uint32_t count : want.counts[c]) kept_id[c].push_back(count >= 2 ? next++ : 0);
+      }
+      ASSERT_EQ(rare_ids.size(), want.ids.size()) << what;
+      for (size_t i = 0; i < want.ids.size(); ++i)
+        ASSERT_EQ(rare_ids[i], kept_id[i % kNumSparse][want.ids[i]]) << what << ", min_freq 2, value " << i;
     }
   }
 }
