@@ -39,8 +39,8 @@ class OrderedPipeline {
     std::function<void()> cancel;
     // Work not tied to one item, which the items' work makes (the cpu engine's first-seen merges):
     // called on a worker after it handed its item on when no item waits for a worker, and on the
-    // calling thread while it waits for the next item. Returns true when it did some; then it is called again. An exception stops the
-    // pipeline (rethrown on the calling thread). Optional.
+    // calling thread while it waits for the next item. Returns true when it did some; then it is
+    // called again. An exception stops the pipeline (rethrown on the calling thread). Optional.
     std::function<bool()> help;
     // Called on the calling thread once the pipeline has stopped for any reason (the end, consume
     // returning false, an exception), after every thread is joined and before the items go: what
@@ -209,7 +209,8 @@ class OrderedPipeline {
             lk.lock();
             if (did) continue;
           }
-          if (cv_.wait_for(lk, s_.help ? std::chrono::milliseconds(1) : std::chrono::milliseconds(100), ready)) break;
+          const auto poll = s_.help ? std::chrono::milliseconds(1) : std::chrono::milliseconds(100);
+          if (cv_.wait_for(lk, poll, ready)) break;
           if (pending_interrupt()) break;
         }
         if (help_error_) std::rethrow_exception(help_error_);

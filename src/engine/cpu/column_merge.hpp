@@ -2,20 +2,22 @@
 // kFirstSeen runs).
 //
 // The ids are those of one sequential pass: each column's values are merged into the vocabulary
-// builder chunk after chunk, in input order. But the 26 columns do not wait for each other. A worker
-// that has parsed a chunk goes on to merge whatever the columns can take next, one column at a time
-// (a column is held by one thread, which merges its chunks in order for as long as they are
-// parsed), and the thread that merges a chunk's last column gives the chunk's rows their ids. The
-// calling thread, at a chunk's turn, helps until that chunk is done. A run is bounded by its slowest
-// column's merges and by the total work spread over every core, not by each chunk's slowest column
-// in turn, as when the calling thread merged chunk after chunk.
+// builder chunk after chunk, in input order. But the 26 columns do not wait for each other. Workers
+// with no block waiting to be parsed, and the calling thread while it waits for its next chunk, merge
+// whatever the columns can take next (the pipeline's help stage), a column held by one thread at a
+// time and its chunks merged in order; the thread that merges a chunk's last column gives the
+// chunk's rows their ids. The calling thread, at a chunk's turn, helps until that chunk is done. A
+// run is bounded by its slowest column's merges and by the total work spread over every core, not by
+// each chunk's slowest column in turn, as when the calling thread merged chunk after chunk.
 //
 // Merges run ahead of delivery by up to the pipeline's window of chunks. When a run stops early
-// (its sink says stop, a bad row in fail mode, an error, Ctrl-C), stopped() takes back the merges of
-// the chunks that were not delivered: the vocabulary then holds exactly the delivered chunks, as if
-// each had been merged at its delivery. That is skipped when another run merged into the same
-// vocabulary at the same time (the train and test streams of one dataset, which read the same inputs
-// from their start: a value merged ahead gets the id it gets anyway).
+// (its sink says stop or throws, a bad row in fail mode, a read or parse error, Ctrl-C), stopped()
+// takes back the merges of the chunks that were not delivered: the vocabulary then holds exactly the
+// delivered chunks, as if each had been merged at its delivery. That is skipped when another run of
+// the same engine was under way at the same time (the train and test streams of one dataset, which
+// read the same inputs from their start: a value merged ahead gets the id it gets anyway). A merge
+// that fails (out of memory) leaves the builder in an unknown state: the engine then refuses
+// first-seen runs.
 #pragma once
 
 #include <atomic>

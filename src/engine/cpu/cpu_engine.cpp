@@ -1,8 +1,8 @@
-// The cpu engine's pipeline: the source's reader thread cuts the inputs into blocks, worker
-// threads parse blocks in parallel, and the calling thread receives them in input order
+// The cpu engine's pipeline: the source's reader thread cuts the inputs into line-aligned blocks,
+// worker threads parse blocks in parallel, and the calling thread receives them in input order
 // (util/ordered_pipeline.hpp). First-seen ids: each chunk's distinct values are merged into the
-// vocabulary in chunk order, column by column, by the workers as chunks are parsed
-// (engine/cpu/column_merge.hpp), which numbers the values exactly as one sequential pass would.
+// vocabulary in chunk order, column by column, by the workers and the calling thread as chunks are
+// parsed (engine/cpu/column_merge.hpp), which numbers the values exactly as one sequential pass would.
 #include "engine/cpu/cpu_engine.hpp"
 
 #include <algorithm>
