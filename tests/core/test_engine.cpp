@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -817,6 +818,20 @@ struct SequentialIds {
   }
 };
 
+// The ids of one run of a new engine over `inputs`, stopped at `row_limit`.
+std::vector<uint32_t> ids_up_to(const EngineOptions& o, const std::vector<std::string>& inputs, uint64_t row_limit,
+                                std::unique_ptr<Engine>* engine_out = nullptr) {
+  auto e = make_engine("cpu", o);
+  BlockReader blocks(inputs, o.block_bytes);
+  std::vector<uint32_t> ids;
+  e->run(blocks, [&](const ChunkView& c) {
+    ids.insert(ids.end(), c.sparse, c.sparse + c.rows * kNumSparse);
+    return true;
+  }, row_limit);
+  if (engine_out) *engine_out = std::move(e);
+  return ids;
+}
+
 std::vector<uint32_t> raw_values(const std::vector<std::string>& inputs, uint64_t modulo) {
   EngineOptions o = opts(2, 1 << 16, modulo);
   o.ids = IdMode::kRaw;
@@ -845,13 +860,8 @@ TEST(Engine, FirstSeenRowLimitsEqualSequential) {
     ASSERT_GT(ends.size(), 100u);
     for (uint64_t limit : {uint64_t(0), uint64_t(1), ends[3], ends[3] + 1, ends[50] - 1, uint64_t(3000), total - 1,
                            total, total + 7}) {
-      auto e = make_engine("cpu", o);
-      BlockReader blocks(inputs, o.block_bytes);
-      std::vector<uint32_t> ids;
-      e->run(blocks, [&](const ChunkView& c) {
-        ids.insert(ids.end(), c.sparse, c.sparse + c.rows * kNumSparse);
-        return true;
-      }, limit);
+      std::unique_ptr<Engine> e;
+      const std::vector<uint32_t> ids = ids_up_to(o, inputs, limit, &e);
       const uint64_t n = std::min(limit, total);
       const SequentialIds want(std::vector<uint32_t>(raw.begin(), raw.begin() + ptrdiff_t(n * kNumSparse)));
       const std::string what = "threads " + std::to_string(threads) + ", limit " + std::to_string(limit);
@@ -860,13 +870,7 @@ TEST(Engine, FirstSeenRowLimitsEqualSequential) {
       // min_freq 2: the first pass merges up to the limit too; values seen once get id 0.
       EngineOptions m = o;
       m.min_freq = 2;
-      auto f = make_engine("cpu", m);
-      BlockReader again(inputs, m.block_bytes);
-      std::vector<uint32_t> rare_ids;
-      f->run(again, [&](const ChunkView& c) {
-        rare_ids.insert(rare_ids.end(), c.sparse, c.sparse + c.rows * kNumSparse);
-        return true;
-      }, limit);
+      const std::vector<uint32_t> rare_ids = ids_up_to(m, inputs, limit);
       std::vector<uint32_t> kept_id[kNumSparse];
       for (int c = 0; c < kNumSparse; ++c) {
         uint32_t next = 1;
