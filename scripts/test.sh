@@ -22,8 +22,9 @@ echo "== Python package: a fresh virtual environment, pip install ., pytest"
 SLUICE_PY_BUILD_DIR=build bash scripts/test_python.sh
 if [ "${SLUICE_QUICK:-0}" != 1 ]; then
   echo "== core tests under ASan/UBSan"
-  # -g1: line tables only (what the sanitizers' stack traces print), which compiles much faster than -g.
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
+  # -g1: line tables only (what the sanitizers' stack traces print), which compiles much faster than -g;
+  # -O1 compiles in 58-72% of -O2's time (test_prep.cpp 47.5 s against 81.8 s on a 2-core machine).
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
         -DSLUICE_SANITIZE=ON -DSLUICE_WITH_TORCH=OFF \
         -DSLUICE_WITH_CUDA=OFF -DSLUICE_WITH_VERILATOR=OFF -DSLUICE_BUILD_BENCH=OFF >/dev/null
   cmake --build build-asan -j"$(nproc 2>/dev/null || echo 2)"  # every test binary ctest will look for
