@@ -106,6 +106,12 @@ struct ChunkView {
   // and their counts in this chunk (arrays of kNumSparse vectors).
   const std::vector<uint32_t>* distinct = nullptr;
   const std::vector<uint32_t>* distinct_count = nullptr;
+  // Host memory, optional (empty when the engine cannot): hands the chunk's labels, dense and sparse
+  // arrays over to the caller instead of reusing them for a later chunk. The pointers above then stay
+  // valid for as long as the returned owner lives (on any thread); the engine goes on with other
+  // buffers. For a sink that works on the rows after it returns (a writer thread), in place of a
+  // copy. Call at most once, during the sink call.
+  std::function<std::shared_ptr<const void>()> keep;
 };
 
 // Receives chunks in input order on the thread that called run(). Returning false stops the run

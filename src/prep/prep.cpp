@@ -137,12 +137,14 @@ class PartWriter {
 };
 
 // Writes the parts on a thread of its own, so that the engine goes on with its next chunks while a
-// chunk's rows are written and a finished part is synced. A chunk's rows are copied (the engine reuses
-// its buffers once the sink returns) and written in order; at most kAhead bytes wait. The first error
-// of the writing thread is rethrown by the engine thread's next call; destroying the writer drops
-// what has not been written yet.
+// chunk's rows are written and a finished part is synced. Rows are written in order; at most kAhead
+// bytes wait. A chunk's arrays are taken over from the engine when it can hand them over
+// (ChunkView::keep, the cpu engine), and copied otherwise (the engine reuses its buffers once the
+// sink returns). The first error of the writing thread is rethrown by the engine thread's next call;
+// destroying the writer drops what has not been written yet.
 //
-// `threaded` false, or SLUICE_PREP_WRITE_INLINE=1, writes on the engine's thread instead (no copy).
+// `threaded` false, or SLUICE_PREP_WRITE_INLINE=1, writes on the engine's thread instead (no copy);
+// SLUICE_PREP_COPY=1 copies every chunk's rows, as for engines that cannot hand their arrays over.
 // On the H100 host the thread took prep with the cpu engine from 3.76-4.12 s to 2.86-3.22 s; with the
 // cuda engine, whose thread mostly waits for the GPU, the extra copy made it 2-11% slower, so that
 // engine writes inline (docs/benchmarks.md, "sluice prep --days").
@@ -151,6 +153,8 @@ class PartWriterThread {
   explicit PartWriterThread(bool threaded) {
     const char* e = std::getenv("SLUICE_PREP_WRITE_INLINE");
     inline_ = !threaded || (e && *e == '1');
+    const char* c = std::getenv("SLUICE_PREP_COPY");
+    keeps_ = !inline_ && !(c && *c == '1');
     if (!inline_) thread_ = std::thread([this] { loop(); });
   }
   ~PartWriterThread() {
@@ -164,9 +168,12 @@ class PartWriterThread {
   PartWriterThread(const PartWriterThread&) = delete;
   PartWriterThread& operator=(const PartWriterThread&) = delete;
 
-  // dense: kNumDense 4-byte values per row (float32 or clamped int32).
+  // Whether append() uses an owner of the arrays (else they are written before it returns).
+  bool keeps() const { return keeps_; }
+  // dense: kNumDense 4-byte values per row (float32 or clamped int32). With `owner` (the chunk's
+  // arrays handed over by the engine), the arrays are written from where they are; without, copied.
   void append(const std::shared_ptr<PartWriter>& w, const int32_t* labels, const void* dense, const uint32_t* ids,
-              uint64_t rows) {
+              uint64_t rows, std::shared_ptr<const void> owner = nullptr) {
     if (inline_) {
       w->append(labels, dense, ids, rows);
       return;
@@ -174,18 +181,29 @@ class PartWriterThread {
     Job j;
     j.part = w;
     j.rows = rows;
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      if (!spare_.empty()) {
-        j.bytes = std::move(spare_.back());
-        spare_.pop_back();
+    j.size = size_t(rows) * kRowBytes;
+    if (owner) {
+      j.owner = std::move(owner);
+      j.labels = labels;
+      j.dense = dense;
+      j.ids = ids;
+    } else {
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        if (!spare_.empty()) {
+          j.bytes = std::move(spare_.back());
+          spare_.pop_back();
+        }
       }
+      j.bytes.resize(j.size);
+      char* p = j.bytes.data();
+      std::memcpy(p, labels, size_t(rows) * 4);
+      std::memcpy(p + size_t(rows) * 4, dense, size_t(rows) * kNumDense * 4);
+      std::memcpy(p + size_t(rows) * (4 + kNumDense * 4), ids, size_t(rows) * kNumSparse * 4);
+      j.labels = reinterpret_cast<const int32_t*>(p);
+      j.dense = p + size_t(rows) * 4;
+      j.ids = reinterpret_cast<const uint32_t*>(p + size_t(rows) * (4 + kNumDense * 4));
     }
-    j.bytes.resize(size_t(rows) * kRowBytes);
-    char* p = j.bytes.data();
-    std::memcpy(p, labels, size_t(rows) * 4);
-    std::memcpy(p + size_t(rows) * 4, dense, size_t(rows) * kNumDense * 4);
-    std::memcpy(p + size_t(rows) * (4 + kNumDense * 4), ids, size_t(rows) * kNumSparse * 4);
     push(std::move(j));
   }
   // Runs `fn` (finishing a part) after everything queued before it.
@@ -211,15 +229,20 @@ class PartWriterThread {
   struct Job {
     std::shared_ptr<PartWriter> part;
     uint64_t rows = 0;
-    std::vector<char> bytes;
+    size_t size = 0;  // bytes of rows
+    const int32_t* labels = nullptr;
+    const void* dense = nullptr;
+    const uint32_t* ids = nullptr;
+    std::shared_ptr<const void> owner;  // the arrays, handed over by the engine
+    std::vector<char> bytes;            // or a copy of them
     std::function<void()> fn;
   };
 
   void push(Job&& j) {
     std::unique_lock<std::mutex> lk(mu_);
-    space_.wait(lk, [&] { return error_ || queue_.empty() || waiting_ + j.bytes.size() <= kAhead; });
+    space_.wait(lk, [&] { return error_ || queue_.empty() || waiting_ + j.size <= kAhead; });
     if (error_) std::rethrow_exception(error_);
-    waiting_ += j.bytes.size();
+    waiting_ += j.size;
     queue_.push_back(std::move(j));
     cv_.notify_all();
   }
@@ -241,10 +264,7 @@ class PartWriterThread {
           if (j.fn) {
             j.fn();
           } else {
-            const char* p = j.bytes.data();
-            const size_t n = size_t(j.rows);
-            j.part->append(reinterpret_cast<const int32_t*>(p), p + n * 4,
-                           reinterpret_cast<const uint32_t*>(p + n * (4 + kNumDense * 4)), j.rows);
+            j.part->append(j.labels, j.dense, j.ids, j.rows);
           }
         } catch (...) {
           err = std::current_exception();
@@ -252,7 +272,7 @@ class PartWriterThread {
       }
       {
         std::lock_guard<std::mutex> g(mu_);
-        waiting_ -= j.bytes.size();
+        waiting_ -= j.size;
         if (err) {
           error_ = err;
           failed_ = true;
@@ -270,7 +290,7 @@ class PartWriterThread {
   std::deque<Job> queue_;
   std::vector<std::vector<char>> spare_;
   size_t waiting_ = 0;
-  bool busy_ = false, stop_ = false, failed_ = false, inline_ = false;
+  bool busy_ = false, stop_ = false, failed_ = false, inline_ = false, keeps_ = false;
   std::exception_ptr error_;
   std::thread thread_;  // last: started once everything above exists
 };
@@ -483,6 +503,7 @@ PrepResult prep(const PrepOptions& o) {
     stats = engine->run(blocks, [&](const ChunkView& c) {
       check_interrupt();
       const void* dense = eo.dense == DenseOut::kLog ? static_cast<const void*>(c.dense) : c.dense_int;
+      const std::shared_ptr<const void> owner = writer.keeps() && c.keep ? c.keep() : nullptr;
       uint64_t done = 0;
       const uint64_t n = uint64_t(c.rows);
       while (done < n) {
@@ -492,7 +513,7 @@ PrepResult prep(const PrepOptions& o) {
         const uint64_t take = std::min(n - done, res.part_rows[part] - in_part);
         if (!w) w = std::make_shared<PartWriter>(out, res.parts[part], o.format, wide, track_max);
         writer.append(w, c.labels + done, static_cast<const char*>(dense) + done * kNumDense * 4,
-                      c.sparse + done * kNumSparse, take);
+                      c.sparse + done * kNumSparse, take, owner);
         in_part += take;
         done += take;
       }
@@ -532,7 +553,7 @@ PrepResult prep(const PrepOptions& o) {
       auto& w = parts[c.file_index];
       if (!w) w = std::make_shared<PartWriter>(out, part_stem(o.inputs[c.file_index]), o.format, wide, track_max);
       writer.append(w, c.labels, eo.dense == DenseOut::kLog ? static_cast<const void*>(c.dense) : c.dense_int, c.sparse,
-                    uint64_t(c.rows));
+                    uint64_t(c.rows), writer.keeps() && c.keep ? c.keep() : nullptr);
       report(c, blocks.file_bytes_read());
       return true;
     });

@@ -571,6 +571,74 @@ TEST(Engine, ConsumerExceptionStopsTheRun) {
   }
 }
 
+
+// ChunkView::keep: a sink that keeps every other chunk's arrays (and copies nothing) still reads the
+// reference rows from them after the run, for every id mode; the chunks not kept are overwritten by
+// later ones as before, and kept arrays released while the run goes on come back as spares.
+TEST(Engine, KeptChunksStayValidAfterTheRun) {
+  TempDir dir("engine");
+  RowGen gen(29);
+  const std::string text = gen.text(3000, true);
+  write_file(dir / "rows.tsv", text);
+  const Expected want = reference_parse(text, 1000);
+  for (IdMode mode : {IdMode::kRaw, IdMode::kFirstSeen}) {
+    for (int threads : {1, 4}) {
+      EngineOptions o = opts(threads, 1024, 1000);
+      o.ids = mode;
+      CpuEngine engine(o);
+      struct Kept {
+        std::shared_ptr<const void> owner;
+        const int32_t* labels;
+        const float* dense;
+        const uint32_t* sparse;
+        int64_t rows;
+        uint64_t first_row;
+      };
+      std::vector<Kept> kept;
+      std::vector<uint32_t> all_sparse;  // copied, for the first-seen ids
+      size_t chunks = 0;
+      run_files(engine, {dir / "rows.tsv"}, [&](const ChunkView& c) {
+        EXPECT_TRUE(bool(c.keep));
+        all_sparse.insert(all_sparse.end(), c.sparse, c.sparse + c.rows * kNumSparse);
+        if (chunks++ % 2 == 0) kept.push_back({c.keep(), c.labels, c.dense, c.sparse, c.rows, c.first_row});
+        if (kept.size() > 8) kept.erase(kept.begin());  // released mid-run: their arrays are reused
+        return true;
+      });
+      ASSERT_GT(chunks, 20u);
+      ASSERT_EQ(all_sparse.size(), want.sparse.size());
+      if (mode == IdMode::kRaw) {
+        EXPECT_EQ(all_sparse, want.sparse);
+      }
+      for (const Kept& k : kept) {
+        const size_t r0 = size_t(k.first_row);
+        for (int64_t r = 0; r < k.rows; ++r) {
+          ASSERT_EQ(k.labels[r], want.labels[r0 + size_t(r)]);
+          for (int i = 0; i < kNumDense; ++i) {
+            ASSERT_EQ(std::memcmp(&k.dense[r * kNumDense + i], &want.dense[(r0 + size_t(r)) * kNumDense + i], 4), 0);
+          }
+          for (int j = 0; j < kNumSparse; ++j) {
+            ASSERT_EQ(k.sparse[r * kNumSparse + j], all_sparse[(r0 + size_t(r)) * kNumSparse + j]);
+          }
+        }
+      }
+    }
+  }
+  // Owners may outlive the engine.
+  std::shared_ptr<const void> owner;
+  const int32_t* labels = nullptr;
+  {
+    CpuEngine engine(opts(2, 1024, 1000));
+    run_files(engine, {dir / "rows.tsv"}, [&](const ChunkView& c) {
+      if (!owner) {
+        owner = c.keep();
+        labels = c.labels;
+      }
+      return true;
+    });
+  }
+  EXPECT_EQ(labels[0], want.labels[0]);
+  owner.reset();
+}
 // ---- parse_buffer -------------------------------------------------------------------------------
 
 TEST(Engine, ParseBufferRecordsBadRowsWithoutThrowing) {

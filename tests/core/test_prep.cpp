@@ -634,21 +634,24 @@ TEST(Prep, OnePassDaysEqualTheSpilledDays) {
       EXPECT_TRUE(trees[0][i].second == trees[1][i].second) << trees[0][i].first;
     }
   }
-  // Parts written on the engine's thread (SLUICE_PREP_WRITE_INLINE=1) rather than on the writing
-  // thread: the same bytes, with and without --days.
+  // Parts written on the engine's thread (SLUICE_PREP_WRITE_INLINE=1), or on the writing thread from
+  // copies of the rows (SLUICE_PREP_COPY=1) rather than from the engine's arrays handed over: the
+  // same bytes, with and without --days (where a chunk's rows may go to two days).
   for (int days : {0, 3}) {
-    std::vector<std::pair<std::string, std::string>> t[2];
-    for (int inl : {0, 1}) {
+    std::vector<std::pair<std::string, std::string>> t[3];
+    for (int way : {0, 1, 2}) {
       PrepOptions o = base_opts({dir / "a.tsv", dir / "b.tsv", dir / "c.tsv", dir / "d.tsv"}, dir / numbered("w", k++));
       o.days = days;
-      if (inl) {
-        ASSERT_EQ(::setenv("SLUICE_PREP_WRITE_INLINE", "1", 1), 0);
+      const char* env = way == 1 ? "SLUICE_PREP_WRITE_INLINE" : "SLUICE_PREP_COPY";
+      if (way > 0) {
+        ASSERT_EQ(::setenv(env, "1", 1), 0);
       }
       prep(o);
-      ::unsetenv("SLUICE_PREP_WRITE_INLINE");
-      t[inl] = comparable_tree(o.out);
+      ::unsetenv(env);
+      t[way] = comparable_tree(o.out);
     }
     EXPECT_TRUE(t[0] == t[1]) << "days " << days;
+    EXPECT_TRUE(t[0] == t[2]) << "days " << days;
     EXPECT_GE(t[0].size(), 4u);
   }
   // Where rows may be skipped, the rows cannot be counted ahead: the spill path, and the same bytes.

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <new>
 #include <thread>
+#include <utility>
 
 #include "engine/cpu/column_merge.hpp"
 #include "engine/cpu/fields.hpp"
@@ -155,7 +156,7 @@ EngineStats CpuEngine::run(BlockReader& blocks, const ChunkSink& sink, uint64_t 
     case IdMode::kDistinct:
     case IdMode::kVocab: {
       const bool distinct = opts_.ids == IdMode::kDistinct;
-      return pass(blocks, [&](ParsedChunk& c) { return sink(view_of(c, distinct)); }, distinct,
+      return pass(blocks, [&](ParsedChunk& c) { return sink(view_of(c, distinct, kept_)); }, distinct,
                   opts_.ids == IdMode::kVocab ? opts_.vocab : nullptr, opts_.unseen, row_limit);
     }
     case IdMode::kFirstSeen:
@@ -193,7 +194,7 @@ EngineStats CpuEngine::run(BlockReader& blocks, const ChunkSink& sink, uint64_t 
     auto p_since = [](PClock::time_point t) { return std::chrono::duration<double>(PClock::now() - t).count(); };
     EngineStats stats = merged_pass(merge, [&](ParsedChunk& c) {
       const auto t = PClock::now();
-      const bool more = sink(view_of(c, false));
+      const bool more = sink(view_of(c, false, kept_));
       if (profile) p_sink += p_since(t);
       return more;
     });
@@ -217,9 +218,50 @@ EngineStats CpuEngine::run(BlockReader& blocks, const ChunkSink& sink, uint64_t 
   std::vector<std::string> paths;
   for (size_t f = 0; f < blocks.files(); ++f) paths.push_back(blocks.path(f));
   BlockReader again(paths, blocks.block_bytes(), blocks.maps_files(), blocks.inflate_ahead());
-  return pass(again, [&](ParsedChunk& c) { return sink(view_of(c, false)); }, false, &vocab_,
+  return pass(again, [&](ParsedChunk& c) { return sink(view_of(c, false, kept_)); }, false, &vocab_,
               Vocabulary::Unseen::kZero, row_limit);
 }
+
+namespace detail {
+
+struct KeptColumns::Owner {
+  Arrays arrays;
+  std::weak_ptr<KeptColumns> home;
+  ~Owner() {
+    if (auto k = home.lock()) k->give_back(std::move(arrays));
+  }
+};
+
+std::shared_ptr<const void> KeptColumns::take(ParsedChunk& c) {
+  auto owner = std::make_shared<Owner>();
+  owner->home = weak_from_this();
+  Arrays spare;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (!spare_.empty()) {
+      spare = std::move(spare_.back());
+      spare_.pop_back();
+    }
+  }
+  Arrays& a = owner->arrays;
+  a.labels = std::exchange(c.labels, std::move(spare.labels));
+  a.dense = std::exchange(c.dense, std::move(spare.dense));
+  a.dense_int = std::exchange(c.dense_int, std::move(spare.dense_int));
+  a.sparse = std::exchange(c.sparse, std::move(spare.sparse));
+  return owner;
+}
+
+void KeptColumns::give_back(Arrays&& a) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (spare_.size() < kMaxSpares) spare_.push_back(std::move(a));
+}
+
+size_t KeptColumns::spares() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return spare_.size();
+}
+
+}  // namespace detail
 
 std::string cpu_engine_kernels() {
   return std::string("structural ") + detail::structural_kernel() + ", fields " + detail::field_kernels().name;

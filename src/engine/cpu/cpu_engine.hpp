@@ -42,6 +42,31 @@ struct ParsedChunk {
   std::vector<LocalBad> bad;
 };
 
+namespace detail {
+// The output arrays (labels, dense, sparse) of chunks handed over to sinks (ChunkView::keep), and
+// the spares they come back as once their owners are released, so that a chunk whose arrays were
+// handed over is refilled without allocating. Owners outliving the engine free their arrays.
+class KeptColumns : public std::enable_shared_from_this<KeptColumns> {
+ public:
+  // Moves c's output arrays into the returned owner; c gets a spare set (or empty arrays).
+  std::shared_ptr<const void> take(ParsedChunk& c);
+  size_t spares() const;
+
+ private:
+  struct Arrays {
+    std::vector<int32_t> labels;
+    std::vector<float> dense;
+    std::vector<int32_t> dense_int;
+    std::vector<uint32_t> sparse;
+  };
+  struct Owner;
+  void give_back(Arrays&& a);
+  static constexpr size_t kMaxSpares = 128;  // beyond that, returned arrays are freed
+  mutable std::mutex mu_;
+  std::vector<Arrays> spare_;
+};
+}  // namespace detail
+
 // A parsed chunk as the engine interface's view (host memory; distinct values when collected).
 inline ChunkView view_of(const ParsedChunk& c, bool distinct) {
   ChunkView v;
@@ -59,6 +84,13 @@ inline ChunkView view_of(const ParsedChunk& c, bool distinct) {
     v.distinct = c.distinct;
     v.distinct_count = c.distinct_count;
   }
+  return v;
+}
+
+// The same, with ChunkView::keep handing c's arrays over through `kept`.
+inline ChunkView view_of(ParsedChunk& c, bool distinct, const std::shared_ptr<detail::KeptColumns>& kept) {
+  ChunkView v = view_of(static_cast<const ParsedChunk&>(c), distinct);
+  v.keep = [&c, k = kept.get()] { return k->take(c); };
   return v;
 }
 
@@ -115,6 +147,7 @@ class CpuEngine final : public Engine {
   std::unique_ptr<VocabBuilder> builder_;
   Vocabulary vocab_;
   std::unique_ptr<detail::ColumnMergeShared> merge_state_;
+  std::shared_ptr<detail::KeptColumns> kept_ = std::make_shared<detail::KeptColumns>();
   bool ids_lost_ = false;  // a merge failed (out of memory): the ids built so far are unknown
 };
 
