@@ -39,7 +39,8 @@ const FieldKernels& scalar_field_kernels();
 // The AVX2 kernels, or nullptr when this processor (or this compiler) has none.
 const FieldKernels* avx2_field_kernels();
 // The kernels the engine uses: the widest this processor runs, unless the environment variable
-// SLUICE_KERNELS names others ("scalar", "avx2"; one the processor lacks is ignored).
+// SLUICE_KERNELS names others ("scalar", "avx2"; one the processor lacks is ignored; "avx512"
+// picks the structural pass's AVX-512 kernel and these AVX2 ones).
 const FieldKernels& field_kernels();
 // Makes the engine use `k` from now on (tests and benchmarks compare kernels in one process);
 // nullptr returns to the processor's choice. Not for use while an engine runs.

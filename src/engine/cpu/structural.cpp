@@ -1,5 +1,6 @@
 #include "engine/cpu/structural.hpp"
 
+#include <cstdlib>
 #include <cstring>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -30,10 +31,37 @@ struct Masks {
 };
 
 // Bit k of each mask describes byte p[k]. One version per instruction set: SSE2 is part of every
-// x86-64; AVX2 is used where the processor has it (chosen at run time).
+// x86-64; AVX2 and AVX-512 (F and BW) are used where the processor has them (chosen at run time).
 #if defined(__x86_64__) || defined(__i386__)
 #define SLUICE_STRUCTURAL_X86 1
 #define SLUICE_AVX2_TARGET __attribute__((target("avx2,popcnt,bmi,bmi2")))
+#define SLUICE_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx2,popcnt,bmi,bmi2")))
+
+SLUICE_AVX512_TARGET inline Masks masks64_avx512(const char* p) {
+  const __m512i v = _mm512_loadu_si512(p);
+  Masks m;
+  m.tab = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\t'));
+  m.nl = _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8('\n'));
+  m.nul = _mm512_testn_epi8_mask(v, v);
+  return m;
+}
+
+// The positions of a block's tabs (bits of t) written at w, 16 bits of t at a time: the lanes of
+// the set bits packed together (vpcompressd) and stored whole, without a loop over the bits. Writes
+// up to 64 slots past w (the writer keeps that much room); returns the end of the positions.
+SLUICE_AVX512_TARGET inline uint32_t* tabs_avx512(uint32_t* w, uint64_t t, uint32_t base) {
+  if (t == 0) return w;
+  __m512i at = _mm512_add_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                _mm512_set1_epi32(int(base)));
+  const __m512i sixteen = _mm512_set1_epi32(16);
+  for (int k = 0; k < 4; ++k) {
+    const __mmask16 bits = __mmask16(t >> (16 * k));
+    _mm512_storeu_si512(w, _mm512_maskz_compress_epi32(bits, at));
+    w += __builtin_popcount(bits);
+    at = _mm512_add_epi32(at, sixteen);
+  }
+  return w;
+}
 
 SLUICE_AVX2_TARGET inline Masks masks64_avx2(const char* p) {
   Masks m;
@@ -94,9 +122,19 @@ struct Writer {
   void finish() { v->resize(size_t(w - v->data())); }
 };
 
-// The pass, for one way of computing the masks. Always inlined into the per-instruction-set
-// functions below, so that the masks (and the bit counts) compile for that instruction set.
-template <Masks (*kMasks)(const char*)>
+// A block's tab positions one set bit at a time.
+inline uint32_t* tabs_by_bit(uint32_t* w, uint64_t t, uint32_t base) {
+  while (t) {
+    *w++ = base + uint32_t(__builtin_ctzll(t));
+    t &= t - 1;
+  }
+  return w;
+}
+
+// The pass, for one way of computing the masks and writing the tabs' positions. Always inlined into
+// the per-instruction-set functions below, so that both (and the bit counts) compile for that
+// instruction set.
+template <Masks (*kMasks)(const char*), uint32_t* (*kTabs)(uint32_t*, uint64_t, uint32_t) = tabs_by_bit>
 __attribute__((always_inline)) inline void structure_pass(const char* data, size_t size, Structure* s) {
   // Criteo rows are ~250 bytes with 39 tabs: size/5 tabs and size/128 lines leave room to spare.
   Writer tabs(&s->tabs, size / 5), nls(&s->newlines, size / 128), before(&s->tabs_before, size / 128);
@@ -117,10 +155,7 @@ __attribute__((always_inline)) inline void structure_pass(const char* data, size
       n &= n - 1;
     }
     ntabs += uint32_t(__builtin_popcountll(t));
-    while (t) {
-      *tabs.w++ = base + uint32_t(__builtin_ctzll(t));
-      t &= t - 1;
-    }
+    tabs.w = kTabs(tabs.w, t, base);
   };
   size_t i = 0;
   for (; i + 64 <= size; i += 64) block(kMasks(data + i), uint32_t(i));
@@ -137,6 +172,9 @@ __attribute__((always_inline)) inline void structure_pass(const char* data, size
 }
 
 #if defined(SLUICE_STRUCTURAL_X86)
+SLUICE_AVX512_TARGET void find_structure_avx512(const char* data, size_t size, Structure* s) {
+  structure_pass<masks64_avx512, tabs_avx512>(data, size, s);
+}
 SLUICE_AVX2_TARGET void find_structure_avx2(const char* data, size_t size, Structure* s) {
   structure_pass<masks64_avx2>(data, size, s);
 }
@@ -152,6 +190,8 @@ std::vector<StructuralKernel> available() {
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("bmi") &&
       __builtin_cpu_supports("bmi2"))
     ks.push_back({"avx2", find_structure_avx2});
+  if (ks.back().fn == find_structure_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
+    ks.push_back({"avx512", find_structure_avx512});
 #else
   ks.push_back({"plain", find_structure_plain});
 #endif
@@ -165,10 +205,24 @@ const std::vector<StructuralKernel>& structural_kernels() {
   return ks;
 }
 
-const char* structural_kernel() { return structural_kernels().back().name; }
+namespace {
+const StructuralKernel& chosen() {
+  static const StructuralKernel& chosen_kernel = []() -> const StructuralKernel& {
+    const auto& ks = structural_kernels();
+    const char* want = std::getenv("SLUICE_KERNELS");
+    if (want && std::strcmp(want, "scalar") == 0) return ks.front();
+    for (const auto& kernel : ks)
+      if (want && std::strcmp(want, kernel.name) == 0) return kernel;
+    return ks.back();
+  }();
+  return chosen_kernel;
+}
+}  // namespace
+
+const char* structural_kernel() { return chosen().name; }
 
 void find_structure(const char* data, size_t size, Structure* s) {
-  static const StructuralKernel::Fn fn = structural_kernels().back().fn;
+  static const StructuralKernel::Fn fn = chosen().fn;
   fn(data, size, s);
 }
 

@@ -15,9 +15,10 @@ struct Structure {
   bool has_nul = false;            // a NUL byte anywhere in the buffer
 };
 
-// Fills *s for [data, data + size), with the widest kernel this processor runs.
+// Fills *s for [data, data + size), with the widest kernel this processor runs, or the one the
+// environment variable SLUICE_KERNELS asks for ("scalar": sse2; "avx2"; "avx512").
 void find_structure(const char* data, size_t size, Structure* s);
-// Which one that is: "avx2", "sse2" (x86-64 without AVX2) or "plain".
+// Which one that is: "avx512", "avx2", "sse2" (x86-64 without AVX2) or "plain".
 const char* structural_kernel();
 
 // Every version this processor runs, the widest last (tests check each against the reference).
