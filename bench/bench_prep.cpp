@@ -7,6 +7,7 @@
 // (sluice::prep, first-seen ids, npy parts) writing to --prep-out (default: a directory in /dev/shm
 // where there is one, so that the disk does not bound it; a path that does not exist yet, since it is
 // removed between runs), with its ratio to that engine figure. --threads T: that thread count only.
+// --no-baseline leaves the baseline out (its column then reads 0), for runs that compare builds.
 //
 // With --merge, instead: the first-seen merge alone, the bound on any first-seen run. The file's
 // chunks are parsed first (their distinct values kept), then merged into a vocabulary from nothing
@@ -16,7 +17,7 @@
 // (structural pass, value pass, vocabulary apply), best of R.
 //
 //   build/bench_prep [--rows N] [--threads-max T] [--cardinality-scale F] [--data FILE] [--repeat R]
-//                    [--threads T] [--prep-out DIR] [--no-prep] [--stages | --merge]
+//                    [--threads T] [--prep-out DIR] [--no-prep] [--no-baseline] [--stages | --merge]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -195,7 +196,7 @@ int main(int argc, char** argv) {
   std::string data;
   bool want_stages = false, want_merge = false;
   int only_threads = 0;
-  bool want_prep = true;
+  bool want_prep = true, want_baseline = true;
   std::string prep_out;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -208,9 +209,10 @@ int main(int argc, char** argv) {
     else if (a == "--stages") want_stages = true;
     else if (a == "--prep-out") prep_out = val();
     else if (a == "--no-prep") want_prep = false;
+    else if (a == "--no-baseline") want_baseline = false;
     else if (a == "--merge") want_merge = true;
     else if (a == "--threads") only_threads = std::stoi(val());
-    else { std::fprintf(stderr, "usage: bench_prep [--rows N] [--threads-max T] [--cardinality-scale F] [--data FILE] [--repeat R] [--threads T] [--prep-out DIR] [--no-prep] [--stages | --merge]\n"); return 2; }
+    else { std::fprintf(stderr, "usage: bench_prep [--rows N] [--threads-max T] [--cardinality-scale F] [--data FILE] [--repeat R] [--threads T] [--prep-out DIR] [--no-prep] [--no-baseline] [--stages | --merge]\n"); return 2; }
   }
   if (!prep_out.empty() && fs::exists(prep_out)) {
     std::fprintf(stderr, "--prep-out %s exists: give a path that does not (it is removed between runs)\n",
@@ -252,7 +254,9 @@ int main(int argc, char** argv) {
   vo.ids = sluice::IdMode::kDistinct;
   auto vocab_engine = sluice::make_engine("cpu", vo);
   sluice::VocabBuilder builder;
+  uint64_t vocab_rows = 0;
   sluice::run_files(*vocab_engine, {data}, [&](const sluice::ChunkView& c) {
+    vocab_rows += uint64_t(c.rows);
     for (int col = 0; col < sluice::kNumSparse; ++col)
       builder.merge(col, c.distinct[col].data(), c.distinct_count[col].data(), c.distinct[col].size());
     return true;
@@ -270,12 +274,13 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < vocab.values[c].size(); ++i) maps[size_t(c)][vocab.values[c][i]] = int32_t(i);
   double best_base = 1e30, cs = 0;
   uint64_t base_rows = 0;
-  for (int r = 0; r < std::max(1, repeat - 1); ++r) {
+  for (int r = 0; want_baseline && r < std::max(1, repeat - 1); ++r) {
     const auto t0 = Clock::now();
     base_rows = baseline(text, maps, &cs);
     best_base = std::min(best_base, secs_since(t0));
   }
-  const double base_gbs = gb / best_base;
+  if (!want_baseline) base_rows = vocab_rows;
+  const double base_gbs = want_baseline ? gb / best_base : 0;
 
   std::printf("input: %s, %.3f GB, %llu rows (%.0f B/row)\n", data.c_str(), gb, (unsigned long long)base_rows,
               double(text.size()) / double(base_rows));
@@ -330,7 +335,7 @@ int main(int argc, char** argv) {
       }
     }
     std::printf("%-8d %-11.3f %-11.3f %-9.2f %-15.3f %-10.2f %-13.3f %-11.3f", t, gb / best[0], gb / best[1],
-                double(base_rows) / best[1] / 1e6, gb / best[1] / t, (gb / best[1]) / base_gbs, gb / best_cpu,
+                double(base_rows) / best[1] / 1e6, gb / best[1] / t, base_gbs > 0 ? (gb / best[1]) / base_gbs : 0.0, gb / best_cpu,
                 gb / best[2]);
     if (want_prep) std::printf(" %-10.3f %-8.2f", gb / best[3], best[2] / best[3]);
     std::printf("\n");
