@@ -30,14 +30,14 @@ if [ "${SLUICE_QUICK:-0}" != 1 ]; then
   cmake --build build-asan -j"$(nproc 2>/dev/null || echo 2)"  # every test binary ctest will look for
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j2 --timeout 1800)
   if command -v clang++ >/dev/null 2>&1; then
-    echo "== fuzzing the line parser (60 s)"
+    echo "== fuzzing the line parser (30 s)"
     CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_FUZZ=ON \
           -DSLUICE_WITH_TORCH=OFF -DSLUICE_WITH_CUDA=OFF -DSLUICE_WITH_VERILATOR=OFF -DSLUICE_BUILD_TESTS=OFF \
           -DSLUICE_BUILD_BENCH=OFF >/dev/null
     cmake --build build-fuzz -j"$(nproc 2>/dev/null || echo 2)" --target fuzz_line_parser
     mkdir -p build-fuzz/corpus
-    ./build-fuzz/fuzz/fuzz_line_parser -max_total_time=60 -print_final_stats=0 build-fuzz/corpus tests/data >/dev/null 2>build-fuzz/fuzz.log \
+    ./build-fuzz/fuzz/fuzz_line_parser -max_total_time=30 -print_final_stats=0 build-fuzz/corpus tests/data >/dev/null 2>build-fuzz/fuzz.log \
       || { tail -50 build-fuzz/fuzz.log; exit 1; }
-    echo "fuzzer: no failures in 60 s"
+    echo "fuzzer: no failures in 30 s"
   fi
 fi

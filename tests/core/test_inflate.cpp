@@ -220,6 +220,7 @@ TEST_P(Inflate, EveryTruncationFailsAtTheEndOfTheFile) {
   const size_t first = gz.size() - member(text, 9).size();
   for (size_t keep = 2; keep < gz.size(); ++keep) {
     if (keep == first) continue;  // a whole first member: a valid file
+    if (keep % kSampled != 0) continue;
     SCOPED_TRACE(keep);
     write_file(dir_ / "t.gz", gz.substr(0, keep));
     const Outcome o = outcome(dir_ / "t.gz", GetParam(), keep % 2 ? 4096 : 7);
@@ -259,7 +260,9 @@ TEST_P(Inflate, EveryDamagedByte) {
            at == m1.size() - 9 || at == gz.size() - 9;
   };
   for (size_t at = 2; at < gz.size(); ++at) {
+    size_t variant = 0;
     for (uint8_t flip : {uint8_t(0x01), uint8_t(0x80), uint8_t(0xff)}) {
+      if ((at + variant++) % kSampled != 0) continue;  // sampled: every byte still gets one flip
       SCOPED_TRACE(std::to_string(at) + " ^ " + std::to_string(flip));
       std::string bad = gz;
       bad[at] = char(bad[at] ^ flip);
