@@ -115,6 +115,16 @@ std::string BlockReader::display_name(size_t f) const {
 
 const MappedFile* BlockReader::mapping(size_t f) const { return f < maps_.size() ? maps_[f].get() : nullptr; }
 
+// maps_[f] was set by the reading thread before it handed out f's first block, which reached the
+// caller through the engine's synchronisation: reading it here does not race with next().
+void BlockReader::release(const Block& b) {
+  for (; released_files_ < b.file && released_files_ < maps_.size(); ++released_files_) {
+    if (MappedFile* m = maps_[released_files_].get()) m->release_before(m->size());
+  }
+  if (!b.mapped || b.file >= maps_.size()) return;
+  if (MappedFile* m = maps_[b.file].get()) m->release_before(size_t(b.data + b.size - m->data()));
+}
+
 void BlockReader::cancel() {
   cancelled_.store(true);
   std::lock_guard<std::mutex> lk(src_mu_);

@@ -98,8 +98,13 @@ class BlockReader {
   const std::string& path(size_t f) const { return inputs_[f]; }
   // How messages name an input: its path, or "stdin" for "-".
   std::string display_name(size_t f) const;
-  // The mapping of file f when it is served mapped (nullptr otherwise); valid while the reader lives.
+  // The mapping of file f when it is served mapped (nullptr otherwise); valid while the reader lives,
+  // except for what release() gave up.
   const MappedFile* mapping(size_t f) const;
+  // The caller is done with `b` and with every block before it: the whole pages of mapped files
+  // before b's end are unmapped now rather than when the reader goes (the cpu engine calls it as it
+  // hands chunks out). Blocks in input order, from one thread at a time; may run beside next().
+  void release(const Block& b);
   uint64_t bytes_read() const { return bytes_.load(); }
   // Bytes of the input files consumed so far (gzip: compressed bytes), for progress against the
   // files' sizes. May be read from another thread.
@@ -127,6 +132,7 @@ class BlockReader {
   uint64_t seq_ = 0;
   std::unique_ptr<ByteSource> src_;
   std::vector<std::unique_ptr<MappedFile>> maps_;
+  size_t released_files_ = 0;  // release(): files before this one are unmapped whole
   size_t map_pos_ = 0;
   std::string carry_;       // bytes after the last line end of the previous block
   bool eof_ = false;

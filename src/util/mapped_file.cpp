@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <utility>
 
@@ -44,18 +45,32 @@ MappedFile::MappedFile(const std::string& path, bool sequential) : path_(path) {
   ::close(fd);
 }
 
-MappedFile::~MappedFile() {
-  if (data_) ::munmap(data_, size_);
+MappedFile::~MappedFile() { unmap(); }
+
+void MappedFile::unmap() {
+  if (data_ && released_ < size_) ::munmap(static_cast<char*>(data_) + released_, size_ - released_);
+}
+
+void MappedFile::release_before(size_t offset) {
+  static const size_t page = [] {
+    const long p = ::sysconf(_SC_PAGESIZE);
+    return p > 0 ? size_t(p) : size_t(4096);
+  }();
+  const size_t upto = std::min(offset, size_) / page * page;
+  if (!data_ || upto <= released_) return;
+  // Failing leaves the pages mapped (the destructor unmaps them): nothing to report.
+  if (::munmap(static_cast<char*>(data_) + released_, upto - released_) == 0) released_ = upto;
 }
 
 MappedFile::MappedFile(MappedFile&& o) noexcept { *this = std::move(o); }
 
 MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
   if (this != &o) {
-    if (data_) ::munmap(data_, size_);
+    unmap();
     path_ = std::move(o.path_);
     data_ = std::exchange(o.data_, nullptr);
     size_ = std::exchange(o.size_, 0);
+    released_ = std::exchange(o.released_, 0);
   }
   return *this;
 }

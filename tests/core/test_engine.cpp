@@ -2,6 +2,7 @@
 // and chunk size, malformed rows in fail and skip mode, gzip and Meta binary inputs, and the SIMD
 // structural pass.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -17,6 +18,7 @@
 #include "engine/cpu/structural.hpp"
 #include "engine/cpu/value_pass.hpp"
 #include "source/blocks.hpp"
+#include "util/mapped_file.hpp"
 #include "sluice/engine.hpp"
 #include "sluice/vocab.hpp"
 #include "test_util.hpp"
@@ -516,6 +518,46 @@ TEST(Engine, EmptyFileAndEmptyInputs) {
   expect_equal(got, reference_parse(text + text, 0), "empty in the middle");
   ASSERT_EQ(st.rows_per_file.size(), 3u);
   EXPECT_EQ(st.rows_per_file[1], 0u);
+}
+
+// Mapped inputs are unmapped behind the chunks handed out (whole pages), not all at the end: the
+// first file while it is read and whole once the second begins, the second up to its last page.
+TEST(Engine, MappedInputsAreReleasedAsChunksGo) {
+  TempDir dir("engine");
+  RowGen gen(31);
+  const std::string a = gen.text(1500, true), b = gen.text(900, true);
+  write_file(dir / "a.tsv", a);
+  write_file(dir / "b.tsv", b);
+  const size_t page = size_t(::sysconf(_SC_PAGESIZE));
+  ASSERT_GT(a.size(), 40 * page);
+  for (int threads : {1, 3}) {
+    CpuEngine engine(opts(threads, 4096));
+    BlockReader blocks({dir / "a.tsv", dir / "b.tsv"}, 4096, true, 1);
+    size_t released_in_a = 0;
+    std::vector<uint32_t> sparse;
+    engine.run(blocks, [&](const ChunkView& c) {
+      if (c.file_index == 0) released_in_a = std::max(released_in_a, blocks.mapping(0)->released());
+      sparse.insert(sparse.end(), c.sparse, c.sparse + c.rows * kNumSparse);
+      return true;
+    });
+    EXPECT_GT(released_in_a, a.size() / 2) << threads;  // while the first file was still being read
+    EXPECT_LT(released_in_a, a.size()) << threads;
+    EXPECT_EQ(blocks.mapping(0)->released(), a.size() / page * page);
+    EXPECT_EQ(blocks.mapping(1)->released(), b.size() / page * page);
+    EXPECT_EQ(sparse, reference_parse(a + b, 0).sparse);
+  }
+  // MappedFile itself: only whole pages go, what is left stays readable, never more than asked.
+  MappedFile m(dir / "a.tsv");
+  m.release_before(page - 1);
+  EXPECT_EQ(m.released(), 0u);
+  m.release_before(2 * page + 7);
+  EXPECT_EQ(m.released(), 2 * page);
+  m.release_before(page);
+  EXPECT_EQ(m.released(), 2 * page);
+  EXPECT_EQ(std::string(m.data() + 2 * page, 100), a.substr(2 * page, 100));
+  MappedFile moved = std::move(m);
+  EXPECT_EQ(moved.released(), 2 * page);
+  EXPECT_EQ(std::string(moved.data() + a.size() - 50, 50), a.substr(a.size() - 50));
 }
 
 TEST(Engine, MissingFileThrows) {

@@ -136,6 +136,7 @@ EngineStats CpuEngine::pass(BlockReader& blocks, const std::function<bool(Parsed
       stats.stopped = true;
       return false;
     }
+    blocks.release(w.block);  // its bytes are parsed and no later block reads them
     if (last) stats.stopped = true;
     return !last;
   };
