@@ -257,11 +257,6 @@ void KeptColumns::give_back(Arrays&& a) {
   if (spare_.size() < kMaxSpares) spare_.push_back(std::move(a));
 }
 
-size_t KeptColumns::spares() const {
-  std::lock_guard<std::mutex> g(mu_);
-  return spare_.size();
-}
-
 }  // namespace detail
 
 std::string cpu_engine_kernels() {

@@ -50,7 +50,6 @@ class KeptColumns : public std::enable_shared_from_this<KeptColumns> {
  public:
   // Moves c's output arrays into the returned owner; c gets a spare set (or empty arrays).
   std::shared_ptr<const void> take(ParsedChunk& c);
-  size_t spares() const;
 
  private:
   struct Arrays {
@@ -62,7 +61,7 @@ class KeptColumns : public std::enable_shared_from_this<KeptColumns> {
   struct Owner;
   void give_back(Arrays&& a);
   static constexpr size_t kMaxSpares = 128;  // beyond that, returned arrays are freed
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::vector<Arrays> spare_;
 };
 }  // namespace detail
