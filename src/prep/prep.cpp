@@ -87,7 +87,7 @@ class SpillFile {
 class PartWriter {
  public:
   PartWriter(const AtomicDir& out, const std::string& name, OutputFormat format, bool wide, bool track_max)
-      : format_(format), wide_(wide), track_max_(track_max) {
+      : wide_(wide), track_max_(track_max) {
     if (format == OutputFormat::kNpy) {
       l_ = std::make_unique<NpyWriter>(out.file(name + "_labels.npy"), NpyType::kInt32, 1);
       d_ = std::make_unique<NpyWriter>(out.file(name + "_dense.npy"), NpyType::kFloat32, kNumDense);
@@ -127,7 +127,6 @@ class PartWriter {
   const uint32_t* max_values() const { return max_; }
 
  private:
-  OutputFormat format_;
   bool wide_, track_max_;
   std::unique_ptr<NpyWriter> l_, d_, s_;
   std::unique_ptr<DlrmBinWriter> b_;
