@@ -284,8 +284,9 @@ int main(int argc, char** argv) {
 
   std::printf("input: %s, %.3f GB, %llu rows (%.0f B/row)\n", data.c_str(), gb, (unsigned long long)base_rows,
               double(text.size()) / double(base_rows));
-  std::printf("baseline (1 thread, split + strtoll/strtoul + log1p + unordered_map): %.3f GB/s, %.2f M rows/s\n",
-              base_gbs, double(base_rows) / best_base / 1e6);
+  if (want_baseline)
+    std::printf("baseline (1 thread, split + strtoll/strtoul + log1p + unordered_map): %.3f GB/s, %.2f M rows/s\n",
+                base_gbs, double(base_rows) / best_base / 1e6);
   if (want_prep && prep_out.empty()) {
     const fs::path base = fs::exists("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path();
     prep_out = (base / ("sluice-bench-prep-" + std::to_string(::getpid()))).string();
