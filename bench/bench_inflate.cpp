@@ -6,6 +6,8 @@
 // Then the first file through its restart-point index (source/gzip_index.hpp): the index built (one
 // zlib pass, timed), then the file read with 1, 2, 4, ... threads inflating its ranges, each inflater,
 // against that inflater's serial source rate above.
+// Then the same file without an index: the index built from guessed block boundaries on 2, 4, ...
+// threads, and the first read decoded that way on every core.
 // Then, over all the files given, the BlockReader's blocks (4 MiB) with 1, 2, ... files inflating at
 // once (BlockReader's inflate_ahead), up to the number of files or of cores, holding at most
 // BlockReader::default_ahead_bytes() of inflated bytes or the --ahead-mb given: GB/s of blocks.
@@ -27,6 +29,7 @@
 #include "source/blocks.hpp"
 #include "source/gzip_index.hpp"
 #include "source/inflate.hpp"
+#include "source/speculative_gzip.hpp"
 
 using Clock = std::chrono::steady_clock;
 using namespace sluice;
@@ -149,6 +152,35 @@ int main(int argc, char** argv) {
           std::printf("indexed, %-22s %2d threads: %.3f GB/s (x%.2f its serial source)\n", inflater_name(kinds[ki]).c_str(),
                       threads, rate, rate / serial_src[ki]);
         }
+    }
+    {
+      // Without an index: the index built from guessed block boundaries on 2, 4, ... threads, and
+      // the first read decoded that way on every core (source/speculative_gzip.hpp).
+      const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+      for (int threads = 2; threads <= cores; threads *= 2) {
+        double best = 1e30;
+        ParallelIndexStats st;
+        uint64_t n = 0;
+        for (int r = 0; r < repeat; ++r) {
+          const auto t0 = Clock::now();
+          n = build_gzip_index_parallel(path, 0, threads, nullptr, &st).total_out;
+          best = std::min(best, secs_since(t0));
+        }
+        std::printf("index from guessed boundaries, %2d threads: %.2f s (%.3f GB/s of output), %zu ranges, %zu of %zu guesses right%s\n",
+                    threads, best, n / best / 1e9, st.ranges, st.confirmed, st.guessed, st.serial ? " (serial pass)" : "");
+      }
+      double best = 1e30;
+      uint64_t n = 0;
+      for (int r = 0; r < repeat; ++r) {
+        const auto t0 = Clock::now();
+        auto src = open_speculative_gzip(path, take_gzip_turn(), cores, false);
+        n = 0;
+        for (size_t got; (got = src->read(out.data(), out.size())) > 0;) n += got;
+        best = std::min(best, secs_since(t0));
+      }
+      const double rate = n / best / 1e9;
+      std::printf("first read from guessed boundaries, %d threads: %.3f GB/s (x%.2f the serial source of %s)\n", cores, rate,
+                  rate / serial_src.back(), inflater_name(kinds.back()).c_str());
     }
     const size_t most = std::min<size_t>(paths.size(), std::max(1u, std::thread::hardware_concurrency()));
     double one = 0;

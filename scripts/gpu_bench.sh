@@ -223,8 +223,10 @@ fi
 if has gzip; then
   # gzip inputs on this host: each inflater on one core, several files inflating at once, one file
   # inflating on many cores through its index, and the e2e days as .gz (gzip -6) against the same days
-  # as text: prep on the cpu engine (all cores) and training through the cuda engine. Serial runs set
-  # SLUICE_GZ_INDEX=0 (no index built in the background) and have no index beside them.
+  # as text: prep on the cpu engine (all cores) and training through the cuda engine. First reads
+  # ("gz", "one") have no index beside them before each command, so each decodes its files on every
+  # core from guessed block boundaries (leaving their indexes); serial runs ("gzs", "ones") set
+  # SLUICE_GZ_INDEX=0 (one core per file, no index).
   # GZIP_ROWS, GZIP_DAYS, GZIP_SCALE (default: the e2e stage's data) choose another set, e.g. the
   # Kaggle-size one: GZIP_ROWS=45840617 GZIP_DAYS=7 GZIP_SCALE=1.
   D="$DATA/e2e"
@@ -251,20 +253,26 @@ if has gzip; then
   timed "$OUT/gzip_index_s.txt" $S index "$D"/gzi/day_*.tsv.gz > "$OUT/gzip_index.txt" 2>&1
   row "gzip: sluice index of the $(ls "$D"/gzi/day_*.tsv.gz | wc -l) days (s)" "$(cat "$OUT/gzip_index_s.txt")"
   # GZIP_SOURCES: the columns to run (default all; "raw" is every ratio's baseline).
-  sources=${GZIP_SOURCES:-raw gz one gzi onei}
+  sources=${GZIP_SOURCES:-raw gz gzs one gzi onei}
   for src in $sources; do
-    dir=$src
-    [ "$src" = onei ] && { dir=one; [ -f "$D/one/day_0.tsv.gz.sluice-gzi" ] || $S index "$D"/one/day_*.tsv.gz >> "$OUT/gzip_index.txt" 2>&1; }
+    dir=$src; build_index=1
+    case $src in
+      gzs) dir=gz; build_index=0;; ones) dir=one; build_index=0;; raw) build_index=0;;
+      onei) dir=one; [ -f "$D/one/day_0.tsv.gz.sluice-gzi" ] || $S index "$D"/one/day_*.tsv.gz >> "$OUT/gzip_index.txt" 2>&1;;
+    esac
+    first_read() { case $src in gz|gzs|one|ones) rm -f "$D/$dir"/*.sluice-gzi;; esac; }
     rm -rf "$D/prep_$src"
-    SLUICE_GZ_INDEX=0 timed "$OUT/gzip_prep_${src}_s.txt" $S prep -q --engine cpu -o "$D/prep_$src" --max-ind-range 1000000 \
+    first_read
+    SLUICE_GZ_INDEX=$build_index timed "$OUT/gzip_prep_${src}_s.txt" $S prep -q --engine cpu -o "$D/prep_$src" --max-ind-range 1000000 \
         $(ls "$D/$dir"/day_* | grep -v '\.sluice-gzi$') > "$OUT/gzip_prep_$src.txt" 2>&1
     # Compared with the text's output, then removed (disk space): only the .gz days have the same parts.
-    if [ "$src" = gz ] || [ "$src" = gzi ]; then
+    if [ "$src" = gz ] || [ "$src" = gzs ] || [ "$src" = gzi ]; then
       for f in "$D"/prep_raw/*.npy; do cmp -s "$f" "$D/prep_$src/$(basename "$f")" || echo NO > "$OUT/gzip_same_$src.txt"; done
       [ -f "$OUT/gzip_same_$src.txt" ] || echo yes > "$OUT/gzip_same_$src.txt"
     fi
     [ "$src" = raw ] || rm -rf "$D/prep_$src"
-    SLUICE_GZ_INDEX=0 $S train --data "$D/$dir" --engine cuda --device cuda --epochs 1 --batch-size 16384 --online-ids first-seen \
+    first_read
+    SLUICE_GZ_INDEX=$build_index $S train --data "$D/$dir" --engine cuda --device cuda --epochs 1 --batch-size 16384 --online-ids first-seen \
         --max-ind-range 1000000 --no-eval > "$OUT/gzip_train_$src.txt" 2>&1
   done
   prep_raw=$(cat "$OUT/gzip_prep_raw_s.txt")
@@ -272,16 +280,18 @@ if has gzip; then
   train_raw=$(json "$OUT/gzip_train_raw.txt" train_samples_per_s)
   for src in $sources; do
     case $src in
-      raw) what="the days as text";; gz) what="$n .gz days";; gzi) what="$n .gz days, indexed";;
-      one) what="one .gz file of the $((n - 1)) training days (+ the test day)";; onei) what="the same, indexed";;
+      raw) what="the days as text";; gz) what="$n .gz days, first read (indexes built first)";;
+      gzs) what="$n .gz days, serial";; gzi) what="$n .gz days, indexed";;
+      one) what="one .gz file of the $((n - 1)) training days (+ the test day), first read";;
+      ones) what="the same, serial";; onei) what="the same, indexed";;
     esac
     p=$(cat "$OUT/gzip_prep_${src}_s.txt"); t=$(json "$OUT/gzip_train_$src.txt" train_samples_per_s)
     row "gzip: prep --engine cpu, $what (s; text rate / it)" "$p; $(python3 -c "print(f'{$prep_raw/$p:.2f}')" 2>/dev/null || echo ?)"
     row "gzip: train --engine cuda, $what (samples/s; / text)" \
         "$t; $(python3 -c "print(f'{$t/$train_raw:.2f}')" 2>/dev/null || echo ?) (waiting for data $(json "$OUT/gzip_train_$src.txt" data_wait_fraction))"
   done
-  row "gzip: prep outputs from .gz days == from text (serial, indexed)" \
-      "$(cat "$OUT/gzip_same_gz.txt" 2>/dev/null), $(cat "$OUT/gzip_same_gzi.txt" 2>/dev/null)"
+  row "gzip: prep outputs from .gz days == from text (first read, serial, indexed)" \
+      "$(cat "$OUT/gzip_same_gz.txt" 2>/dev/null), $(cat "$OUT/gzip_same_gzs.txt" 2>/dev/null), $(cat "$OUT/gzip_same_gzi.txt" 2>/dev/null)"
   rm -rf "$D"/prep_*
   fi
 fi

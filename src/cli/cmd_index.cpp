@@ -26,6 +26,10 @@ struct IndexArgs {
 
 void run_index(const IndexArgs& a) {
   const int threads = a.threads > 0 ? a.threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  // Several files at once, the threads shared among them; each file's index is built on its share
+  // (build_gzip_index_parallel: ranges of the file decoded at once).
+  const int at_once = std::min<int>(threads, static_cast<int>(a.files.size()));
+  const int per_file = std::max(1, threads / std::max(1, at_once));
   std::atomic<size_t> next{0};
   std::mutex mu;
   std::vector<std::string> errors(a.files.size());
@@ -34,7 +38,7 @@ void run_index(const IndexArgs& a) {
       const std::string& f = a.files[i];
       try {
         const auto t0 = std::chrono::steady_clock::now();
-        const GzipIndex ix = build_gzip_index(f, a.span);
+        const GzipIndex ix = build_gzip_index_parallel(f, a.span, per_file);
         write_gzip_index(f, ix);
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         size_t window_bytes = 0;
@@ -51,7 +55,7 @@ void run_index(const IndexArgs& a) {
     }
   };
   std::vector<std::thread> pool;
-  for (int t = 1; t < std::min<int>(threads, static_cast<int>(a.files.size())); ++t) pool.emplace_back(work);
+  for (int t = 1; t < at_once; ++t) pool.emplace_back(work);
   work();
   for (auto& t : pool) t.join();
   for (const auto& e : errors)
@@ -68,7 +72,7 @@ void add_index_command(CLI::App& app) {
   c->add_option("files", a->files, "gzip files")->required();
   c->add_option("--span", a->span, "Decompressed bytes between restart points (0: 1 to 16 MiB from the file's size)")
       ->capture_default_str();
-  c->add_option("--threads", a->threads, "Files indexed at once (0: all cores)")->capture_default_str()
+  c->add_option("--threads", a->threads, "Threads (0: all cores), shared among the files indexed at once")->capture_default_str()
       ->check(NonNegativeInt<int>());
   c->callback([a] { run_index(*a); });
 }

@@ -20,6 +20,7 @@
 #include "sluice/interrupt.hpp"
 #include "source/gzip_index.hpp"
 #include "source/inflate.hpp"
+#include "source/speculative_gzip.hpp"
 #include "util/notice.hpp"
 #include "util/sys_io.hpp"
 
@@ -271,6 +272,24 @@ std::string base_name(const std::string& path) {
   return path.substr(begin, end - begin);
 }
 
+// A regular file of min_bytes or more that starts with the gzip magic.
+bool is_large_gzip_file(const std::string& path, uint64_t min_bytes) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) < min_bytes) return false;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  unsigned char m[2] = {0, 0};
+  const bool gz = ::pread(fd, m, 2, 0) == 2 && m[0] == 0x1f && m[1] == 0x8b;
+  ::close(fd);
+  return gz;
+}
+
+bool directory_writable(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  return ::access(dir.c_str(), W_OK) == 0;
+}
+
 }  // namespace
 
 int gzip_index_threads() {
@@ -279,17 +298,25 @@ int gzip_index_threads() {
 }
 
 std::unique_ptr<ByteSource> open_byte_source(const std::string& path) {
-  // A gzip file with a current index beside it (sluice index) inflates in parallel.
+  return open_byte_source_in_turn(path, take_gzip_turn());
+}
+
+std::unique_ptr<ByteSource> open_byte_source_in_turn(const std::string& path, uint64_t turn) {
   if (!is_stdin_path(path)) {
+    // A gzip file with a current index beside it (sluice index, or an earlier read) inflates in
+    // parallel. Where cores are plenty (or SLUICE_GZ_INDEX=1; =0: never), a large one without is read
+    // on every core all the same, and indexed as it is read.
     std::string why;
     if (std::unique_ptr<GzipIndex> ix = load_gzip_index(path, &why))
       return open_indexed_gzip(path, std::shared_ptr<const GzipIndex>(std::move(ix)), gzip_index_threads());
-    if (why != "no index") notice("not using the gzip index: " + why + "; " + path + " inflates on one thread");
-    // Where cores are plenty (or SLUICE_GZ_INDEX=1; =0: never), one of them indexes a large gzip file
-    // while it is read, for the reads after it.
     const char* env = std::getenv("SLUICE_GZ_INDEX");
-    const bool index_it = env ? std::string(env) == "1" : std::thread::hardware_concurrency() >= 8;
-    if (why == "no index" && index_it) index_in_background(path);
+    const bool parallel = env ? std::string(env) == "1" : std::thread::hardware_concurrency() >= 8;
+    if (parallel && is_large_gzip_file(path, uint64_t{32} << 20)) {
+      if (why != "no index") notice("not using the gzip index: " + why + "; " + path + " is read on every core and indexed again");
+      return open_speculative_gzip(path, turn, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())),
+                                   directory_writable(path));
+    }
+    if (why != "no index") notice("not using the gzip index: " + why + "; " + path + " inflates on one thread");
   }
   return open_byte_source(path, default_inflater());
 }

@@ -11,9 +11,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
-#include <set>
 #include <thread>
 
 #ifdef SLUICE_HAVE_ISAL
@@ -23,7 +23,9 @@
 
 #include "sluice/interrupt.hpp"
 #include "source/inflate.hpp"
+#include "source/speculative_inflate.hpp"
 #include "util/file_writer.hpp"
+#include "util/mapped_file.hpp"
 #include "util/sys_io.hpp"
 
 namespace sluice {
@@ -459,6 +461,131 @@ GzipIndex build_gzip_index(const std::string& path, uint64_t span, const std::at
   return ix;
 }
 
+GzipIndex build_gzip_index_parallel(const std::string& path, uint64_t span, int threads,
+                                    const std::atomic<bool>* cancel, ParallelIndexStats* stats, uint64_t min_range) {
+  using detail::SpecRange;
+  ParallelIndexStats local;
+  ParallelIndexStats& st = stats ? *stats : local;
+  st = ParallelIndexStats();
+  auto serial = [&] {
+    st.serial = true;
+    return build_gzip_index(path, span, cancel);
+  };
+  const MappedFile map(path);
+  const auto* d = reinterpret_cast<const uint8_t*>(map.data());
+  const size_t n = map.size();
+  // Small files, one thread, or a first member that does not start well: the serial pass (which
+  // also words every error).
+  min_range = std::max<uint64_t>(min_range, 1024);
+  std::string why;
+  const size_t header = n > 0 ? detail::gzip_header_length(d, n, &why) : 0;
+  if (threads <= 1 || n < 2 * min_range || header == 0) return serial();
+  GzipIndex ix;
+  {
+    Fd fd(path);
+    file_identity(fd.fd, path, &ix.file_size, &ix.file_mtime_ns);
+  }
+  if (ix.file_size != n) return serial();
+  if (span == 0) span = std::clamp<uint64_t>(ix.file_size * 3 / 64, uint64_t{1} << 20, uint64_t{16} << 20);
+  ix.span = span;
+
+  // Ranges of the compressed bytes, about four per thread; each but the first begins at the first
+  // block found in it (none found: the range before it runs on through it).
+  const size_t ranges = std::clamp<size_t>((n - header) / min_range, 1, size_t(threads) * 4);
+  st.ranges = ranges;
+  std::vector<uint64_t> start(ranges, detail::kNoStop);
+  std::vector<SpecRange> result(ranges);
+  start[0] = uint64_t(header) * 8;
+  auto stopped = [&] {
+    if (cancel && cancel->load()) throw ReadCancelled{};
+    check_interrupt();
+  };
+  // job(i) for i in [from, ranges) on `threads` threads.
+  auto run_all = [&](size_t from, const std::function<void(detail::SpecInflater&, size_t)>& job) {
+    std::atomic<size_t> next{from};
+    auto work = [&] {
+      detail::SpecInflater z(d, n);
+      for (size_t i; (i = next++) < ranges;) {
+        if ((cancel && cancel->load()) || pending_interrupt() != 0) return;
+        job(z, i);
+      }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    stopped();
+  };
+  auto nominal = [&](size_t i) { return uint64_t(header + (n - header) / ranges * i) * 8; };
+  run_all(1, [&](detail::SpecInflater& z, size_t i) {
+    start[i] = z.find_block(nominal(i), i + 1 < ranges ? nominal(i + 1) : uint64_t(n) * 8);
+  });
+  for (size_t k = 1; k < ranges; ++k) st.guessed += start[k] != detail::kNoStop;
+  auto stop_after = [&](size_t i) {
+    for (size_t j = i + 1; j < ranges; ++j)
+      if (start[j] != detail::kNoStop) return start[j];
+    return detail::kNoStop;
+  };
+  run_all(0, [&](detail::SpecInflater& z, size_t i) {
+    if (start[i] != detail::kNoStop) result[i] = z.decode(start[i], stop_after(i), i > 0, span);
+  });
+
+  // In order: range i's decoding began at a boundary known to be right; the next range's guess is
+  // right when range i stopped exactly there. Otherwise range i goes on from where it stopped.
+  std::vector<uint8_t> before;  // the output's last 32 KiB before the current range
+  uint64_t out = 0, member_start = 0;
+  bool starts_member = true;
+  size_t i = 0;
+  SpecRange cur = std::move(result[0]);
+  detail::SpecInflater again(d, n);
+  auto point_at = [](uint64_t bit, uint64_t at, bool after_header) {
+    GzipPoint pt;
+    pt.in = (bit + 7) / 8;
+    pt.bits = uint8_t(pt.in * 8 - bit);
+    pt.out = at;
+    pt.after_header = after_header;
+    return pt;
+  };
+  for (;;) {
+    if (!cur.error.empty()) return serial();  // the serial pass words it
+    ix.points.push_back(point_at(cur.start_bit, out, starts_member));
+    if (!starts_member) ix.points.back().window = before;
+    for (const auto& p : cur.points) {
+      ix.points.push_back(point_at(p.bit, out + p.out, p.after_header));
+      if (!p.after_header && !detail::resolve_window(p.window, before, &ix.points.back().window))
+        return serial();
+    }
+    for (const auto& e : cur.member_ends) {
+      if (uint32_t(out + e.out - member_start) != e.isize) return serial();
+      member_start = out + e.out;
+    }
+    // The window at the end of this range is the one before the next.
+    std::vector<uint8_t> end_window;
+    if (!cur.end_of_file && !detail::resolve_window(cur.end.window, before, &end_window))
+      return serial();
+    out += cur.out;
+    if (cur.end_of_file) break;
+    before = std::move(end_window);
+    starts_member = cur.end.after_header;
+    size_t j = i + 1;
+    while (j < ranges && start[j] == detail::kNoStop) ++j;
+    if (j < ranges && start[j] == cur.end.bit && result[j].error.empty()) {
+      ++st.confirmed;
+      cur = std::move(result[j]);
+      i = j;
+      continue;
+    }
+    // The guess at j was wrong (or j failed): decode on from here to the next guess after it.
+    if (j >= ranges) return serial();  // stopped short of the end
+    stopped();
+    start[j] = detail::kNoStop;
+    cur = again.decode(cur.end.bit, stop_after(j), true, span);
+    i = j;
+  }
+  ix.total_out = out;
+  return ix;
+}
+
 void write_gzip_index(const std::string& gz_path, const GzipIndex& ix) {
   std::string s(kMagic, sizeof kMagic);
   put64(s, ix.file_size);
@@ -545,64 +672,6 @@ std::unique_ptr<GzipIndex> load_gzip_index(const std::string& gz_path, std::stri
   if (size != ix->file_size || mtime != ix->file_mtime_ns)
     return no(ipath + " is stale (" + gz_path + " changed since it was indexed)");
   return ix;
-}
-
-// ---- indexing in the background ----
-
-namespace {
-
-class BackgroundIndexer {
- public:
-  static BackgroundIndexer& get() {
-    static BackgroundIndexer b;
-    return b;
-  }
-  void start(const std::string& path) {
-    std::lock_guard<std::mutex> lk(mu_);
-    if (stop_ || !busy_.insert(path).second) return;
-    threads_.emplace_back([this, path] {
-      try {
-        const GzipIndex ix = build_gzip_index(path, 0, &stop_);
-        if (!stop_.load()) write_gzip_index(path, ix);
-      } catch (...) {
-        // Damaged data is reported by the serial read itself; the file simply stays without an index.
-      }
-    });
-  }
-  ~BackgroundIndexer() {
-    stop_.store(true);
-    std::vector<std::thread> t;
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      t.swap(threads_);
-    }
-    for (auto& th : t) th.join();
-  }
-
- private:
-  std::mutex mu_;
-  std::atomic<bool> stop_{false};
-  std::set<std::string> busy_;
-  std::vector<std::thread> threads_;
-};
-
-}  // namespace
-
-void index_in_background(const std::string& gz_path, uint64_t min_bytes) {
-  struct stat st {};
-  if (::stat(gz_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) < min_bytes) return;
-  {
-    const int fd = ::open(gz_path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return;
-    unsigned char m[2] = {0, 0};
-    const bool gz = ::pread(fd, m, 2, 0) == 2 && m[0] == 0x1f && m[1] == 0x8b;
-    ::close(fd);
-    if (!gz) return;
-  }
-  const size_t slash = gz_path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : gz_path.substr(0, slash);
-  if (::access(dir.c_str(), W_OK) != 0) return;
-  BackgroundIndexer::get().start(gz_path);
 }
 
 // ---- the parallel reader ----

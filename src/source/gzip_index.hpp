@@ -52,11 +52,22 @@ GzipIndex build_gzip_index(const std::string& gz_path, uint64_t span = 0);
 // cancel (optional): checked as the file is read; when set, throws ReadCancelled.
 GzipIndex build_gzip_index(const std::string& gz_path, uint64_t span, const std::atomic<bool>* cancel);
 
-// Builds and writes the index of a gzip file on a thread of its own while the file is read serially,
-// so that later reads (the next epoch, the next run) inflate in parallel. Does nothing for a file
-// already being indexed, under min_bytes, that is not gzip, or whose directory cannot be written; a
-// failure only leaves the file without an index. The threads still running at exit are cancelled.
-void index_in_background(const std::string& gz_path, uint64_t min_bytes = uint64_t{32} << 20);
+// The same index (points at block boundaries about every `span` bytes of output, possibly a few
+// more), built on `threads` threads at once by decoding ranges of the file from guessed block
+// boundaries (source/speculative_inflate.hpp). Every block's structure and every member's length
+// are checked; the CRC-32s are checked when the file is read through the index. Small files, and
+// files where this fails (damaged data, whose error the serial pass then words), take the serial pass.
+// stats (optional) tells how it went; min_range: compressed bytes per range, at least (tests make
+// it small to get many ranges from small files).
+struct ParallelIndexStats {
+  bool serial = false;     // the serial pass built it
+  size_t ranges = 0;       // ranges decoded at once
+  size_t guessed = 0;      // ranges that began at a guessed block boundary
+  size_t confirmed = 0;    // ... of which the range before stopped exactly there
+};
+GzipIndex build_gzip_index_parallel(const std::string& gz_path, uint64_t span, int threads,
+                                    const std::atomic<bool>* cancel = nullptr, ParallelIndexStats* stats = nullptr,
+                                    uint64_t min_range = uint64_t{1} << 20);
 
 // Writes the index atomically to gzip_index_path(gz_path).
 void write_gzip_index(const std::string& gz_path, const GzipIndex& index);

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "sluice/interrupt.hpp"
+#include "source/speculative_gzip.hpp"
 
 namespace sluice {
 
@@ -16,7 +17,9 @@ constexpr size_t kStep = size_t{1} << 20;
 }  // namespace
 
 InflateAhead::InflateAhead(const std::string& path, size_t chunk_bytes, size_t max_chunks)
-    : chunk_bytes_(std::max<size_t>(chunk_bytes, 4096)), max_chunks_(std::max<size_t>(max_chunks, 2)) {
+    : chunk_bytes_(std::max<size_t>(chunk_bytes, 4096)),
+      max_chunks_(std::max<size_t>(max_chunks, 2)),
+      index_turn_(take_gzip_turn()) {
   path_ = path;
   thread_ = std::thread([this] { run(); });
 }
@@ -48,7 +51,7 @@ void InflateAhead::run() {
     start = offset;
   };
   try {
-    std::unique_ptr<ByteSource> src = open_byte_source(path_);
+    std::unique_ptr<ByteSource> src = open_byte_source_in_turn(path_, index_turn_);
     for (bool eof = false; !eof;) {
       {
         // A free chunk: a spare one, or a new one while fewer than max_chunks_ are held.

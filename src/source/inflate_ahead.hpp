@@ -66,6 +66,7 @@ class InflateAhead final : public ByteSource {
   size_t cur_pos_ = 0;
   bool ended_ = false;
   std::atomic<uint64_t> offset_{0};
+  uint64_t index_turn_;  // its turn on a first read decoded on every core (source/speculative_gzip.hpp)
   std::thread thread_;
 };
 

@@ -8,17 +8,21 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include <atomic>
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "sluice/source.hpp"
 #include "source/gzip_index.hpp"
 #include "source/inflate.hpp"
+#include "source/speculative_gzip.hpp"
 #include "test_util.hpp"
 
 using namespace sluice;
@@ -429,28 +433,228 @@ TEST(GzipIndex, DamageAfterIndexingIsFound) {
   EXPECT_EQ(failed, cases);
 }
 
-// A file read without an index gets one built beside it in the background, for the next read.
-TEST(GzipIndex, BuiltInTheBackground) {
+// A raw deflate stream with a given strategy, flushed every `flush_every` input bytes (0: never) with
+// `flush` (Z_SYNC_FLUSH leaves an empty stored block behind; Z_FULL_FLUSH also forgets the window).
+std::string raw_deflate_with(const std::string& bytes, int level, int strategy, size_t flush_every, int flush) {
+  z_stream zs{};
+  if (deflateInit2(&zs, level, Z_DEFLATED, -15, 8, strategy) != Z_OK) throw std::runtime_error("deflateInit2");
+  std::string out(deflateBound(&zs, uLong(bytes.size())) + 64 + (flush_every ? bytes.size() / flush_every * 16 : 0), '\0');
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = uInt(out.size());
+  const size_t step = flush_every ? flush_every : bytes.size() + 1;
+  for (size_t off = 0;; off += step) {
+    const bool last = off + step >= bytes.size();
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(bytes.data()) + std::min(off, bytes.size()));
+    zs.avail_in = uInt(last ? bytes.size() - std::min(off, bytes.size()) : step);
+    const int rc = deflate(&zs, last ? Z_FINISH : flush);
+    if (last) {
+      if (rc != Z_STREAM_END) throw std::runtime_error("deflate");
+      break;
+    }
+  }
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+std::string member_with(const std::string& bytes, int level, int strategy, size_t flush_every = 0,
+                        int flush = Z_SYNC_FLUSH) {
+  std::string m("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", 10);
+  m += raw_deflate_with(bytes, level, strategy, flush_every, flush);
+  put_le(&m, uint32_t(crc32(0, reinterpret_cast<const Bytef*>(bytes.data()), uInt(bytes.size()))), 4);
+  put_le(&m, uint32_t(bytes.size()), 4);
+  return m;
+}
+
+// The index built on several threads from guessed block boundaries: every point's window is the
+// text before it, and the file read through the index is the text, for every shape of gzip file.
+// Every shape of gzip file the decoder meets: index_shapes, other levels and strategies, flushes.
+std::vector<std::pair<std::string, std::string>> parallel_shapes(const std::string& text) {
+  auto shapes = index_shapes(text);
+  shapes.push_back({"level 9", member_with(text, 9, Z_DEFAULT_STRATEGY)});
+  shapes.push_back({"filtered", member_with(text, 6, Z_FILTERED)});
+  shapes.push_back({"Huffman codes only", member_with(text, 6, Z_HUFFMAN_ONLY)});
+  shapes.push_back({"run lengths only", member_with(text, 6, Z_RLE)});
+  shapes.push_back({"fixed codes only", member_with(text, 6, Z_FIXED)});
+  shapes.push_back({"sync flushes", member_with(text, 6, Z_DEFAULT_STRATEGY, 100000, Z_SYNC_FLUSH)});
+  shapes.push_back({"full flushes", member_with(text, 6, Z_DEFAULT_STRATEGY, 300000, Z_FULL_FLUSH)});
+  shapes.push_back({"many members", [&] {
+                      std::string m;
+                      for (size_t off = 0; off < text.size(); off += 700000) m += member(text.substr(off, 700000), 6);
+                      return m;
+                    }()});
+  return shapes;
+}
+
+TEST(GzipIndex, BuiltInParallelFromGuessedBoundaries) {
   TempDir dir("gzi");
-  const std::string text = rows_text(11, 20000);
+  const std::string text = rows_text(12, 8000);  // ~2 MB
+  for (const auto& [what, bytes] : parallel_shapes(text)) {
+    SCOPED_TRACE(what);
+    const std::string path = dir / "a.gz";
+    write_file(path, bytes);
+    std::remove(gzip_index_path(path).c_str());
+    for (int threads : {2, 5}) {
+      SCOPED_TRACE(threads);
+      ParallelIndexStats st;
+      const GzipIndex ix = build_gzip_index_parallel(path, 64 << 10, threads, nullptr, &st, 16 << 10);
+      EXPECT_FALSE(st.serial);
+      EXPECT_EQ(st.ranges, size_t(threads) * 4);
+      // Where blocks have dynamic codes, guesses are found and confirmed.
+      if (what != "stored blocks" && what != "fixed codes only") {
+        EXPECT_GT(st.guessed, 0u);
+        EXPECT_GT(st.confirmed, 0u);
+      }
+      EXPECT_EQ(ix.total_out, text.size());
+      ASSERT_GT(ix.points.size(), 8u);
+      EXPECT_EQ(ix.points[0].out, 0u);
+      EXPECT_TRUE(ix.points[0].after_header);
+      for (size_t k = 0; k < ix.points.size(); ++k) {
+        const GzipPoint& p = ix.points[k];
+        if (k > 0) {
+          EXPECT_GE(p.out, ix.points[k - 1].out);
+        }
+        ASSERT_LE(p.window.size(), 32768u);
+        ASSERT_LE(p.window.size(), p.out);
+        if (p.after_header) {
+          EXPECT_TRUE(p.window.empty());
+        }
+        EXPECT_TRUE(std::equal(p.window.begin(), p.window.end(), text.begin() + long(p.out - p.window.size())))
+            << "point " << k << " at " << p.out;
+      }
+      std::shared_ptr<const GzipIndex> shared = std::make_shared<GzipIndex>(ix);
+      for (InflaterKind kind : built_kinds()) {
+        auto src = open_indexed_gzip(path, shared, 3, kind);
+        EXPECT_TRUE(read_source(*src, 1 << 16) == text) << inflater_name(kind);
+      }
+    }
+  }
+}
+
+// Damaged or truncated files never give wrong bytes through a parallel-built index: the build fails
+// (the serial pass words the error), or the read through the index does (CRC-32, lengths).
+TEST(GzipIndex, ParallelBuildOfDamagedFiles) {
+  TempDir dir("gzi");
+  const std::string text = rows_text(13, 12000);
+  const std::string good = member(text.substr(0, text.size() / 2), 6) + member(text.substr(text.size() / 2), 6);
   const std::string path = dir / "a.gz";
-  write_file(path, member(text, 6));
-  index_in_background(path, 0);
-  std::string why;
-  std::unique_ptr<GzipIndex> ix;
-  for (int i = 0; i < 200 && !(ix = load_gzip_index(path, &why)); ++i) usleep(50000);
-  ASSERT_TRUE(ix) << why;
-  EXPECT_EQ(ix->total_out, text.size());
-  EXPECT_GT(ix->points.size(), 1u);
-  auto src = open_byte_source(path);
-  EXPECT_TRUE(read_source(*src, 1 << 16) == text);
-  // Not gzip, or too small: nothing is written.
-  write_file(dir / "b.tsv", text);
-  index_in_background(dir / "b.tsv", 0);
-  index_in_background(path + "-none", 0);
-  write_file(dir / "c.gz", member(text, 6));
-  index_in_background(dir / "c.gz");  // under the default 32 MiB
-  usleep(300000);
-  EXPECT_FALSE(load_gzip_index(dir / "b.tsv", &why));
-  EXPECT_FALSE(load_gzip_index(dir / "c.gz", &why));
+  std::vector<std::string> bad;
+  for (int k = 1; k < 12; ++k) {
+    std::string b = good;
+    b[good.size() * size_t(k) / 12] ^= char(0x55);
+    bad.push_back(b);
+  }
+  for (size_t cut : {good.size() / 3, good.size() - 9, good.size() - 1}) bad.push_back(good.substr(0, cut));
+  bad.push_back(good + "trailing");
+  int fails = 0;
+  for (size_t c = 0; c < bad.size(); ++c) {
+    SCOPED_TRACE(c);
+    write_file(path, bad[c]);
+    bool failed = false;
+    try {
+      const GzipIndex ix = build_gzip_index_parallel(path, 32 << 10, 3, nullptr, nullptr, 8 << 10);
+      auto src = open_indexed_gzip(path, std::make_shared<GzipIndex>(ix), 3);
+      // Only a byte nothing checks (a header's time stamp) may change and still read.
+      EXPECT_TRUE(read_source(*src, 1 << 16) == text) << "wrong bytes without an error";
+    } catch (const Error& e) {
+      failed = true;
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+    if (c >= 11) {
+      EXPECT_TRUE(failed);  // truncated, or followed by what is not gzip
+    }
+    fails += failed;
+  }
+  EXPECT_GE(fails, int(bad.size()) - 1);
+}
+
+// The first read on several threads (guessed boundaries, joined in order): the text, in reads of any
+// size, with the compressed offset at the file's end; then the index it leaves beside the file reads
+// the same.
+TEST(GzipIndex, FirstReadOnSeveralThreads) {
+  TempDir dir("gzi");
+  const std::string text = rows_text(14, 8000);
+  for (const auto& [what, bytes] : parallel_shapes(text)) {
+    SCOPED_TRACE(what);
+    const std::string path = dir / "a.gz";
+    write_file(path, bytes);
+    for (const auto& [threads, chunk] : {std::pair<int, size_t>{1, 1000}, std::pair<int, size_t>{4, size_t{1} << 20}}) {
+        SCOPED_TRACE(std::to_string(threads) + " threads, reads of " + std::to_string(chunk));
+        std::remove(gzip_index_path(path).c_str());
+        auto src = open_speculative_gzip(path, take_gzip_turn(), threads, true, 16 << 10);
+        ASSERT_TRUE(read_source(*src, chunk) == text);
+        EXPECT_EQ(src->file_offset(), bytes.size());
+        std::string why;
+        std::shared_ptr<const GzipIndex> ix(load_gzip_index(path, &why).release());
+        ASSERT_TRUE(ix) << why;
+        EXPECT_EQ(ix->total_out, text.size());
+        for (const GzipPoint& p : ix->points)
+          ASSERT_TRUE(std::equal(p.window.begin(), p.window.end(), text.begin() + long(p.out - p.window.size())));
+        auto again = open_indexed_gzip(path, ix, 3);
+        EXPECT_TRUE(read_source(*again, 1 << 16) == text);
+    }
+  }
+  // Several files at once, each on its own turn.
+  std::vector<std::string> texts;
+  for (int f = 0; f < 3; ++f) {
+    texts.push_back(rows_text(20 + uint64_t(f), 6000));
+    write_file(dir / ("f" + std::to_string(f) + ".gz"), member(texts.back(), 6));
+  }
+  std::vector<std::string> got(3);
+  std::vector<std::thread> readers;
+  for (int f = 0; f < 3; ++f)
+    readers.emplace_back([&, f] {
+      auto src = open_speculative_gzip(dir / ("f" + std::to_string(f) + ".gz"), take_gzip_turn(), 2, false, 8 << 10);
+      got[size_t(f)] = read_source(*src, 4096);
+    });
+  for (auto& t : readers) t.join();
+  for (int f = 0; f < 3; ++f) EXPECT_TRUE(got[size_t(f)] == texts[size_t(f)]) << f;
+}
+
+// Damaged or truncated files on the first read: an error naming the file (after the bytes before it:
+// a truncated file's are the text's), and no index left behind.
+TEST(GzipIndex, FirstReadOfDamagedFiles) {
+  TempDir dir("gzi");
+  const std::string text = rows_text(15, 12000);
+  const std::string good = member(text.substr(0, text.size() / 2), 6) + member(text.substr(text.size() / 2), 6);
+  const std::string path = dir / "a.gz";
+  std::vector<std::string> bad;
+  for (int k = 1; k < 12; ++k) {
+    std::string b = good;
+    b[good.size() * size_t(k) / 12] ^= char(0x55);
+    bad.push_back(b);
+  }
+  for (size_t cut : {good.size() / 3, good.size() - 9, good.size() - 1}) bad.push_back(good.substr(0, cut));
+  bad.push_back(good + "trailing");
+  int fails = 0;
+  for (size_t c = 0; c < bad.size(); ++c) {
+    SCOPED_TRACE(c);
+    write_file(path, bad[c]);
+    std::remove(gzip_index_path(path).c_str());
+    auto src = open_speculative_gzip(path, take_gzip_turn(), 3, true, 8 << 10);
+    std::string got;
+    bool failed = false;
+    try {
+      std::vector<char> buf(5000);
+      for (size_t n; (n = src->read(buf.data(), buf.size())) > 0;) got.append(buf.data(), n);
+    } catch (const Error& e) {
+      failed = true;
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("gzip"), std::string::npos) << e.what();
+    }
+    if (c >= 11 && c < 14) {
+      EXPECT_TRUE(got.size() <= text.size() && text.compare(0, got.size(), got) == 0) << "wrong bytes";
+    }
+    if (failed) {
+      std::string why;
+      EXPECT_FALSE(load_gzip_index(path, &why));
+    } else {
+      EXPECT_TRUE(got == text);  // only a byte nothing checks (a header's time stamp) was changed
+    }
+    if (c >= 11) {
+      EXPECT_TRUE(failed);  // truncated, or followed by what is not gzip
+    }
+    fails += failed;
+  }
+  EXPECT_GE(fails, int(bad.size()) - 1);
 }

@@ -1,0 +1,550 @@
+// The first read of a gzip file on many cores (speculative_gzip.hpp): a process-wide pool decodes
+// ranges from guessed block boundaries; the reader joins them in order.
+#include "source/speculative_gzip.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <queue>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#ifdef SLUICE_HAVE_ISAL
+#include <isa-l/crc.h>
+#endif
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "sluice/interrupt.hpp"
+#include "source/gzip_index.hpp"
+#include "source/speculative_inflate.hpp"
+#include "util/mapped_file.hpp"
+
+namespace sluice {
+
+namespace {
+
+using detail::kNoStop;
+using detail::SpecRange;
+
+uint32_t crc_update(uint32_t crc, const uint8_t* p, size_t n) {
+#ifdef SLUICE_HAVE_ISAL
+  return crc32_gzip_refl(crc, p, n);
+#else
+  return static_cast<uint32_t>(crc32(crc, p, static_cast<uInt>(n)));
+#endif
+}
+
+// Threads shared by every speculative reader: jobs run in order of (turn, range).
+class SpecPool {
+ public:
+  static SpecPool& get() {
+    static SpecPool p;
+    return p;
+  }
+  uint64_t take_turn() { return next_turn_++; }
+  void submit(uint64_t turn, uint64_t index, std::function<void()> job) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (workers_.empty()) {
+        const unsigned n = std::max(1u, std::thread::hardware_concurrency());
+        for (unsigned t = 0; t < n; ++t) workers_.emplace_back([this] { work(); });
+      }
+      jobs_.push(Job{turn, index, std::move(job)});
+    }
+    more_.notify_one();
+  }
+  ~SpecPool() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    more_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+
+ private:
+  struct Job {
+    uint64_t turn, index;
+    std::function<void()> run;
+    bool operator<(const Job& o) const { return std::tie(turn, index) > std::tie(o.turn, o.index); }  // min-heap
+  };
+  void work() {
+    for (;;) {
+      Job j;
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        more_.wait(lk, [&] { return stop_ || !jobs_.empty(); });
+        if (stop_) return;
+        j = jobs_.top();
+        jobs_.pop();
+      }
+      j.run();
+    }
+  }
+  std::atomic<uint64_t> next_turn_{0};
+  std::mutex mu_;
+  std::condition_variable more_;
+  std::priority_queue<Job> jobs_;
+  std::vector<std::thread> workers_;
+  bool stop_ = false;
+};
+
+// A decoded piece of the file (a range, or part of one decoded by the reader itself), on its way to
+// the reader: its bytes are resolved by a pool job once the window before it is known.
+struct Piece {
+  SpecRange r;                  // the decoder's output (freed once resolved)
+  std::vector<uint8_t> before;  // the (up to) 32 KiB before it
+  std::vector<char> bytes;      // resolved
+  // CRC-32 and length of each run of one member's bytes: split where members end.
+  std::vector<std::pair<uint32_t, uint64_t>> runs;
+  bool bad_marker = false;      // a marker points before the bytes there are
+  std::string error;            // the decoder's error that ends it, worded
+  bool done = false;
+};
+
+// What the pool's jobs share with the reader (kept alive by the jobs still queued).
+struct Shared {
+  MappedFile map;
+  const uint8_t* d = nullptr;
+  size_t n = 0;
+  std::atomic<bool> cancel{false};
+  std::mutex mu;
+  std::condition_variable done;
+  std::map<size_t, SpecRange> results;  // decoded, not yet taken; start_bit kNoStop: no block found
+  size_t finished = 0;                  // jobs done (cancelled ones too)
+  explicit Shared(const std::string& path) : map(path) {
+    d = reinterpret_cast<const uint8_t*>(map.data());
+    n = map.size();
+  }
+};
+
+// A symbol's byte, without a branch (bytes and markers mix at random: a branch would miss half the
+// time).
+inline uint8_t byte_of(uint16_t v, const uint8_t* win) {
+  const uint8_t lit = uint8_t(v), marked = win[v & (detail::kDeflateWindow - 1)];
+  const uint8_t is_lit = uint8_t(-int(v < 256));
+  return uint8_t((lit & is_lit) | (marked & ~is_lit));
+}
+
+#if defined(__x86_64__)
+#define SLUICE_SPEC_AVX2 1
+// Sixteen symbols at once: bytes narrowed, markers gathered from the window (win has 3 bytes of
+// room past its end for the 4-byte gathers). Returns the lowest marker seen (0xffff: none).
+__attribute__((target("avx2"))) uint16_t resolve_avx2(const uint16_t* s, uint8_t* o, size_t m, const uint8_t* win,
+                                                      size_t* done) {
+  const __m256i high = _mm256_set1_epi16(int16_t(0xff00));
+  const __m256i index_mask = _mm256_set1_epi32(int32_t(detail::kDeflateWindow - 1));
+  const __m256i byte_mask = _mm256_set1_epi32(0xff);
+  const __m256i first_marker = _mm256_set1_epi32(255);
+  __m256i lowest = _mm256_set1_epi16(-1);
+  size_t k = 0;
+  for (; k + 16 <= m; k += 16) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + k));
+    __m256i bytes16;
+    if (_mm256_testz_si256(v, high)) {
+      bytes16 = v;
+    } else {
+      const __m256i lo = _mm256_cvtepu16_epi32(_mm256_castsi256_si128(v));
+      const __m256i hi = _mm256_cvtepu16_epi32(_mm256_extracti128_si256(v, 1));
+      const int* w = reinterpret_cast<const int*>(win);
+      const __m256i glo = _mm256_and_si256(_mm256_i32gather_epi32(w, _mm256_and_si256(lo, index_mask), 1), byte_mask);
+      const __m256i ghi = _mm256_and_si256(_mm256_i32gather_epi32(w, _mm256_and_si256(hi, index_mask), 1), byte_mask);
+      const __m256i rlo = _mm256_blendv_epi8(lo, glo, _mm256_cmpgt_epi32(lo, first_marker));
+      const __m256i rhi = _mm256_blendv_epi8(hi, ghi, _mm256_cmpgt_epi32(hi, first_marker));
+      bytes16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(rlo, rhi), 0xd8);  // 16 x u16 in order
+      // Markers only (bytes count as 0xffff) toward the lowest.
+      const __m256i is_byte = _mm256_cmpeq_epi16(_mm256_and_si256(v, high), _mm256_setzero_si256());
+      lowest = _mm256_min_epu16(lowest, _mm256_or_si256(v, is_byte));
+    }
+    const __m128i packed = _mm_packus_epi16(_mm256_castsi256_si128(bytes16), _mm256_extracti128_si256(bytes16, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + k), packed);
+  }
+  *done = k;
+  uint16_t l[16];
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(l), lowest);
+  return *std::min_element(l, l + 16);
+}
+#endif
+
+// The piece's bytes: symbols below 256 are bytes, markers index `before` (missing its first bytes
+// when the member began less than 32 KiB before the piece).
+void resolve_piece(Piece& p) {
+  const size_t m = p.r.data_end - p.r.data_begin;
+  p.bytes.resize(m);
+  uint8_t win[detail::kDeflateWindow + 4] = {};
+  const size_t missing = detail::kDeflateWindow - p.before.size();
+  if (!p.before.empty()) std::memcpy(win + missing, p.before.data(), p.before.size());
+  // Raw pointers: stores through a char pointer could otherwise alias the vectors' own fields.
+  const uint16_t* __restrict s = p.r.data.get() + p.r.data_begin;
+  uint8_t* __restrict o = reinterpret_cast<uint8_t*>(p.bytes.data());
+  uint16_t lowest = 0xffff;  // the lowest marker seen
+  size_t k = 0;
+#if defined(SLUICE_SPEC_AVX2)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) lowest = resolve_avx2(s, o, m, win, &k);
+#endif
+  for (; k + 32 <= m; k += 32) {
+    uint16_t any = 0;
+    for (int j = 0; j < 32; ++j) any |= s[k + j];
+    if (any < 256) {
+      for (int j = 0; j < 32; ++j) o[k + j] = uint8_t(s[k + j]);
+      continue;
+    }
+    for (int j = 0; j < 32; ++j) o[k + j] = byte_of(s[k + j], win);
+    // Bytes are below 256 and markers at or above kMarker: the lowest entry of a block with a
+    // marker is its lowest marker, unless a byte is in it too.
+    for (int j = 0; j < 32; ++j) {
+      const uint16_t v = s[k + j];
+      lowest = std::min<uint16_t>(lowest, v < 256 ? uint16_t(0xffff) : v);
+    }
+  }
+  for (; k < m; ++k) {
+    const uint16_t v = s[k];
+    if (v >= 256) lowest = std::min(lowest, v);
+    o[k] = byte_of(v, win);
+  }
+  p.bad_marker = lowest != 0xffff && size_t(lowest - detail::kMarker) < missing;
+  size_t at = 0;
+  for (const auto& e : p.r.member_ends) {
+    p.runs.push_back({crc_update(0, o + at, size_t(e.out) - at), e.out - at});
+    at = size_t(e.out);
+  }
+  p.runs.push_back({crc_update(0, o + at, m - at), m - at});
+  p.r.data.reset();
+}
+
+class SpeculativeGzipSource final : public ByteSource {
+ public:
+  SpeculativeGzipSource(const std::string& path, uint64_t turn, int threads, bool write_index, uint64_t range_bytes)
+      : sh_(std::make_shared<Shared>(path)), turn_(turn), write_index_(write_index) {
+    path_ = path;
+    std::string why;
+    header_ = sh_->n > 0 ? detail::gzip_header_length(sh_->d, sh_->n, &why) : 0;
+    if (header_ == 0) {
+      if (sh_->n == 0 || why == "truncated") throw Error("truncated gzip data in '" + path + "' (unexpected end of file)");
+      throw Error("corrupt gzip data in '" + path + "': " + why);
+    }
+    range_bytes_ = std::max<uint64_t>(range_bytes, 1024);
+    ranges_ = std::max<size_t>(1, (sh_->n - header_) / range_bytes_);
+    ahead_ = size_t(std::max(1, threads)) * 3 + 2;
+    resolving_ = size_t(std::max(1, threads)) + 1;
+    span_ = std::clamp<uint64_t>(uint64_t(sh_->n) * 3 / 64, uint64_t{1} << 20, uint64_t{16} << 20);
+    ix_.span = span_;
+    {
+      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      struct stat st {};
+      if (fd >= 0 && ::fstat(fd, &st) == 0) {
+        ix_.file_size = static_cast<uint64_t>(st.st_size);
+        ix_.file_mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+      }
+      if (fd >= 0) ::close(fd);
+      if (ix_.file_size != sh_->n) write_index_ = false;  // changed under us: no index from this read
+    }
+    prev_end_ = uint64_t(header_) * 8;
+    submit_more();
+  }
+
+  // Waits for the jobs still running (the ones queued end at once): none touches the file after.
+  ~SpeculativeGzipSource() override {
+    sh_->cancel.store(true);
+    std::unique_lock<std::mutex> lk(sh_->mu);
+    sh_->done.wait(lk, [&] { return sh_->finished == jobs_; });
+  }
+
+  size_t read(char* buf, size_t n) override {
+    size_t got = 0;
+    while (got < n) {
+      if (cur_ && pos_ < cur_->bytes.size()) {
+        const size_t k = std::min(n - got, cur_->bytes.size() - pos_);
+        std::memcpy(buf + got, cur_->bytes.data() + pos_, k);
+        pos_ += k;
+        got += k;
+        continue;
+      }
+      if (!error_.empty()) {
+        if (got > 0) break;
+        throw Error(error_);
+      }
+      // The next piece: join ranges ahead while they are there, then take the oldest joined.
+      while (!stop_joining_ && pending_.size() < resolving_ && (pending_.empty() || decoded(next_))) join_next();
+      if (pending_.empty()) {
+        // Every range joined: the end of the file (a stream that stops short of it is caught by the
+        // decoder, so this is a safeguard).
+        if (!eof_) fail("truncated gzip data in '" + path_ + "' (unexpected end of file)");
+        if (!error_.empty() && got == 0) throw Error(error_);
+        break;
+      }
+      if (got > 0 && !resolved(*pending_.front())) break;  // what this call has, rather than wait
+      deliver();
+    }
+    if (got == 0 && error_.empty() && pending_.empty() && stop_joining_ && eof_ && !index_written_) finish_index();
+    return got;
+  }
+
+  uint64_t file_offset() const override { return offset_; }
+
+ private:
+  uint64_t nominal(size_t i) const {
+    return i >= ranges_ ? uint64_t(sh_->n) * 8 : (uint64_t(header_) + (sh_->n - header_) / ranges_ * i) * 8;
+  }
+
+  void count_job() {
+    std::lock_guard<std::mutex> lk(sh_->mu);
+    ++jobs_;
+  }
+
+  void submit_more() {
+    for (; submitted_ < ranges_ && submitted_ < next_ + ahead_; ++submitted_) {
+      const size_t i = submitted_;
+      std::shared_ptr<Shared> sh = sh_;
+      const uint64_t from = nominal(i), to = nominal(i + 1), first = uint64_t(header_) * 8;
+      count_job();
+      SpecPool::get().submit(turn_, 2 * i + 1, [sh, i, from, to, first] {
+        SpecRange r;
+        r.start_bit = kNoStop;
+        if (!sh->cancel.load()) {
+          detail::SpecInflater z(sh->d, sh->n);
+          const uint64_t start = i == 0 ? first : z.find_block(from, to);
+          if (start != kNoStop) r = z.decode(start, to, i > 0, kNoStop, 0, true);
+        }
+        {
+          std::lock_guard<std::mutex> lk(sh->mu);
+          sh->results[i] = std::move(r);
+          ++sh->finished;
+        }
+        sh->done.notify_all();
+      });
+    }
+  }
+
+  bool decoded(size_t i) {
+    std::lock_guard<std::mutex> lk(sh_->mu);
+    return sh_->results.count(i) > 0;
+  }
+
+  bool resolved(const Piece& p) {
+    std::lock_guard<std::mutex> lk(sh_->mu);
+    return p.done;
+  }
+
+  // Waits for `ready` (under the lock), for cancellation, or for Ctrl-C.
+  template <class F>
+  void wait_for(F ready) {
+    std::unique_lock<std::mutex> lk(sh_->mu);
+    while (!ready()) {
+      if (cancelled_.load()) throw ReadCancelled{};
+      sh_->done.wait_for(lk, std::chrono::milliseconds(100));
+      if (ready()) break;
+      lk.unlock();
+      check_interrupt();
+      lk.lock();
+    }
+  }
+
+  SpecRange take(size_t i) {
+    wait_for([&] { return sh_->results.count(i) > 0; });
+    std::lock_guard<std::mutex> lk(sh_->mu);
+    auto it = sh_->results.find(i);
+    SpecRange r = std::move(it->second);
+    sh_->results.erase(it);
+    return r;
+  }
+
+  // Decodes on this thread, from a boundary known to be right.
+  SpecRange decode_here(uint64_t start, uint64_t stop) {
+    if (!local_) local_ = std::make_unique<detail::SpecInflater>(sh_->d, sh_->n);
+    return local_->decode(start, stop, true, kNoStop, 0, true);
+  }
+
+  // The next range, checked: its guess is right when the ranges joined so far stop exactly there.
+  void join_next() {
+    const size_t i = next_++;
+    SpecRange r = take(i);
+    submit_more();
+    if (i == 0 || r.start_bit == prev_end_) {
+      add(std::move(r), i);
+    } else {
+      // The guess was wrong, or there was none: decode from where the joined ranges stop, to the
+      // guess (when it is right after all, the pool's work is used from there) or the range's end.
+      const uint64_t to = nominal(i + 1);
+      const bool guess_ahead = r.start_bit != kNoStop && r.start_bit > prev_end_ && r.start_bit < to;
+      const bool used = add(decode_here(prev_end_, guess_ahead ? r.start_bit : to), i);
+      if (used && guess_ahead) {
+        if (prev_end_ == r.start_bit) add(std::move(r), i);
+        else if (prev_end_ < to) add(decode_here(prev_end_, to), i);
+      }
+    }
+    if (next_ >= ranges_) stop_joining_ = true;
+  }
+
+  // Takes a piece decoded from prev_end_: a point of the index at its start (a span or more after
+  // the last), the window after it, and a pool job to resolve its bytes. False when it ended the
+  // joining (an error, or the end of the file).
+  bool add(SpecRange r, size_t range) {
+    if (stop_joining_) return false;
+    if (ix_.points.empty() || out_ - last_point_ >= span_) {
+      GzipPoint p;
+      p.in = (r.start_bit + 7) / 8;
+      p.bits = uint8_t(p.in * 8 - r.start_bit);
+      p.out = out_;
+      p.after_header = starts_member_;
+      if (!starts_member_) p.window = before_;
+      ix_.points.push_back(std::move(p));
+      last_point_ = out_;
+    }
+    auto piece = std::make_shared<Piece>();
+    piece->before = before_;
+    // The 32 KiB after it (bad markers read as 0 here; the piece's own check reports them).
+    const uint16_t* s = r.data.get() + r.data_begin;
+    const size_t m = r.data_end - r.data_begin, keep = std::min<size_t>(m, detail::kDeflateWindow);
+    std::vector<uint8_t> after;
+    if (keep < detail::kDeflateWindow) {
+      const size_t old = std::min(before_.size(), size_t(detail::kDeflateWindow) - keep);
+      after.assign(before_.end() - long(old), before_.end());
+    }
+    const size_t missing = detail::kDeflateWindow - before_.size();
+    for (size_t k = m - keep; k < m; ++k) {
+      const uint16_t v = s[k];
+      const size_t idx = size_t(v - detail::kMarker);
+      after.push_back(v < 256 ? uint8_t(v) : idx >= missing ? before_[idx - missing] : 0);
+    }
+    before_ = std::move(after);
+    out_ += m;
+    const bool ended = !r.error.empty() || r.end_of_file;
+    if (!r.error.empty()) piece->error = worded(r.error) + " (at compressed byte " + std::to_string(r.error_bit / 8) + ")";
+    else prev_end_ = r.end.bit;
+    starts_member_ = r.end.after_header;
+    eof_ = r.end_of_file;
+    piece->r = std::move(r);
+    if (ended) stop_joining_ = true;
+    pending_.push_back(piece);
+    std::shared_ptr<Shared> sh = sh_;
+    count_job();
+    SpecPool::get().submit(turn_, 2 * range, [sh, piece] {
+      if (!sh->cancel.load()) resolve_piece(*piece);
+      {
+        std::lock_guard<std::mutex> lk(sh->mu);
+        piece->done = true;
+        ++sh->finished;
+      }
+      sh->done.notify_all();
+    });
+    return !ended;
+  }
+
+  // The oldest joined piece becomes the one read: its members' CRC-32s and lengths checked first.
+  void deliver() {
+    std::shared_ptr<Piece> p = pending_.front();
+    pending_.pop_front();
+    wait_for([&] { return p->done; });
+    cur_ = p;
+    pos_ = 0;
+    if (p->bad_marker) {
+      cur_->bytes.clear();
+      fail("corrupt gzip data in '" + path_ + "': invalid distance too far back (at compressed byte " +
+           std::to_string(p->r.start_bit / 8) + ")");
+      return;
+    }
+    uint64_t at = 0;
+    for (size_t k = 0; k < p->runs.size(); ++k) {
+      const auto [crc, len] = p->runs[k];
+      crc_ = static_cast<uint32_t>(crc32_combine(crc_, crc, static_cast<z_off_t>(len)));
+      member_len_ += len;
+      at += len;
+      if (k == p->r.member_ends.size()) break;  // the last run goes on into the next piece
+      const auto& e = p->r.member_ends[k];
+      if (crc_ != e.crc || uint32_t(member_len_) != e.isize) {
+        cur_->bytes.resize(size_t(at));
+        fail("corrupt gzip data in '" + path_ + "': " +
+             (crc_ != e.crc ? std::string("incorrect data check") : std::string("incorrect length check")) +
+             " (in the member ending at decompressed byte " + std::to_string(delivered_ + at) + ")");
+        return;
+      }
+      crc_ = 0;
+      member_len_ = 0;
+    }
+    delivered_ += p->bytes.size();
+    offset_ = std::min<uint64_t>((p->error.empty() ? p->r.end.bit : p->r.error_bit) / 8, sh_->n);
+    if (!p->error.empty()) fail(p->error);
+  }
+
+  // The decoder's error with the file's name, worded as the serial reader words it.
+  std::string worded(const std::string& e) const {
+    const std::string file = "'" + path_ + "'";
+    for (const char* head : {"truncated gzip data", "trailing data after the gzip stream"})
+      if (e.rfind(head, 0) == 0) return head + (" in " + file) + e.substr(std::strlen(head));
+    const std::string corrupt = "corrupt gzip data: ";
+    return "corrupt gzip data in " + file + ": " + (e.rfind(corrupt, 0) == 0 ? e.substr(corrupt.size()) : e);
+  }
+
+  // After the bytes of the current piece, the read ends in this error; nothing more is joined.
+  void fail(const std::string& what) {
+    error_ = what;
+    write_index_ = false;
+    stop_joining_ = true;
+  }
+
+  void finish_index() {
+    index_written_ = true;
+    if (!write_index_ || ix_.points.empty()) return;
+    ix_.total_out = out_;
+    try {
+      write_gzip_index(path_, ix_);
+    } catch (const Error&) {
+      // No index beside the file (a directory that cannot be written): later reads decode it again.
+    }
+  }
+
+  std::shared_ptr<Shared> sh_;
+  uint64_t turn_;
+  bool write_index_;
+  size_t header_ = 0;
+  uint64_t range_bytes_ = 0;
+  size_t ranges_ = 0, ahead_ = 0, resolving_ = 0;
+  size_t next_ = 0, submitted_ = 0;  // the next range to join; ranges given to the pool
+  size_t jobs_ = 0;                  // jobs given to the pool (under sh_->mu)
+  // Joining (the reader's thread, in order).
+  uint64_t prev_end_ = 0;          // where the joined pieces end, in bits: a boundary known to be right
+  bool starts_member_ = true;      // ... and whether a member starts there
+  std::vector<uint8_t> before_;    // the last 32 KiB joined
+  uint64_t out_ = 0;               // bytes joined
+  bool stop_joining_ = false, eof_ = false;
+  std::deque<std::shared_ptr<Piece>> pending_;  // joined, being resolved, in order
+  // Reading.
+  std::shared_ptr<Piece> cur_;
+  size_t pos_ = 0;
+  uint64_t delivered_ = 0;
+  uint32_t crc_ = 0;
+  uint64_t member_len_ = 0;
+  std::string error_;
+  std::atomic<uint64_t> offset_{0};
+  std::unique_ptr<detail::SpecInflater> local_;
+  // The index this read builds.
+  GzipIndex ix_;
+  uint64_t span_ = 0, last_point_ = 0;
+  bool index_written_ = false;
+};
+
+}  // namespace
+
+uint64_t take_gzip_turn() { return SpecPool::get().take_turn(); }
+
+std::unique_ptr<ByteSource> open_speculative_gzip(const std::string& path, uint64_t turn, int threads,
+                                                  bool write_index, uint64_t range_bytes) {
+  return std::make_unique<SpeculativeGzipSource>(path, turn, threads, write_index, range_bytes);
+}
+
+}  // namespace sluice
