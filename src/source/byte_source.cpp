@@ -308,7 +308,8 @@ std::unique_ptr<ByteSource> open_byte_source_in_turn(const std::string& path, ui
     // on every core all the same, and indexed as it is read.
     std::string why;
     if (std::unique_ptr<GzipIndex> ix = load_gzip_index(path, &why))
-      return open_indexed_gzip(path, std::shared_ptr<const GzipIndex>(std::move(ix)), gzip_index_threads());
+      return open_indexed_gzip(path, std::shared_ptr<const GzipIndex>(std::move(ix)), gzip_index_threads(),
+                               default_inflater(), turn);
     const char* env = std::getenv("SLUICE_GZ_INDEX");
     const bool parallel = env ? std::string(env) == "1" : std::thread::hardware_concurrency() >= 8;
     if (parallel && is_large_gzip_file(path, uint64_t{32} << 20)) {

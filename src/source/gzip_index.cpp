@@ -23,6 +23,7 @@
 
 #include "sluice/interrupt.hpp"
 #include "source/inflate.hpp"
+#include "source/read_pool.hpp"
 #include "source/speculative_inflate.hpp"
 #include "util/file_writer.hpp"
 #include "util/mapped_file.hpp"
@@ -678,21 +679,76 @@ std::unique_ptr<GzipIndex> load_gzip_index(const std::string& gz_path, std::stri
 
 namespace {
 
+// What the pool's jobs share with the reader (kept alive by the jobs still queued).
+struct IndexedShared : std::enable_shared_from_this<IndexedShared> {
+  std::shared_ptr<const GzipIndex> ix;
+  Fd fd;
+  std::string path;
+  InflaterKind kind;
+  uint64_t turn;
+  size_t threads, ahead;  // at most `threads` ranges inflating, `ahead` past the reader's
+  std::mutex mu;
+  std::condition_variable ready;
+  std::map<size_t, RangeResult> results;  // inflated, not yet taken
+  size_t next = 0, running = 0, submitted = 0, finished = 0;
+  size_t cur = 0;  // the range the reader is on
+  bool cancel = false;
+
+  IndexedShared(std::shared_ptr<const GzipIndex> index, const std::string& p, InflaterKind k, uint64_t t, size_t n)
+      : ix(std::move(index)), fd(p), path(p), kind(k), turn(t), threads(n), ahead(n + 2) {}
+
+  // Gives the pool the next ranges while fewer than `threads` inflate and they are within `ahead`
+  // of the reader. Called with mu held.
+  void pump() {
+    while (!cancel && next < ix->points.size() && running < threads && next < cur + ahead) {
+      const size_t r = next++;
+      ++running;
+      ++submitted;
+      std::shared_ptr<IndexedShared> self = shared_from_this();
+      detail::ReadPool::get().submit(turn, r, [self, r] {
+        RangeResult res;
+        bool skip;
+        {
+          std::lock_guard<std::mutex> lk(self->mu);
+          skip = self->cancel;
+        }
+        if (!skip) {
+          try {
+            inflate_range(self->fd.fd, self->path, *self->ix, r, self->kind, res);
+          } catch (const std::exception& e) {
+            res.error = e.what();
+          }
+        }
+        res.done = true;
+        {
+          std::lock_guard<std::mutex> lk(self->mu);
+          self->results[r] = std::move(res);
+          --self->running;
+          ++self->finished;
+          self->pump();
+        }
+        self->ready.notify_all();
+      });
+    }
+  }
+};
+
 class IndexedGzipSource final : public ByteSource {
  public:
-  IndexedGzipSource(const std::string& path, std::shared_ptr<const GzipIndex> index, int threads, InflaterKind kind)
-      : ix_(std::move(index)), fd_(path), ahead_(static_cast<size_t>(std::max(1, threads)) + 2), kind_(kind) {
+  IndexedGzipSource(const std::string& path, std::shared_ptr<const GzipIndex> index, int threads, InflaterKind kind,
+                    uint64_t turn)
+      : sh_(std::make_shared<IndexedShared>(std::move(index), path, kind, turn,
+                                            static_cast<size_t>(std::max(1, threads)))),
+        ix_(sh_->ix) {
     path_ = path;
-    const int n = std::max(1, std::min<int>(threads, static_cast<int>(ix_->points.size())));
-    for (int t = 0; t < n; ++t) workers_.emplace_back([this] { work(); });
+    std::lock_guard<std::mutex> lk(sh_->mu);
+    sh_->pump();
   }
+  // Waits for the ranges still inflating (the ones queued end at once).
   ~IndexedGzipSource() override {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      stop_ = true;
-    }
-    room_.notify_all();
-    for (auto& t : workers_) t.join();
+    std::unique_lock<std::mutex> lk(sh_->mu);
+    sh_->cancel = true;
+    sh_->ready.wait(lk, [&] { return sh_->finished == sh_->submitted; });
   }
 
   size_t read(char* buf, size_t n) override {
@@ -701,22 +757,21 @@ class IndexedGzipSource final : public ByteSource {
     while (got < n) {
       if (cur_ == ix_->points.size()) break;
       if (!have_) {
-        std::unique_lock<std::mutex> lk(mu_);
+        std::unique_lock<std::mutex> lk(sh_->mu);
         for (;;) {
-          auto it = results_.find(cur_);
-          if (it != results_.end() && it->second.done) {
+          auto it = sh_->results.find(cur_);
+          if (it != sh_->results.end()) {
             res_ = std::move(it->second);
-            results_.erase(it);
+            sh_->results.erase(it);
             break;
           }
           if (cancelled_.load()) throw ReadCancelled{};
-          ready_.wait_for(lk, std::chrono::milliseconds(100));
+          sh_->ready.wait_for(lk, std::chrono::milliseconds(100));
           lk.unlock();
           check_interrupt();
           lk.lock();
         }
         lk.unlock();
-        room_.notify_all();
         if (!res_.error.empty()) error_ = res_.error;
         else {
           try {
@@ -736,8 +791,11 @@ class IndexedGzipSource final : public ByteSource {
       if (pos_ == res_.size) {
         have_ = false;
         ++cur_;
-        cur_at_.store(cur_);
-        room_.notify_all();
+        {
+          std::lock_guard<std::mutex> lk(sh_->mu);
+          sh_->cur = cur_;
+          sh_->pump();
+        }
         offset_.store(cur_ < ix_->points.size() ? ix_->points[cur_].in : ix_->file_size);
         if (cur_ == ix_->points.size() && !member_closed_)
           throw Error("truncated gzip data in " + quoted(path_) + " (the last member has no end)");
@@ -765,44 +823,8 @@ class IndexedGzipSource final : public ByteSource {
     }
   }
 
-  void work() {
-    for (;;) {
-      size_t r;
-      {
-        std::unique_lock<std::mutex> lk(mu_);
-        room_.wait(lk, [&] { return stop_ || next_ >= ix_->points.size() || next_ < cur_seen() + ahead_; });
-        if (stop_ || next_ >= ix_->points.size()) return;
-        r = next_++;
-        results_[r];  // claimed
-      }
-      RangeResult res;
-      try {
-        inflate_range(fd_.fd, path_, *ix_, r, kind_, res);
-      } catch (const std::exception& e) {
-        res.error = e.what();
-      }
-      res.done = true;
-      {
-        std::lock_guard<std::mutex> lk(mu_);
-        results_[r] = std::move(res);
-      }
-      ready_.notify_all();
-    }
-  }
-  // The range the reader is on (read under mu_ by the workers; cur_ only grows).
-  size_t cur_seen() const { return cur_at_.load(); }
-
+  std::shared_ptr<IndexedShared> sh_;
   std::shared_ptr<const GzipIndex> ix_;
-  Fd fd_;
-  const size_t ahead_;
-  const InflaterKind kind_;
-  std::vector<std::thread> workers_;
-  std::mutex mu_;
-  std::condition_variable ready_, room_;
-  std::map<size_t, RangeResult> results_;
-  size_t next_ = 0;
-  bool stop_ = false;
-  std::atomic<size_t> cur_at_{0};
   // The reader's own state.
   size_t cur_ = 0;
   bool have_ = false;
@@ -818,8 +840,9 @@ class IndexedGzipSource final : public ByteSource {
 }  // namespace
 
 std::unique_ptr<ByteSource> open_indexed_gzip(const std::string& gz_path, std::shared_ptr<const GzipIndex> index,
-                                              int threads, InflaterKind kind) {
-  return std::make_unique<IndexedGzipSource>(gz_path, std::move(index), threads, kind);
+                                              int threads, InflaterKind kind, uint64_t turn) {
+  if (turn == kNewTurn) turn = detail::ReadPool::get().take_turn();
+  return std::make_unique<IndexedGzipSource>(gz_path, std::move(index), threads, kind, turn);
 }
 
 }  // namespace sluice

@@ -76,11 +76,15 @@ void write_gzip_index(const std::string& gz_path, const GzipIndex& index);
 // time match, the index file intact); otherwise nullptr (*why says why: none, stale, damaged).
 std::unique_ptr<GzipIndex> load_gzip_index(const std::string& gz_path, std::string* why = nullptr);
 
-// The file's decompressed bytes, read through `threads` threads inflating ranges between the index's
-// points ahead of the reader (at most 2 * threads ranges held). Errors (damaged data, a CRC that does
-// not match) are thrown by read() after every byte before them has been read.
-// kind: the raw inflater of the ranges (ISA-L's when built in: about 2.5 times zlib's rate).
+// The file's decompressed bytes, its ranges (between the index's points) inflated ahead of the
+// reader by the shared read pool (source/read_pool.hpp): at most `threads` at once and threads + 2
+// past the reader. Errors (damaged data, a CRC that does not match) are thrown by read() after every
+// byte before them has been read. kind: the raw inflater of the ranges (ISA-L's when built in: about
+// 2.5 times zlib's rate). turn: the reader's place among the pool's readers (take_gzip_turn); by
+// default a new one, after every reader opened so far.
+inline constexpr uint64_t kNewTurn = ~uint64_t(0);
 std::unique_ptr<ByteSource> open_indexed_gzip(const std::string& gz_path, std::shared_ptr<const GzipIndex> index,
-                                              int threads, InflaterKind kind = default_inflater());
+                                              int threads, InflaterKind kind = default_inflater(),
+                                              uint64_t turn = kNewTurn);
 
 }  // namespace sluice

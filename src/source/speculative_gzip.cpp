@@ -15,9 +15,6 @@
 #include <functional>
 #include <map>
 #include <mutex>
-#include <queue>
-#include <thread>
-#include <tuple>
 #include <vector>
 
 #ifdef SLUICE_HAVE_ISAL
@@ -29,6 +26,7 @@
 
 #include "sluice/interrupt.hpp"
 #include "source/gzip_index.hpp"
+#include "source/read_pool.hpp"
 #include "source/speculative_inflate.hpp"
 #include "util/mapped_file.hpp"
 
@@ -46,61 +44,6 @@ uint32_t crc_update(uint32_t crc, const uint8_t* p, size_t n) {
   return static_cast<uint32_t>(crc32(crc, p, static_cast<uInt>(n)));
 #endif
 }
-
-// Threads shared by every speculative reader: jobs run in order of (turn, range).
-class SpecPool {
- public:
-  static SpecPool& get() {
-    static SpecPool p;
-    return p;
-  }
-  uint64_t take_turn() { return next_turn_++; }
-  void submit(uint64_t turn, uint64_t index, std::function<void()> job) {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      if (workers_.empty()) {
-        const unsigned n = std::max(1u, std::thread::hardware_concurrency());
-        for (unsigned t = 0; t < n; ++t) workers_.emplace_back([this] { work(); });
-      }
-      jobs_.push(Job{turn, index, std::move(job)});
-    }
-    more_.notify_one();
-  }
-  ~SpecPool() {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      stop_ = true;
-    }
-    more_.notify_all();
-    for (auto& t : workers_) t.join();
-  }
-
- private:
-  struct Job {
-    uint64_t turn, index;
-    std::function<void()> run;
-    bool operator<(const Job& o) const { return std::tie(turn, index) > std::tie(o.turn, o.index); }  // min-heap
-  };
-  void work() {
-    for (;;) {
-      Job j;
-      {
-        std::unique_lock<std::mutex> lk(mu_);
-        more_.wait(lk, [&] { return stop_ || !jobs_.empty(); });
-        if (stop_) return;
-        j = jobs_.top();
-        jobs_.pop();
-      }
-      j.run();
-    }
-  }
-  std::atomic<uint64_t> next_turn_{0};
-  std::mutex mu_;
-  std::condition_variable more_;
-  std::priority_queue<Job> jobs_;
-  std::vector<std::thread> workers_;
-  bool stop_ = false;
-};
 
 // A decoded piece of the file (a range, or part of one decoded by the reader itself), on its way to
 // the reader: its bytes are resolved by a pool job once the window before it is known.
@@ -125,6 +68,7 @@ struct Shared {
   std::condition_variable done;
   std::map<size_t, SpecRange> results;  // decoded, not yet taken; start_bit kNoStop: no block found
   size_t finished = 0;                  // jobs done (cancelled ones too)
+  std::vector<std::vector<char>> spare_bytes;  // pieces' byte arrays the reader is done with
   explicit Shared(const std::string& path) : map(path) {
     d = reinterpret_cast<const uint8_t*>(map.data());
     n = map.size();
@@ -181,14 +125,15 @@ __attribute__((target("avx2"))) uint16_t resolve_avx2(const uint16_t* s, uint8_t
 
 // The piece's bytes: symbols below 256 are bytes, markers index `before` (missing its first bytes
 // when the member began less than 32 KiB before the piece).
-void resolve_piece(Piece& p) {
+void resolve_piece(Piece& p, std::vector<char> spare) {
   const size_t m = p.r.data_end - p.r.data_begin;
+  p.bytes = std::move(spare);  // a used one: its pages are there already
   p.bytes.resize(m);
   uint8_t win[detail::kDeflateWindow + 4] = {};
   const size_t missing = detail::kDeflateWindow - p.before.size();
   if (!p.before.empty()) std::memcpy(win + missing, p.before.data(), p.before.size());
   // Raw pointers: stores through a char pointer could otherwise alias the vectors' own fields.
-  const uint16_t* __restrict s = p.r.data.get() + p.r.data_begin;
+  const uint16_t* __restrict s = p.r.data.p.get() + p.r.data_begin;
   uint8_t* __restrict o = reinterpret_cast<uint8_t*>(p.bytes.data());
   uint16_t lowest = 0xffff;  // the lowest marker seen
   size_t k = 0;
@@ -223,7 +168,7 @@ void resolve_piece(Piece& p) {
     at = size_t(e.out);
   }
   p.runs.push_back({crc_update(0, o + at, m - at), m - at});
-  p.r.data.reset();
+  detail::give_symbol_array(std::move(p.r.data));
 }
 
 class SpeculativeGzipSource final : public ByteSource {
@@ -239,7 +184,7 @@ class SpeculativeGzipSource final : public ByteSource {
     }
     range_bytes_ = std::max<uint64_t>(range_bytes, 1024);
     ranges_ = std::max<size_t>(1, (sh_->n - header_) / range_bytes_);
-    ahead_ = size_t(std::max(1, threads)) * 3 + 2;
+    ahead_ = size_t(std::max(1, threads)) * 2 + 2;
     resolving_ = size_t(std::max(1, threads)) + 1;
     span_ = std::clamp<uint64_t>(uint64_t(sh_->n) * 3 / 64, uint64_t{1} << 20, uint64_t{16} << 20);
     ix_.span = span_;
@@ -312,7 +257,7 @@ class SpeculativeGzipSource final : public ByteSource {
       std::shared_ptr<Shared> sh = sh_;
       const uint64_t from = nominal(i), to = nominal(i + 1), first = uint64_t(header_) * 8;
       count_job();
-      SpecPool::get().submit(turn_, 2 * i + 1, [sh, i, from, to, first] {
+      detail::ReadPool::get().submit(turn_, 2 * i + 1, [sh, i, from, to, first] {
         SpecRange r;
         r.start_bit = kNoStop;
         if (!sh->cancel.load()) {
@@ -408,7 +353,7 @@ class SpeculativeGzipSource final : public ByteSource {
     auto piece = std::make_shared<Piece>();
     piece->before = before_;
     // The 32 KiB after it (bad markers read as 0 here; the piece's own check reports them).
-    const uint16_t* s = r.data.get() + r.data_begin;
+    const uint16_t* s = r.data.p.get() + r.data_begin;
     const size_t m = r.data_end - r.data_begin, keep = std::min<size_t>(m, detail::kDeflateWindow);
     std::vector<uint8_t> after;
     if (keep < detail::kDeflateWindow) {
@@ -433,8 +378,18 @@ class SpeculativeGzipSource final : public ByteSource {
     pending_.push_back(piece);
     std::shared_ptr<Shared> sh = sh_;
     count_job();
-    SpecPool::get().submit(turn_, 2 * range, [sh, piece] {
-      if (!sh->cancel.load()) resolve_piece(*piece);
+    detail::ReadPool::get().submit(turn_, 2 * range, [sh, piece] {
+      if (!sh->cancel.load()) {
+        std::vector<char> spare;
+        {
+          std::lock_guard<std::mutex> lk(sh->mu);
+          if (!sh->spare_bytes.empty()) {
+            spare = std::move(sh->spare_bytes.back());
+            sh->spare_bytes.pop_back();
+          }
+        }
+        resolve_piece(*piece, std::move(spare));
+      }
       {
         std::lock_guard<std::mutex> lk(sh->mu);
         piece->done = true;
@@ -450,6 +405,10 @@ class SpeculativeGzipSource final : public ByteSource {
     std::shared_ptr<Piece> p = pending_.front();
     pending_.pop_front();
     wait_for([&] { return p->done; });
+    if (cur_) {
+      std::lock_guard<std::mutex> lk(sh_->mu);
+      if (sh_->spare_bytes.size() < 4) sh_->spare_bytes.push_back(std::move(cur_->bytes));
+    }
     cur_ = p;
     pos_ = 0;
     if (p->bad_marker) {
@@ -540,7 +499,7 @@ class SpeculativeGzipSource final : public ByteSource {
 
 }  // namespace
 
-uint64_t take_gzip_turn() { return SpecPool::get().take_turn(); }
+uint64_t take_gzip_turn() { return detail::ReadPool::get().take_turn(); }
 
 std::unique_ptr<ByteSource> open_speculative_gzip(const std::string& path, uint64_t turn, int threads,
                                                   bool write_index, uint64_t range_bytes) {

@@ -22,12 +22,12 @@ uint64_t take_gzip_turn();
 // open_byte_source(path) with a turn taken earlier (InflateAhead takes one when it is created).
 std::unique_ptr<ByteSource> open_byte_source_in_turn(const std::string& path, uint64_t turn);
 
-// A gzip file's bytes, decoded as above. `threads`: ranges held ahead of the reader are about three
+// A gzip file's bytes, decoded as above. `threads`: ranges held ahead of the reader are about two
 // per thread; range_bytes: compressed bytes per range (tests make it small). Errors (damaged or
 // truncated data, a CRC-32 that does not match) are thrown by read() after every byte before the
 // damaged range, naming the file and the compressed byte. write_index: write the index at the end.
 std::unique_ptr<ByteSource> open_speculative_gzip(const std::string& path, uint64_t turn, int threads,
                                                   bool write_index = true,
-                                                  uint64_t range_bytes = uint64_t{1} << 20);
+                                                  uint64_t range_bytes = uint64_t{2} << 20);
 
 }  // namespace sluice

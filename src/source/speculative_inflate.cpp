@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 
 namespace sluice::detail {
 
@@ -66,6 +67,13 @@ bool build_code(const uint8_t* lens, int n, int primary, bool allow_single, bool
   int max = 0;
   for (int l = 1; l < 16; ++l)
     if (count[l]) max = l;
+  // Checked before any table is written (the block finder tries many sets that fail here).
+  int left = 1;
+  for (int l = 1; l < 16; ++l) {
+    left = (left << 1) - count[l];
+    if (left < 0) return false;
+  }
+  if (max > 0 && left > 0 && !(allow_single && max == 1)) return false;
   c->primary = primary;
   c->pmask = (uint64_t{1} << primary) - 1;
   c->table.assign(size_t{1} << primary, 0);
@@ -73,12 +81,6 @@ bool build_code(const uint8_t* lens, int n, int primary, bool allow_single, bool
     c->smask = 0;
     return allow_empty;
   }
-  int left = 1;
-  for (int l = 1; l < 16; ++l) {
-    left = (left << 1) - count[l];
-    if (left < 0) return false;
-  }
-  if (left > 0 && !(allow_single && max == 1)) return false;
   uint32_t next[16] = {0};
   uint32_t code = 0;
   for (int l = 1; l < 16; ++l) {
@@ -185,6 +187,41 @@ const char* read_dynamic(const uint8_t* d, size_t n, uint64_t* pos, Code* lit, C
 
 }  // namespace
 
+namespace {
+std::mutex g_arrays_mu;
+std::vector<SymbolArray> g_arrays;  // free, for reuse
+size_t g_array_bytes = 0;
+constexpr size_t kKeptArrayBytes = size_t{256} << 20;
+}  // namespace
+
+SymbolArray take_symbol_array(size_t cap) {
+  {
+    std::lock_guard<std::mutex> lk(g_arrays_mu);
+    size_t best = g_arrays.size();
+    for (size_t i = 0; i < g_arrays.size(); ++i)
+      if (g_arrays[i].cap >= cap && (best == g_arrays.size() || g_arrays[i].cap < g_arrays[best].cap)) best = i;
+    if (best < g_arrays.size()) {
+      SymbolArray a = std::move(g_arrays[best]);
+      g_arrays[best] = std::move(g_arrays.back());
+      g_arrays.pop_back();
+      g_array_bytes -= a.cap * sizeof(uint16_t);
+      return a;
+    }
+  }
+  SymbolArray a;
+  a.p.reset(new uint16_t[cap]);
+  a.cap = cap;
+  return a;
+}
+
+void give_symbol_array(SymbolArray a) {
+  if (!a.p) return;
+  std::lock_guard<std::mutex> lk(g_arrays_mu);
+  if (g_array_bytes + a.cap * sizeof(uint16_t) > kKeptArrayBytes) return;  // freed
+  g_array_bytes += a.cap * sizeof(uint16_t);
+  g_arrays.push_back(std::move(a));
+}
+
 size_t gzip_header_length(const uint8_t* d, size_t n, std::string* why) {
   auto bad = [&](const char* w) -> size_t {
     *why = w;
@@ -228,9 +265,10 @@ SpecRange SpecInflater::decode(uint64_t start_bit, uint64_t stop_bit, bool with_
   if (keep) {
     // About 4 bytes per compressed byte, which the array rarely outgrows.
     cap = kDeflateWindow + 65536 + (stop_bit != kNoStop && stop_bit > start_bit ? size_t((stop_bit - start_bit) / 8) * 4 : 0);
-    r.data.reset(new uint16_t[cap]);
+    r.data = take_symbol_array(cap);
+    cap = r.data.cap;
   }
-  uint16_t* out = keep ? r.data.get() : buf_.data();
+  uint16_t* out = keep ? r.data.p.get() : buf_.data();
   size_t pos = 0, floor = 0;  // floor: the oldest entry back-references may reach
   if (with_window) {
     for (uint32_t i = 0; i < kDeflateWindow; ++i) out[i] = uint16_t(kMarker + i);
@@ -241,11 +279,12 @@ SpecRange SpecInflater::decode(uint64_t start_bit, uint64_t stop_bit, bool with_
   auto made = [&] { return dropped + pos - pos0; };
   auto make_room = [&] {
     if (keep) {
-      std::unique_ptr<uint16_t[]> more(new uint16_t[cap * 2]);
-      std::memcpy(more.get(), out, pos * sizeof(uint16_t));
+      SymbolArray more = take_symbol_array(cap * 2);
+      std::memcpy(more.p.get(), out, pos * sizeof(uint16_t));
+      give_symbol_array(std::move(r.data));
       r.data = std::move(more);
-      out = r.data.get();
-      cap *= 2;
+      out = r.data.p.get();
+      cap = r.data.cap;
       return;
     }
     const size_t shift = pos - kDeflateWindow;
@@ -425,6 +464,18 @@ uint64_t SpecInflater::find_block(uint64_t from_bit, uint64_t to_bit) {
     const uint64_t v = peek(file_, size_, b);
     // BFINAL 0, BTYPE 2 (dynamic codes), HLIT <= 29, HDIST <= 29.
     if ((v & 7) != 4 || ((v >> 3) & 31) > 29 || ((v >> 8) & 31) > 29) continue;
+    // The code-length code must be complete (Kraft's sum exactly 1): most positions fail here,
+    // before any table is built.
+    {
+      const int hclen = int((v >> 13) & 15) + 4;
+      const uint64_t w = peek(file_, size_, b + 17);
+      uint32_t kraft = 0;  // in units of 2^-7
+      for (int i = 0; i < hclen; ++i) {
+        const uint32_t l = uint32_t(w >> (3 * i)) & 7;
+        kraft += l ? 128u >> l : 0;
+      }
+      if (kraft != 128) continue;
+    }
     uint64_t p = b + 3;
     if (*read_dynamic(file_, size_, &p, &lit, &dist, &scratch)) continue;
     const SpecRange r = decode(b, kNoStop, true, kNoStop, 1);

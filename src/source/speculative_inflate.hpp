@@ -34,6 +34,18 @@ struct SpecPoint {
   std::vector<uint16_t> window;  // the (up to) 32 KiB of output before it, markers included
 };
 
+// An array of symbols. Kept ranges' arrays are recycled (take/give): a fresh one costs a page fault
+// and the kernel's zeroing of every 4 KiB page as it is first written, about a sixth as much again as
+// decoding into it.
+struct SymbolArray {
+  std::unique_ptr<uint16_t[]> p;
+  size_t cap = 0;
+};
+// One of at least `cap` entries (a recycled one when there is one).
+SymbolArray take_symbol_array(size_t cap);
+// Back for reuse (up to 256 MiB of them are kept; the rest are freed).
+void give_symbol_array(SymbolArray a);
+
 // What decoding one range gave.
 struct SpecRange {
   uint64_t start_bit = 0;
@@ -48,8 +60,8 @@ struct SpecRange {
     uint32_t crc, isize;
   };
   std::vector<MemberEnd> member_ends;
-  // The output itself, when asked for: data[data_begin, data_end).
-  std::unique_ptr<uint16_t[]> data;
+  // The output itself, when asked for: data.p[data_begin, data_end).
+  SymbolArray data;
   size_t data_begin = 0, data_end = 0;
   std::string error;         // empty when it stopped at a boundary or at the end of the file
   uint64_t error_bit = 0;
