@@ -280,7 +280,7 @@ if has gzip; then
   train_raw=$(json "$OUT/gzip_train_raw.txt" train_samples_per_s)
   for src in $sources; do
     case $src in
-      raw) what="the days as text";; gz) what="$n .gz days, first read (indexes built first)";;
+      raw) what="the days as text";; gz) what="$n .gz days, first read (guessed boundaries)";;
       gzs) what="$n .gz days, serial";; gzi) what="$n .gz days, indexed";;
       one) what="one .gz file of the $((n - 1)) training days (+ the test day), first read";;
       ones) what="the same, serial";; onei) what="the same, indexed";;
