@@ -149,15 +149,6 @@ uint32_t read_le32(PreadInput& in, bool* ok) {
   return v;
 }
 
-// CRC-32 (gzip's) of more bytes: ISA-L's carry-less-multiply kernel when built in, zlib's otherwise.
-uint32_t crc_update(uint32_t crc, const uint8_t* p, size_t n) {
-#ifdef SLUICE_HAVE_ISAL
-  return crc32_gzip_refl(crc, p, n);
-#else
-  return static_cast<uint32_t>(crc32(crc, p, static_cast<uInt>(n)));
-#endif
-}
-
 // A run of one member's output inside a range, its CRC-32 and length; when the member ends in it, the
 // trailer's values.
 struct Segment {
@@ -321,7 +312,7 @@ void inflate_range(int fd, const std::string& path, const GzipIndex& ix, size_t 
     in.consume(used);
     if (made > 0) {
       if (into_scratch) fail("the gzip index does not match " + quoted(path) + " (more data than it records)");
-      seg.crc = crc_update(seg.crc, out, made);
+      seg.crc = gzip_crc32(seg.crc, out, made);
       seg.len += made;
       produced += made;
     }
@@ -379,6 +370,14 @@ uint32_t get32(const uint8_t* p) {
 }  // namespace
 
 std::string gzip_index_path(const std::string& gz_path) { return gz_path + ".sluice-gzi"; }
+
+uint32_t gzip_crc32(uint32_t crc, const uint8_t* p, size_t n) {
+#ifdef SLUICE_HAVE_ISAL
+  return crc32_gzip_refl(crc, p, n);
+#else
+  return static_cast<uint32_t>(crc32(crc, p, static_cast<uInt>(n)));
+#endif
+}
 
 GzipIndex build_gzip_index(const std::string& path, uint64_t span) { return build_gzip_index(path, span, nullptr); }
 

@@ -41,6 +41,9 @@ struct GzipIndex {
   std::vector<GzipPoint> points;  // points[0] is the first member's start (out 0)
 };
 
+// CRC-32 (gzip's) of more bytes: ISA-L's carry-less-multiply kernel when built in, zlib's otherwise.
+uint32_t gzip_crc32(uint32_t crc, const uint8_t* p, size_t n);
+
 // Where the index of `gz_path` is kept: "<gz_path>.sluice-gzi".
 std::string gzip_index_path(const std::string& gz_path);
 

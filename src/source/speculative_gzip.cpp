@@ -17,9 +17,6 @@
 #include <mutex>
 #include <vector>
 
-#ifdef SLUICE_HAVE_ISAL
-#include <isa-l/crc.h>
-#endif
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -36,14 +33,6 @@ namespace {
 
 using detail::kNoStop;
 using detail::SpecRange;
-
-uint32_t crc_update(uint32_t crc, const uint8_t* p, size_t n) {
-#ifdef SLUICE_HAVE_ISAL
-  return crc32_gzip_refl(crc, p, n);
-#else
-  return static_cast<uint32_t>(crc32(crc, p, static_cast<uInt>(n)));
-#endif
-}
 
 // A decoded piece of the file (a range, or part of one decoded by the reader itself), on its way to
 // the reader: its bytes are resolved by a pool job once the window before it is known.
@@ -164,10 +153,10 @@ void resolve_piece(Piece& p, std::vector<char> spare) {
   p.bad_marker = lowest != 0xffff && size_t(lowest - detail::kMarker) < missing;
   size_t at = 0;
   for (const auto& e : p.r.member_ends) {
-    p.runs.push_back({crc_update(0, o + at, size_t(e.out) - at), e.out - at});
+    p.runs.push_back({gzip_crc32(0, o + at, size_t(e.out) - at), e.out - at});
     at = size_t(e.out);
   }
-  p.runs.push_back({crc_update(0, o + at, m - at), m - at});
+  p.runs.push_back({gzip_crc32(0, o + at, m - at), m - at});
   detail::give_symbol_array(std::move(p.r.data));
 }
 

@@ -433,6 +433,21 @@ TEST(GzipIndex, DamageAfterIndexingIsFound) {
   EXPECT_EQ(failed, cases);
 }
 
+// Two members of `text`, damaged: a byte changed at each twelfth (0-10), cut at a third, before the
+// trailer and before its last byte (11-13), and followed by what is not gzip (14).
+std::vector<std::string> damaged_variants(const std::string& text) {
+  const std::string good = member(text.substr(0, text.size() / 2), 6) + member(text.substr(text.size() / 2), 6);
+  std::vector<std::string> bad;
+  for (int k = 1; k < 12; ++k) {
+    std::string b = good;
+    b[good.size() * size_t(k) / 12] ^= char(0x55);
+    bad.push_back(b);
+  }
+  for (size_t cut : {good.size() / 3, good.size() - 9, good.size() - 1}) bad.push_back(good.substr(0, cut));
+  bad.push_back(good + "trailing");
+  return bad;
+}
+
 // A raw deflate stream with a given strategy, flushed every `flush_every` input bytes (0: never) with
 // `flush` (Z_SYNC_FLUSH leaves an empty stored block behind; Z_FULL_FLUSH also forgets the window).
 std::string raw_deflate_with(const std::string& bytes, int level, int strategy, size_t flush_every, int flush) {
@@ -536,16 +551,8 @@ TEST(GzipIndex, BuiltInParallelFromGuessedBoundaries) {
 TEST(GzipIndex, ParallelBuildOfDamagedFiles) {
   TempDir dir("gzi");
   const std::string text = rows_text(13, 12000);
-  const std::string good = member(text.substr(0, text.size() / 2), 6) + member(text.substr(text.size() / 2), 6);
   const std::string path = dir / "a.gz";
-  std::vector<std::string> bad;
-  for (int k = 1; k < 12; ++k) {
-    std::string b = good;
-    b[good.size() * size_t(k) / 12] ^= char(0x55);
-    bad.push_back(b);
-  }
-  for (size_t cut : {good.size() / 3, good.size() - 9, good.size() - 1}) bad.push_back(good.substr(0, cut));
-  bad.push_back(good + "trailing");
+  const std::vector<std::string> bad = damaged_variants(text);
   int fails = 0;
   for (size_t c = 0; c < bad.size(); ++c) {
     SCOPED_TRACE(c);
@@ -616,16 +623,8 @@ TEST(GzipIndex, FirstReadOnSeveralThreads) {
 TEST(GzipIndex, FirstReadOfDamagedFiles) {
   TempDir dir("gzi");
   const std::string text = rows_text(15, 12000);
-  const std::string good = member(text.substr(0, text.size() / 2), 6) + member(text.substr(text.size() / 2), 6);
   const std::string path = dir / "a.gz";
-  std::vector<std::string> bad;
-  for (int k = 1; k < 12; ++k) {
-    std::string b = good;
-    b[good.size() * size_t(k) / 12] ^= char(0x55);
-    bad.push_back(b);
-  }
-  for (size_t cut : {good.size() / 3, good.size() - 9, good.size() - 1}) bad.push_back(good.substr(0, cut));
-  bad.push_back(good + "trailing");
+  const std::vector<std::string> bad = damaged_variants(text);
   int fails = 0;
   for (size_t c = 0; c < bad.size(); ++c) {
     SCOPED_TRACE(c);
