@@ -7,6 +7,10 @@
 #include <cstring>
 #include <mutex>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace sluice::detail {
 
 namespace {
@@ -482,6 +486,96 @@ uint64_t SpecInflater::find_block(uint64_t from_bit, uint64_t to_bit) {
     if (r.error.empty()) return b;
   }
   return kNoStop;
+}
+
+namespace {
+
+// A symbol's byte, without a branch (bytes and markers mix at random: a branch would miss half the
+// time).
+inline uint8_t byte_of(uint16_t v, const uint8_t* win) {
+  const uint8_t lit = uint8_t(v), marked = win[v & (kDeflateWindow - 1)];
+  const uint8_t is_lit = uint8_t(-int(v < 256));
+  return uint8_t((lit & is_lit) | (marked & ~is_lit));
+}
+
+#if defined(__x86_64__)
+// Sixteen symbols at once: bytes narrowed, markers gathered from the window (win has 3 bytes of
+// room past its end for the 4-byte gathers). Returns the lowest marker seen (0xffff: none).
+__attribute__((target("avx2"))) uint16_t resolve_avx2(const uint16_t* s, uint8_t* o, size_t m, const uint8_t* win,
+                                                      size_t* done) {
+  const __m256i high = _mm256_set1_epi16(int16_t(0xff00));
+  const __m256i index_mask = _mm256_set1_epi32(int32_t(kDeflateWindow - 1));
+  const __m256i byte_mask = _mm256_set1_epi32(0xff);
+  const __m256i first_marker = _mm256_set1_epi32(255);
+  __m256i lowest = _mm256_set1_epi16(-1);
+  size_t k = 0;
+  for (; k + 16 <= m; k += 16) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + k));
+    __m256i bytes16;
+    if (_mm256_testz_si256(v, high)) {
+      bytes16 = v;
+    } else {
+      const __m256i lo = _mm256_cvtepu16_epi32(_mm256_castsi256_si128(v));
+      const __m256i hi = _mm256_cvtepu16_epi32(_mm256_extracti128_si256(v, 1));
+      const int* w = reinterpret_cast<const int*>(win);
+      const __m256i glo = _mm256_and_si256(_mm256_i32gather_epi32(w, _mm256_and_si256(lo, index_mask), 1), byte_mask);
+      const __m256i ghi = _mm256_and_si256(_mm256_i32gather_epi32(w, _mm256_and_si256(hi, index_mask), 1), byte_mask);
+      const __m256i rlo = _mm256_blendv_epi8(lo, glo, _mm256_cmpgt_epi32(lo, first_marker));
+      const __m256i rhi = _mm256_blendv_epi8(hi, ghi, _mm256_cmpgt_epi32(hi, first_marker));
+      bytes16 = _mm256_permute4x64_epi64(_mm256_packus_epi32(rlo, rhi), 0xd8);  // 16 x u16 in order
+      // Markers only (bytes count as 0xffff) toward the lowest.
+      const __m256i is_byte = _mm256_cmpeq_epi16(_mm256_and_si256(v, high), _mm256_setzero_si256());
+      lowest = _mm256_min_epu16(lowest, _mm256_or_si256(v, is_byte));
+    }
+    const __m128i packed = _mm_packus_epi16(_mm256_castsi256_si128(bytes16), _mm256_extracti128_si256(bytes16, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + k), packed);
+  }
+  *done = k;
+  uint16_t l[16];
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(l), lowest);
+  return *std::min_element(l, l + 16);
+}
+#endif
+
+
+}  // namespace
+
+bool wide_symbol_kernel() {
+#if defined(__x86_64__)
+  return __builtin_cpu_supports("avx2");
+#else
+  return false;
+#endif
+}
+
+uint16_t symbols_to_bytes(const uint16_t* __restrict s, uint8_t* __restrict o, size_t m, const uint8_t* win, bool wide) {
+  uint16_t lowest = 0xffff;  // the lowest marker seen
+  size_t k = 0;
+#if defined(__x86_64__)
+  if (wide) lowest = resolve_avx2(s, o, m, win, &k);
+#else
+  (void)wide;
+#endif
+  for (; k + 32 <= m; k += 32) {
+    uint16_t any = 0;
+    for (int j = 0; j < 32; ++j) any |= s[k + j];
+    if (any < 256) {
+      for (int j = 0; j < 32; ++j) o[k + j] = uint8_t(s[k + j]);
+      continue;
+    }
+    for (int j = 0; j < 32; ++j) o[k + j] = byte_of(s[k + j], win);
+    // Bytes are below 256 and markers at or above kMarker: a byte counts as 0xffff here.
+    for (int j = 0; j < 32; ++j) {
+      const uint16_t v = s[k + j];
+      lowest = std::min<uint16_t>(lowest, v < 256 ? uint16_t(0xffff) : v);
+    }
+  }
+  for (; k < m; ++k) {
+    const uint16_t v = s[k];
+    if (v >= 256) lowest = std::min(lowest, v);
+    o[k] = byte_of(v, win);
+  }
+  return lowest;
 }
 
 bool resolve_window(const std::vector<uint16_t>& window, const std::vector<uint8_t>& before,

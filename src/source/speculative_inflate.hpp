@@ -89,6 +89,14 @@ class SpecInflater {
   std::vector<uint16_t> buf_;  // output with its history, compacted as it fills
 };
 
+// Symbols to bytes: s[0, m) to o[0, m), bytes as they are and marker kMarker + i as win[i] (win:
+// 32 KiB and 4 bytes of padding after it, read by 4-byte gathers). Returns the lowest marker met
+// (0xffff: none), for the caller to check against the bytes it really has. wide: the AVX2 kernel
+// (only where wide_symbol_kernel() says the processor has it); otherwise the plain one, which the
+// tests hold it to.
+uint16_t symbols_to_bytes(const uint16_t* s, uint8_t* o, size_t m, const uint8_t* win, bool wide);
+bool wide_symbol_kernel();
+
 // The bytes of a window with markers, given the bytes before the range (the previous range's last
 // up-to-32 KiB). False when a marker points before the bytes given.
 bool resolve_window(const std::vector<uint16_t>& window, const std::vector<uint8_t>& before,

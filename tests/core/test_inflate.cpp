@@ -15,6 +15,7 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "source/gzip_index.hpp"
 #include "source/inflate.hpp"
 #include "source/speculative_gzip.hpp"
+#include "source/speculative_inflate.hpp"
 #include "test_util.hpp"
 
 using namespace sluice;
@@ -656,4 +658,35 @@ TEST(GzipIndex, FirstReadOfDamagedFiles) {
     fails += failed;
   }
   EXPECT_GE(fails, int(bad.size()) - 1);
+}
+
+// The AVX2 kernel that turns symbols into bytes against the plain one: every mix of bytes and
+// markers, every length around its 16-symbol steps, and the lowest marker each reports.
+TEST(SpeculativeInflate, WideSymbolKernelEqualsThePlainOne) {
+  if (!detail::wide_symbol_kernel()) GTEST_SKIP() << "no AVX2 on this processor";
+  std::mt19937 rng(5);
+  std::vector<uint8_t> win(detail::kDeflateWindow + 4);
+  for (auto& b : win) b = uint8_t(rng());
+  for (double markers : {0.0, 0.01, 0.5, 1.0})
+    for (size_t m : {size_t{0}, size_t{1}, size_t{15}, size_t{16}, size_t{17}, size_t{31}, size_t{32}, size_t{33},
+                     size_t{100}, size_t{4097}}) {
+      SCOPED_TRACE(std::to_string(markers) + " markers, " + std::to_string(m) + " symbols");
+      std::vector<uint16_t> s(m);
+      for (auto& v : s)
+        v = std::uniform_real_distribution<double>(0, 1)(rng) < markers
+                ? uint16_t(detail::kMarker + rng() % detail::kDeflateWindow)
+                : uint16_t(rng() % 256);
+      std::vector<uint8_t> plain(m + 1, 0xAA), wide(m + 1, 0xAA);
+      const uint16_t lp = detail::symbols_to_bytes(s.data(), plain.data(), m, win.data(), false);
+      const uint16_t lw = detail::symbols_to_bytes(s.data(), wide.data(), m, win.data(), true);
+      EXPECT_EQ(lp, lw);
+      EXPECT_TRUE(plain == wide);
+      EXPECT_EQ(wide[m], 0xAA);  // nothing written past the end
+      uint16_t lowest = 0xffff;
+      for (size_t i = 0; i < m; ++i) {
+        if (s[i] >= 256) lowest = std::min(lowest, s[i]);
+        ASSERT_EQ(plain[i], s[i] < 256 ? uint8_t(s[i]) : win[s[i] - detail::kMarker]) << i;
+      }
+      EXPECT_EQ(lp, lowest);
+    }
 }
