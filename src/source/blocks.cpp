@@ -14,6 +14,7 @@
 
 #include "sluice/interrupt.hpp"
 #include "sluice/schema.hpp"
+#include "source/inflate.hpp"
 #include "source/inflate_ahead.hpp"
 
 namespace sluice {
@@ -67,26 +68,6 @@ bool is_gzip_file(const MappedFile& m) {
   return m.size() >= 2 && uint8_t(m.data()[0]) == 0x1f && uint8_t(m.data()[1]) == 0x8b;
 }
 
-// A regular file that starts with the gzip magic. Anything else (standard input, pipes, FIFOs,
-// files that cannot be opened: their errors come when they are read) is read in turn.
-bool is_regular_gzip(const std::string& path) {
-  if (is_stdin_path(path)) return false;
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  unsigned char m[2] = {0, 0};
-  ssize_t got = 0;
-  while (got < 2) {
-    const ssize_t r = ::read(fd, m + got, size_t(2 - got));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += r;
-  }
-  ::close(fd);
-  return got == 2 && m[0] == 0x1f && m[1] == 0x8b;
-}
-
 }  // namespace
 
 BlockReader::BlockReader(std::vector<std::string> inputs, size_t block_bytes, bool map_files, size_t inflate_ahead,
@@ -134,7 +115,7 @@ void BlockReader::cancel() {
 void BlockReader::start_inflating_ahead() {
   ahead_next_ = std::max(ahead_next_, file_);
   for (; ahead_next_ < inputs_.size() && ahead_next_ < file_ + inflate_ahead_; ++ahead_next_) {
-    if (is_regular_gzip(inputs_[ahead_next_])) {
+    if (is_regular_gzip(inputs_[ahead_next_], 0)) {
       ahead_[ahead_next_] = std::make_unique<InflateAhead>(inputs_[ahead_next_], kAheadChunkBytes, ahead_chunks_);
     }
   }

@@ -272,18 +272,6 @@ std::string base_name(const std::string& path) {
   return path.substr(begin, end - begin);
 }
 
-// A regular file of min_bytes or more that starts with the gzip magic.
-bool is_large_gzip_file(const std::string& path, uint64_t min_bytes) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) < min_bytes) return false;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  unsigned char m[2] = {0, 0};
-  const bool gz = ::pread(fd, m, 2, 0) == 2 && m[0] == 0x1f && m[1] == 0x8b;
-  ::close(fd);
-  return gz;
-}
-
 bool directory_writable(const std::string& path) {
   const size_t slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
@@ -291,6 +279,24 @@ bool directory_writable(const std::string& path) {
 }
 
 }  // namespace
+
+bool is_regular_gzip(const std::string& path, uint64_t min_bytes) {
+  if (is_stdin_path(path)) return false;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) < min_bytes) return false;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  unsigned char m[2] = {0, 0};
+  ssize_t got = 0;
+  while (got < 2) {
+    const ssize_t r = ::read(fd, m + got, size_t(2 - got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += r;
+  }
+  ::close(fd);
+  return got == 2 && m[0] == 0x1f && m[1] == 0x8b;
+}
 
 int gzip_index_threads() {
   if (const char* v = std::getenv("SLUICE_GZ_THREADS"); v && std::atoi(v) > 0) return std::atoi(v);
@@ -312,7 +318,7 @@ std::unique_ptr<ByteSource> open_byte_source_in_turn(const std::string& path, ui
                                default_inflater(), turn);
     const char* env = std::getenv("SLUICE_GZ_INDEX");
     const bool parallel = env ? std::string(env) == "1" : std::thread::hardware_concurrency() >= 8;
-    if (parallel && is_large_gzip_file(path, uint64_t{32} << 20)) {
+    if (parallel && is_regular_gzip(path, uint64_t{32} << 20)) {
       if (why != "no index") notice("not using the gzip index: " + why + "; " + path + " is read on every core and indexed again");
       return open_speculative_gzip(path, turn, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())),
                                    directory_writable(path));

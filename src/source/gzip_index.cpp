@@ -538,20 +538,12 @@ GzipIndex build_gzip_index_parallel(const std::string& path, uint64_t span, int 
   size_t i = 0;
   SpecRange cur = std::move(result[0]);
   detail::SpecInflater again(d, n);
-  auto point_at = [](uint64_t bit, uint64_t at, bool after_header) {
-    GzipPoint pt;
-    pt.in = (bit + 7) / 8;
-    pt.bits = uint8_t(pt.in * 8 - bit);
-    pt.out = at;
-    pt.after_header = after_header;
-    return pt;
-  };
   for (;;) {
     if (!cur.error.empty()) return serial();  // the serial pass words it
-    ix.points.push_back(point_at(cur.start_bit, out, starts_member));
+    ix.points.push_back(gzip_point_at(cur.start_bit, out, starts_member));
     if (!starts_member) ix.points.back().window = before;
     for (const auto& p : cur.points) {
-      ix.points.push_back(point_at(p.bit, out + p.out, p.after_header));
+      ix.points.push_back(gzip_point_at(p.bit, out + p.out, p.after_header));
       if (!p.after_header && !detail::resolve_window(p.window, before, &ix.points.back().window))
         return serial();
     }

@@ -33,6 +33,16 @@ struct GzipPoint {
   std::vector<uint8_t> window;  // the output's last (up to) 32 KiB before `out`
 };
 
+// The point at bit `bit` of the file (in, bits as GzipPoint keeps them), `out` bytes into the output.
+inline GzipPoint gzip_point_at(uint64_t bit, uint64_t out, bool after_header) {
+  GzipPoint p;
+  p.in = (bit + 7) / 8;
+  p.bits = static_cast<uint8_t>(p.in * 8 - bit);
+  p.out = out;
+  p.after_header = after_header;
+  return p;
+}
+
 struct GzipIndex {
   uint64_t file_size = 0;
   int64_t file_mtime_ns = 0;

@@ -46,6 +46,10 @@ InflaterKind default_inflater();
 // "zlib 1.2.13", "ISA-L igzip 2.30" ...
 std::string inflater_name(InflaterKind kind);
 
+// A regular file of min_bytes or more that starts with the gzip magic. Anything else (standard
+// input, pipes, FIFOs, files that cannot be opened: their errors come when they are read) is not.
+bool is_regular_gzip(const std::string& path, uint64_t min_bytes);
+
 // open_byte_source with a chosen inflater for gzip (tests and the benchmark compare them).
 std::unique_ptr<ByteSource> open_byte_source(const std::string& path, InflaterKind kind);
 

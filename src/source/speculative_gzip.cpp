@@ -253,31 +253,24 @@ class SpeculativeGzipSource final : public ByteSource {
   bool add(SpecRange r, size_t range) {
     if (stop_joining_) return false;
     if (ix_.points.empty() || out_ - last_point_ >= span_) {
-      GzipPoint p;
-      p.in = (r.start_bit + 7) / 8;
-      p.bits = uint8_t(p.in * 8 - r.start_bit);
-      p.out = out_;
-      p.after_header = starts_member_;
+      GzipPoint p = gzip_point_at(r.start_bit, out_, starts_member_);
       if (!starts_member_) p.window = before_;
       ix_.points.push_back(std::move(p));
       last_point_ = out_;
     }
     auto piece = std::make_shared<Piece>();
     piece->before = before_;
-    // The 32 KiB after it (bad markers read as 0 here; the piece's own check reports them).
+    // The 32 KiB after it: what is left of the window before it, then the piece's own last bytes
+    // (a bad marker leaves them unspecified; the piece's own check reports it).
     const uint16_t* s = r.data.p.get() + r.data_begin;
     const size_t m = r.data_end - r.data_begin, keep = std::min<size_t>(m, detail::kDeflateWindow);
-    std::vector<uint8_t> after;
+    std::vector<uint8_t> after, tail;
     if (keep < detail::kDeflateWindow) {
       const size_t old = std::min(before_.size(), size_t(detail::kDeflateWindow) - keep);
       after.assign(before_.end() - long(old), before_.end());
     }
-    const size_t missing = detail::kDeflateWindow - before_.size();
-    for (size_t k = m - keep; k < m; ++k) {
-      const uint16_t v = s[k];
-      const size_t idx = size_t(v - detail::kMarker);
-      after.push_back(v < 256 ? uint8_t(v) : idx >= missing ? before_[idx - missing] : 0);
-    }
+    detail::resolve_window(std::vector<uint16_t>(s + m - keep, s + m), before_, &tail);
+    after.insert(after.end(), tail.begin(), tail.end());
     before_ = std::move(after);
     out_ += m;
     const bool ended = !r.error.empty() || r.end_of_file;
